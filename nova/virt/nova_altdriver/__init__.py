@@ -1,0 +1,1 @@
+from nova_altdriver.driver import AltDriver  # noqa: F401

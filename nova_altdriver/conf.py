@@ -1,0 +1,60 @@
+"""Options of the ``[altdriver]`` group.
+
+They are registered on nova's global CONF when this module is imported, and
+listed for oslo-config-generator through the ``oslo.config.opts`` entry point.
+"""
+
+from oslo_config import cfg
+
+import nova.conf
+
+CONF = nova.conf.CONF
+
+altdriver_group = cfg.OptGroup(
+    'altdriver',
+    title='nova_altdriver options',
+    help='Options of the nova_altdriver virt driver '
+         '(``compute_driver = nova_altdriver.AltDriver``).')
+
+altdriver_opts = [
+    cfg.StrOpt(
+        'connection_uri',
+        default='qemu:///system',
+        help='libvirt connection URI of the hypervisor this compute host '
+             'manages. Read once, when the driver is created.'),
+    cfg.StrOpt(
+        'virt_type',
+        default='kvm',
+        choices=[('kvm', 'hardware-accelerated guests (needs /dev/kvm)'),
+                 ('qemu', 'software-emulated guests (TCG), for hosts '
+                          'without usable KVM such as nested test VMs')],
+        help='Domain type of the guests this host creates.'),
+    cfg.StrOpt(
+        'hypervisor_hostname',
+        help='Name of this host\'s compute node (its resource provider in '
+             'Placement). Defaults to the host name libvirt reports. Set it '
+             'only when several compute services share one machine; never '
+             'change it once the node exists, nova-compute refuses to start '
+             'when its node was renamed.'),
+    cfg.FloatOpt(
+        'stopped_event_delay',
+        default=15.0,
+        min=0.0,
+        help='Seconds a "guest stopped" event from libvirt is held back '
+             'before nova sees it. A start event for the same guest within '
+             'that time cancels it, so a reboot from inside the guest is not '
+             'mistaken for a power off (which would make nova stop the '
+             'instance).'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(altdriver_group)
+    conf.register_opts(altdriver_opts, group=altdriver_group)
+
+
+def list_opts():
+    return [(altdriver_group, altdriver_opts)]
+
+
+register_opts(CONF)

@@ -1,0 +1,126 @@
+"""AltDriver: nova's ComputeDriver interface, mapped onto this package.
+
+A facade: each method hands the work to the module that owns the concern
+(host.py for the libvirt connection and events, resources.py for what the
+node offers, guest.py for one domain).
+"""
+
+import os
+
+from nova import exception
+from nova.virt import driver
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+
+from nova_altdriver import conf
+from nova_altdriver import host as host_mod
+from nova_altdriver import resources
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
+
+MIN_LIBVIRT_VERSION = (8, 0, 0)
+MIN_QEMU_VERSION = (6, 2, 0)
+
+
+def _version_number(version):
+    major, minor, micro = version
+    return major * 1000000 + minor * 1000 + micro
+
+
+def _version_text(number):
+    return '%d.%d.%d' % (number // 1000000, number // 1000 % 1000,
+                         number % 1000)
+
+
+class AltDriver(driver.ComputeDriver):
+
+    capabilities = dict(driver.ComputeDriver.capabilities)
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi)
+        # Captured now: several compute services in one process (nova's
+        # functional tests) each keep the URI they were created with.
+        self._host = host_mod.Host(
+            CONF.altdriver.connection_uri,
+            event_handler=self.emit_event,
+            stopped_event_delay=CONF.altdriver.stopped_event_delay)
+        self._configured_nodename = CONF.altdriver.hypervisor_hostname
+        self._nodename = None
+        self._resources = resources.HostResources(self._host)
+
+    # -- service start and stop --------------------------------------------
+
+    def init_host(self, host):
+        self._host.start_events()
+        self._check_hypervisor()
+        os.makedirs(CONF.instances_path, exist_ok=True)
+
+    def _check_hypervisor(self):
+        lib_version = self._host.lib_version()
+        if lib_version < _version_number(MIN_LIBVIRT_VERSION):
+            raise exception.InternalError(
+                'nova_altdriver needs libvirt >= %s, %s runs %s' % (
+                    _version_text(_version_number(MIN_LIBVIRT_VERSION)),
+                    self._host.uri, _version_text(lib_version)))
+        if self._host.hypervisor_type() == 'QEMU':
+            qemu_version = self._host.hypervisor_version()
+            if qemu_version < _version_number(MIN_QEMU_VERSION):
+                raise exception.InternalError(
+                    'nova_altdriver needs QEMU >= %s, %s runs %s' % (
+                        _version_text(_version_number(MIN_QEMU_VERSION)),
+                        self._host.uri, _version_text(qemu_version)))
+        virt_type = CONF.altdriver.virt_type
+        domain_types = {d.get('type') for d in
+                        self._host.capabilities().findall('guest/arch/domain')}
+        if virt_type == 'kvm' and 'kvm' not in domain_types:
+            raise exception.InternalError(
+                '[altdriver] virt_type = kvm, but %s cannot run KVM guests '
+                '(no usable /dev/kvm?); use virt_type = qemu for software '
+                'emulation' % self._host.uri)
+
+    def cleanup_host(self, host):
+        self._host.close()
+
+    # -- inventory of guests ---------------------------------------------
+
+    def list_instances(self):
+        return [g.name for g in self._host.list_guests()]
+
+    def list_instance_uuids(self):
+        return [g.uuid for g in self._host.list_guests()]
+
+    def instance_exists(self, instance):
+        return self._host.find_guest(instance.uuid) is not None
+
+    def get_info(self, instance, use_cache=True):
+        return self._host.get_guest(instance).info()
+
+    # -- the node ----------------------------------------------------------
+
+    def get_available_nodes(self, refresh=False):
+        if self._nodename is None:
+            self._nodename = (self._configured_nodename or
+                              self._host.hostname())
+        return [self._nodename]
+
+    def get_available_resource(self, nodename):
+        return self._resources.report(nodename)
+
+    def update_provider_tree(self, provider_tree, nodename,
+                             allocations=None):
+        current = provider_tree.data(nodename).inventory
+        provider_tree.update_inventory(
+            nodename, self._resources.inventory(current))
+
+    def get_host_ip_addr(self):
+        return CONF.my_ip
+
+    def get_host_uptime(self):
+        out, _err = processutils.execute('env', 'LANG=C', 'uptime')
+        return out
+
+    def get_host_cpu_stats(self):
+        stats = self._host.cpu_stats()
+        stats['frequency'] = self._host.node_info()[3]
+        return stats

@@ -1,0 +1,284 @@
+"""The libvirt connection of one compute host, and the events it delivers.
+
+One :class:`Host` owns one connection: opened on first use, shared by every
+thread of nova-compute, and opened again when libvirtd went away (a restart
+breaks open connections with "Broken pipe"). Lifecycle events arrive in
+libvirt's event loop thread and reach nova from a dispatcher thread of their
+own, so a slow nova never stalls libvirt.
+"""
+
+import queue
+import threading
+import time
+
+import libvirt
+from lxml import etree
+from nova import exception
+from nova.virt import event as virtevent
+from oslo_log import log as logging
+
+from nova_altdriver import guest as guest_mod
+
+LOG = logging.getLogger(__name__)
+
+# libvirt prints every error to stderr unless told otherwise; the errors
+# reach the caller as exceptions and are logged there.
+libvirt.registerErrorHandler(lambda opaque, error: None, None)
+
+# libvirt's default event loop belongs to the process, not to a connection:
+# one native thread runs it for every Host and lives as long as the process.
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def _start_event_loop():
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_event_loop, name='libvirt-event-loop',
+                         daemon=True).start()
+        _event_loop_started = True
+
+
+def _run_event_loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def is_connection_lost(error):
+    """Whether a libvirtError means the daemon went away, not the call."""
+    return (error.get_error_code() in (libvirt.VIR_ERR_SYSTEM_ERROR,
+                                       libvirt.VIR_ERR_INTERNAL_ERROR,
+                                       libvirt.VIR_ERR_NO_CONNECT)
+            and error.get_error_domain() in (libvirt.VIR_FROM_REMOTE,
+                                             libvirt.VIR_FROM_RPC))
+
+
+class LibvirtUnavailable(exception.HypervisorUnavailable):
+    msg_fmt = 'Cannot connect to libvirt at %(uri)s: %(reason)s'
+
+
+_TRANSITIONS = {
+    libvirt.VIR_DOMAIN_EVENT_STARTED: virtevent.EVENT_LIFECYCLE_STARTED,
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: virtevent.EVENT_LIFECYCLE_STOPPED,
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: virtevent.EVENT_LIFECYCLE_PAUSED,
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: virtevent.EVENT_LIFECYCLE_RESUMED,
+}
+
+_STOP = object()
+
+
+class Host(object):
+
+    def __init__(self, uri, event_handler=None, stopped_event_delay=15.0):
+        """:param event_handler: called with each nova LifecycleEvent
+        :param stopped_event_delay: seconds a STOPPED event is held back;
+            any later event of the same guest (a reboot's STARTED) drops it
+        """
+        self.uri = uri
+        self._event_handler = event_handler
+        self._stopped_event_delay = stopped_event_delay
+        self._conn = None
+        self._conn_lock = threading.Lock()
+        self._events = queue.Queue()
+        self._dispatcher = None
+        self._capabilities = None
+
+    # -- connection -------------------------------------------------------
+
+    def get_connection(self):
+        with self._conn_lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            return self._conn
+
+    def _connect(self):
+        LOG.debug('Connecting to libvirt at %s', self.uri)
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as e:
+            raise LibvirtUnavailable(uri=self.uri, reason=e)
+        if self._dispatcher is not None:
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                self._on_lifecycle_event, None)
+            conn.registerCloseCallback(self._on_connection_closed, None)
+        LOG.info('Connected to libvirt at %s', self.uri)
+        return conn
+
+    def _forget_connection(self, conn):
+        with self._conn_lock:
+            if self._conn is conn:
+                self._conn = None
+
+    def _on_connection_closed(self, conn, reason, opaque):
+        # Runs in the event loop thread: no logging, no blocking.
+        self._forget_connection(conn)
+
+    def call(self, func):
+        """Returns func(connection), reconnecting once if libvirtd is gone.
+
+        Only for calls that are safe to repeat (queries, define, lookups):
+        when the daemon restarted, the first attempt never reached it.
+        """
+        conn = self.get_connection()
+        try:
+            return func(conn)
+        except libvirt.libvirtError as e:
+            if not is_connection_lost(e):
+                raise
+            LOG.warning('Lost the libvirt connection to %s (%s); '
+                        'reconnecting', self.uri, e)
+            self._forget_connection(conn)
+            return func(self.get_connection())
+
+    # -- events -----------------------------------------------------------
+
+    def start_events(self):
+        """Delivers lifecycle events from now on (nova-compute's init_host)."""
+        if self._dispatcher is not None:
+            return
+        _start_event_loop()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_events, name='altdriver-events',
+            daemon=True)
+        self._dispatcher.start()
+        # A connection opened before the loop ran carries no event callbacks.
+        with self._conn_lock:
+            old, self._conn = self._conn, None
+        if old is not None:
+            old.close()
+        self.get_connection()
+
+    def _on_lifecycle_event(self, conn, dom, event, detail, opaque):
+        # Runs in the event loop thread: no logging, no blocking.
+        transition = _TRANSITIONS.get(event)
+        if transition is not None:
+            self._events.put(
+                virtevent.LifecycleEvent(dom.UUIDString(), transition))
+
+    def _dispatch_events(self):
+        held = {}  # uuid -> (due time, STOPPED event held back)
+        while True:
+            wait = None
+            if held:
+                wait = max(0.0, min(d for d, _ in held.values()) -
+                           time.monotonic())
+            try:
+                event = self._events.get(timeout=wait)
+            except queue.Empty:
+                event = None
+            if event is _STOP:
+                return
+            now = time.monotonic()
+            if event is not None:
+                if held.pop(event.uuid, None):
+                    LOG.debug('Dropped a held STOPPED event of %s: %s '
+                              'followed', event.uuid, event.get_name())
+                if (event.transition == virtevent.EVENT_LIFECYCLE_STOPPED
+                        and self._stopped_event_delay > 0):
+                    held[event.uuid] = (now + self._stopped_event_delay,
+                                        event)
+                else:
+                    self._emit(event)
+            for uuid, (due, held_event) in list(held.items()):
+                if due <= now:
+                    del held[uuid]
+                    self._emit(held_event)
+
+    def _emit(self, event):
+        if self._event_handler is None:
+            return
+        try:
+            self._event_handler(event)
+        except Exception:
+            LOG.exception('Delivering %s failed', event)
+
+    def close(self):
+        """Stops event delivery and closes the connection."""
+        if self._dispatcher is not None:
+            self._events.put(_STOP)
+            self._dispatcher.join(timeout=10)
+            self._dispatcher = None
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError as e:
+                LOG.debug('Closing the libvirt connection: %s', e)
+
+    # -- host facts -------------------------------------------------------
+
+    def capabilities(self):
+        """The host capabilities document (lxml); it does not change."""
+        if self._capabilities is None:
+            self._capabilities = etree.fromstring(
+                self.call(lambda c: c.getCapabilities()))
+        return self._capabilities
+
+    def hostname(self):
+        return self.call(lambda c: c.getHostname())
+
+    def lib_version(self):
+        return self.call(lambda c: c.getLibVersion())
+
+    def hypervisor_type(self):
+        return self.call(lambda c: c.getType())
+
+    def hypervisor_version(self):
+        return self.call(lambda c: c.getVersion())
+
+    def node_info(self):
+        """virNodeGetInfo: [model, memory MiB, cpus, MHz, nodes, sockets,
+        cores, threads]."""
+        return self.call(lambda c: c.getInfo())
+
+    def memory_stats(self):
+        """Host memory in KiB (total, free, buffers, cached), or None when
+        the hypervisor does not report it (libvirt's test driver)."""
+        try:
+            return self.call(lambda c: c.getMemoryStats(
+                libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+            return None
+
+    def cpu_stats(self):
+        return self.call(lambda c: c.getCPUStats(
+            libvirt.VIR_NODE_CPU_STATS_ALL_CPUS))
+
+    # -- guests -----------------------------------------------------------
+
+    def list_guests(self):
+        return [guest_mod.Guest(d)
+                for d in self.call(lambda c: c.listAllDomains(0))]
+
+    def guest_states(self):
+        """{uuid: (libvirt state, current vCPUs)} for every domain, in one
+        round trip whatever the number of guests (drivers that do not report
+        vCPU statistics, like the test driver, cost one call per guest)."""
+        stats = self.call(lambda c: c.getAllDomainStats(
+            libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU))
+        return {dom.UUIDString(): (s['state.state'],
+                                   s.get('vcpu.current') or dom.info()[3])
+                for dom, s in stats}
+
+    def find_guest(self, uuid):
+        """The guest with this UUID, or None."""
+        try:
+            return guest_mod.Guest(
+                self.call(lambda c: c.lookupByUUIDString(uuid)))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def get_guest(self, instance):
+        guest = self.find_guest(instance.uuid)
+        if guest is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return guest

@@ -1,0 +1,128 @@
+import os
+import uuid
+
+from nova.compute import power_state
+from nova.compute import provider_tree
+from nova import exception
+from nova import objects
+import os_resource_classes as orc
+from oslo_serialization import jsonutils
+
+from nova_altdriver import driver
+from nova_altdriver.tests import libvirt_test_driver
+from nova_altdriver.tests.unit import base
+
+
+class DriverTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.conn = self.driver._host.get_connection()
+
+    def define(self, vcpus=1, start=False):
+        self.last_id = getattr(self, 'last_id', 0) + 1
+        instance = objects.Instance(uuid=str(uuid.uuid4()), id=self.last_id)
+        dom = self.conn.defineXML(libvirt_test_driver.domain_xml(
+            instance.uuid, instance.name, vcpus=vcpus))
+        if start:
+            dom.create()
+        return instance, dom
+
+    def test_guests_are_listed_by_name_and_uuid(self):
+        instance, _ = self.define()
+        self.assertEqual([instance.name], self.driver.list_instances())
+        self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
+        self.assertTrue(self.driver.instance_exists(instance))
+        other = objects.Instance(uuid=str(uuid.uuid4()))
+        self.assertFalse(self.driver.instance_exists(other))
+
+    def test_get_info_follows_the_domain_state(self):
+        instance, dom = self.define()
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.driver.get_info(instance).state)
+        dom.create()
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(instance).state)
+        dom.suspend()
+        self.assertEqual(power_state.PAUSED,
+                         self.driver.get_info(instance).state)
+
+    def test_get_info_of_an_unknown_instance(self):
+        self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
+                          objects.Instance(uuid=str(uuid.uuid4())))
+
+    def test_resources_match_the_hypervisor(self):
+        self.define(vcpus=2, start=True)
+        self.define(vcpus=3)  # defined but off: uses no vCPU
+        nodename = self.driver.get_available_nodes()[0]
+        res = self.driver.get_available_resource(nodename)
+        st = os.statvfs(self.tmp)
+        self.assertEqual(6, res['vcpus'])
+        self.assertEqual(2, res['vcpus_used'])
+        self.assertEqual(12288, res['memory_mb'])
+        self.assertEqual(st.f_frsize * st.f_blocks // 2 ** 30,
+                         res['local_gb'])
+        self.assertEqual(nodename, res['hypervisor_hostname'])
+        self.assertEqual('TEST', res['hypervisor_type'])
+        self.assertIsInstance(res['hypervisor_version'], int)
+        self.assertIn('topology', jsonutils.loads(res['cpu_info']))
+        self.assertIn(('i686', 'test', 'hvm'), res['supported_instances'])
+
+    def test_node_name_is_stable_and_configurable(self):
+        first = self.driver.get_available_nodes()
+        self.assertEqual(first, self.driver.get_available_nodes(refresh=True))
+        self.flags(hypervisor_hostname='node-a', group='altdriver')
+        self.assertEqual(['node-a'],
+                         driver.AltDriver(None).get_available_nodes())
+
+    def test_inventory_uses_nova_ratios_and_reservations(self):
+        self.flags(cpu_allocation_ratio=16.0, reserved_host_memory_mb=1024,
+                   reserved_host_disk_mb=2048, reserved_host_cpus=1)
+        tree = provider_tree.ProviderTree()
+        tree.new_root('node', uuid.uuid4())
+        self.driver.update_provider_tree(tree, 'node')
+        inv = tree.data('node').inventory
+        self.assertEqual({'total': 6, 'reserved': 1, 'min_unit': 1,
+                          'max_unit': 6, 'step_size': 1,
+                          'allocation_ratio': 16.0}, inv[orc.VCPU])
+        self.assertEqual(12288, inv[orc.MEMORY_MB]['total'])
+        self.assertEqual(1024, inv[orc.MEMORY_MB]['reserved'])
+        self.assertEqual(1.0, inv[orc.MEMORY_MB]['allocation_ratio'])
+        self.assertEqual(2, inv[orc.DISK_GB]['reserved'])
+
+    def test_host_figures(self):
+        self.assertIn('load average', self.driver.get_host_uptime())
+        stats = self.driver.get_host_cpu_stats()
+        self.assertEqual(2400, stats['frequency'])
+        self.assertIn('idle', stats)
+        self.flags(my_ip='192.0.2.7')
+        self.assertEqual('192.0.2.7', self.driver.get_host_ip_addr())
+
+
+class InitHostTest(base.TestCase):
+
+    def test_init_host_creates_the_instances_path(self):
+        path = os.path.join(self.tmp, 'instances')
+        self.flags(instances_path=path)
+        drv = driver.AltDriver(None)
+        drv.init_host('compute1')
+        drv.cleanup_host('compute1')
+        self.assertTrue(os.path.isdir(path))
+
+    def test_kvm_is_refused_where_libvirt_cannot_run_it(self):
+        self.flags(virt_type='kvm', group='altdriver')
+        drv = driver.AltDriver(None)
+        self.addCleanup(drv.cleanup_host, 'compute1')
+        error = self.assertRaises(exception.InternalError, drv.init_host,
+                                  'compute1')
+        self.assertIn('virt_type = qemu', str(error))
+
+    def test_old_libvirt_is_refused(self):
+        drv = driver.AltDriver(None)
+        self.addCleanup(drv.cleanup_host, 'compute1')
+        self.patch(driver, 'MIN_LIBVIRT_VERSION', (99, 0, 0))
+        error = self.assertRaises(exception.InternalError, drv.init_host,
+                                  'compute1')
+        self.assertIn('libvirt >= 99.0.0', str(error))

@@ -1,0 +1,128 @@
+import queue
+import threading
+import uuid
+
+import libvirt
+from nova import exception
+from nova.virt import event as virtevent
+
+from nova_altdriver import host as host_mod
+from nova_altdriver.tests import libvirt_test_driver
+from nova_altdriver.tests.unit import base
+
+
+class ConnectionTest(base.TestCase):
+
+    def test_connection_is_opened_once_and_shared_by_threads(self):
+        host = host_mod.Host(self.uri)
+        self.addCleanup(host.close)
+        seen = []
+        threads = [threading.Thread(
+            target=lambda: seen.append(host.get_connection()))
+            for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(1, len({id(c) for c in seen}))
+
+    def test_unreachable_libvirt_names_the_uri(self):
+        uri = 'qemu+unix:///system?socket=%s/missing-sock' % self.tmp
+        host = host_mod.Host(uri)
+        error = self.assertRaises(exception.HypervisorUnavailable,
+                                  host.hostname)
+        self.assertIn(uri, str(error))
+
+    def test_call_reconnects_once_when_the_daemon_went_away(self):
+        host = host_mod.Host(self.uri)
+        self.addCleanup(host.close)
+        first = host.get_connection()
+        lost = libvirt.libvirtError('Cannot write data: Broken pipe')
+        lost.err = (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC,
+                    'Cannot write data: Broken pipe', 2, None, None, None,
+                    32, 0)
+        calls = []
+
+        def flaky(conn):
+            calls.append(conn)
+            if len(calls) == 1:
+                raise lost
+            return conn.getHostname()
+
+        self.assertTrue(host.call(flaky))
+        self.assertIs(first, calls[0])
+        self.assertIsNot(first, calls[1])
+
+    def test_other_errors_are_not_retried(self):
+        host = host_mod.Host(self.uri)
+        self.addCleanup(host.close)
+        calls = []
+
+        def missing(conn):
+            calls.append(conn)
+            return conn.lookupByName('no-such-domain')
+
+        self.assertRaises(libvirt.libvirtError, host.call, missing)
+        self.assertEqual(1, len(calls))
+
+    def test_find_guest(self):
+        host = host_mod.Host(self.uri)
+        self.addCleanup(host.close)
+        guest_uuid = str(uuid.uuid4())
+        host.get_connection().defineXML(
+            libvirt_test_driver.domain_xml(guest_uuid, 'instance-00000001'))
+        self.assertEqual('instance-00000001', host.find_guest(guest_uuid).name)
+        self.assertIsNone(host.find_guest(str(uuid.uuid4())))
+
+
+class EventTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.events = queue.Queue()
+        self.host = host_mod.Host(self.uri, event_handler=self.events.put,
+                                  stopped_event_delay=0.5)
+        self.addCleanup(self.host.close)
+        self.host.start_events()
+        self.uuid = str(uuid.uuid4())
+        conn = self.host.get_connection()
+        self.dom = conn.defineXML(
+            libvirt_test_driver.domain_xml(self.uuid, 'instance-00000001'))
+
+    def next_event(self, timeout=5):
+        event = self.events.get(timeout=timeout)
+        self.assertEqual(self.uuid, event.uuid)
+        return event.transition
+
+    def assertNoEvent(self, within):
+        self.assertRaises(queue.Empty, self.events.get, timeout=within)
+
+    def test_lifecycle_events_reach_the_handler(self):
+        self.dom.create()
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STARTED, self.next_event())
+        self.dom.suspend()
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_PAUSED, self.next_event())
+        self.dom.resume()
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_RESUMED, self.next_event())
+
+    def test_stopped_is_delayed(self):
+        self.dom.create()
+        self.next_event()
+        self.dom.destroy()
+        self.assertNoEvent(within=0.3)
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STOPPED, self.next_event())
+
+    def test_stopped_then_started_is_a_reboot_not_a_stop(self):
+        self.dom.create()
+        self.next_event()
+        self.dom.destroy()
+        self.dom.create()
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STARTED, self.next_event())
+        self.assertNoEvent(within=1.0)
+
+    def test_close_stops_the_dispatcher_and_the_connection(self):
+        conn = self.host.get_connection()
+        self.host.close()
+        self.assertNotIn('altdriver-events',
+                         [t.name for t in threading.enumerate()])
+        self.assertRaises(libvirt.libvirtError, conn.getHostname)

@@ -1,0 +1,178 @@
+#!/bin/bash
+# Boot the test guest image under the local libvirtd + QEMU (TCG) and check
+# what the project relies on:
+#   boot markers, boot counter on a qcow2 overlay, ACPI shutdown (virsh
+#   shutdown) and a second boot, rescue image writing to the guest disk and
+#   the guest reading it back.  With --all also: direct kernel boot and a
+#   config drive (iso9660 cdrom on the ide bus).
+#
+#   tools/guest-image/verify.sh [--all] [IMAGE_DIR]
+#
+# IMAGE_DIR defaults to what build.sh prints (building it if needed).
+# Domains are transient, named altdriver-imgtest-<pid>-*, and destroyed on
+# any exit together with the temp dir. LIBVIRT_URI overrides qemu:///system.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../common.sh
+source "$HERE/../common.sh"
+
+ALL=0
+if [ "${1:-}" = --all ]; then ALL=1; shift; fi
+IMG=${1:-$("$HERE/build.sh")}
+URI=${LIBVIRT_URI:-qemu:///system}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
+
+T=$(mktemp -d /tmp/altdriver-imgtest.XXXXXX)
+PREFIX=altdriver-imgtest-$$
+DOMS=()
+cleanup() {
+    local d
+    for d in "${DOMS[@]}"; do
+        if virsh -q -c "$URI" domstate "$d" >/dev/null 2>&1; then
+            virsh -q -c "$URI" destroy "$d" >/dev/null 2>&1 || true
+            virsh -q -c "$URI" undefine "$d" >/dev/null 2>&1 || true
+        fi
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+PASS=0 FAIL=0
+ok() { PASS=$((PASS + 1)); echo "ok: $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# domain_xml NAME CONSOLE [extra <os> xml] -- <device xml>...
+domain_xml() {
+    local name=$1 console=$2 osextra=$3
+    shift 3
+    cat <<EOF
+<domain type='qemu'>
+  <name>$name</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>$osextra</os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <devices>
+    $*
+    <serial type='file'><source path='$console'/><target port='0'/></serial>
+  </devices>
+</domain>
+EOF
+}
+vdisk() { # vdisk FILE DEV
+    echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='$2' bus='virtio'/></disk>"
+}
+
+# start NAME CONSOLE OSEXTRA DEVICES...: create a transient domain
+start() {
+    local name=$1 console=$2
+    domain_xml "$@" >"$T/$name.xml"
+    DOMS+=("$name")
+    rm -f "$console"
+    STARTED=$(now)
+    virsh -q -c "$URI" create "$T/$name.xml" >/dev/null
+}
+# wait_for CONSOLE REGEX [TIMEOUT]: 0 when a line matches
+wait_for() {
+    local end=$(( $(date +%s) + ${3:-$BOOT_TIMEOUT} ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        grep -aqE "$2" "$1" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+# expect CONSOLE REGEX WHAT
+expect() {
+    if grep -aqE "$2" "$1" 2>/dev/null; then ok "$3"; else bad "$3 (no /$2/ in $(basename "$1"))"; fi
+}
+running() { virsh -q -c "$URI" domstate "$1" 2>/dev/null | grep -q running; }
+stop() { # destroy if still there
+    virsh -q -c "$URI" destroy "$1" >/dev/null 2>&1 || true
+}
+show() { echo "---- $1"; tr -d '\r' <"$1" | grep -a ALTDRIVER- | grep -v TICK | sed 's/^/    /'; }
+
+for f in disk.qcow2 rescue.qcow2 vmlinuz initrd.img; do
+    [ -f "$IMG/$f" ] || die "$IMG/$f missing"
+done
+qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/disk.qcow2" "$T/guest.qcow2"
+qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/rescue.qcow2" "$T/rescue.qcow2"
+
+# 1. first boot, ACPI shutdown
+C=$T/boot1.log
+start "$PREFIX-boot1" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)"
+if wait_for "$C" '^ALTDRIVER-READY'; then
+    ok "boot 1 READY after $(since "$STARTED") s"
+else
+    bad "boot 1 READY"
+fi
+for m in '^ALTDRIVER-BOOT' '^ALTDRIVER-DISKS vda' '^ALTDRIVER-SELF vda role=guest' \
+         '^ALTDRIVER-BOOTCOUNT 1' '^ALTDRIVER-MARKER base-image'; do
+    expect "$C" "$m" "boot 1 ${m#^ALTDRIVER-}"
+done
+wait_for "$C" '^ALTDRIVER-TICK' 10 && ok "boot 1 TICK" || bad "boot 1 TICK"
+t=$(now)
+virsh -q -c "$URI" shutdown "$PREFIX-boot1" >/dev/null
+for _ in $(seq 100); do running "$PREFIX-boot1" || break; sleep 0.1; done
+if running "$PREFIX-boot1"; then
+    bad "ACPI shutdown (still running after 10 s)"
+else
+    ok "ACPI shutdown: off after $(since "$t") s"
+fi
+expect "$C" '^ALTDRIVER-ACPI-POWER' "boot 1 ACPI-POWER"
+stop "$PREFIX-boot1"
+show "$C"
+
+# 2. second boot of the same overlay: the counter went on
+C=$T/boot2.log
+start "$PREFIX-boot2" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)"
+wait_for "$C" '^ALTDRIVER-READY' && ok "boot 2 READY after $(since "$STARTED") s" || bad "boot 2 READY"
+expect "$C" '^ALTDRIVER-BOOTCOUNT 2' "boot 2 BOOTCOUNT 2"
+stop "$PREFIX-boot2"
+
+# 3. rescue: rescue disk first, guest disk second
+C=$T/rescue.log
+start "$PREFIX-rescue" "$C" "<boot dev='hd'/>" \
+    "$(vdisk "$T/rescue.qcow2" vda)" "$(vdisk "$T/guest.qcow2" vdb)"
+wait_for "$C" '^ALTDRIVER-READY' && ok "rescue READY after $(since "$STARTED") s" || bad "rescue READY"
+expect "$C" '^ALTDRIVER-SELF vda role=rescue' "rescue SELF vda role=rescue"
+expect "$C" '^ALTDRIVER-OTHER vdb marker=base-image' "rescue OTHER vdb"
+expect "$C" '^ALTDRIVER-RESCUE-WROTE vdb' "rescue RESCUE-WROTE vdb"
+stop "$PREFIX-rescue"
+show "$C"
+
+# 4. the guest alone again: it sees what the rescue wrote
+C=$T/boot3.log
+start "$PREFIX-boot3" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)"
+wait_for "$C" '^ALTDRIVER-READY' && ok "boot 3 READY after $(since "$STARTED") s" || bad "boot 3 READY"
+expect "$C" '^ALTDRIVER-RESCUED rescued-by-rescue-image at boot 1' "boot 3 RESCUED"
+expect "$C" '^ALTDRIVER-BOOTCOUNT 3' "boot 3 BOOTCOUNT 3"
+stop "$PREFIX-boot3"
+show "$C"
+
+if [ "$ALL" = 1 ]; then
+    # 5. direct kernel boot (nova kernel_id/ramdisk_id), nova's command line,
+    #    with a config drive on the ide cdrom
+    mkdir -p "$T/cd/openstack/latest"
+    echo '{"uuid": "abc", "admin_pass": "s3cret", "name": "t"}' >"$T/cd/openstack/latest/meta_data.json"
+    genisoimage -quiet -o "$T/config.iso" -V config-2 -J -R "$T/cd"
+    C=$T/direct.log
+    start "$PREFIX-direct" "$C" \
+        "<kernel>$IMG/vmlinuz</kernel><initrd>$IMG/initrd.img</initrd><cmdline>root=/dev/vda console=tty0 console=ttyS0 console=hvc0</cmdline>" \
+        "$(vdisk "$T/guest.qcow2" vda)" \
+        "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='$T/config.iso'/><target dev='hdd' bus='ide'/><readonly/></disk>"
+    wait_for "$C" '^ALTDRIVER-READY' && ok "direct boot READY after $(since "$STARTED") s" || bad "direct boot READY"
+    expect "$C" '^ALTDRIVER-BOOT' "direct boot BOOT"
+    expect "$C" '^ALTDRIVER-CONFIGDRIVE sr0 uuid=abc' "direct boot CONFIGDRIVE"
+    expect "$C" '^ALTDRIVER-ADMINPASS s3cret' "direct boot ADMINPASS"
+    stop "$PREFIX-direct"
+    show "$C"
+fi
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
