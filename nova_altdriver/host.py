@@ -233,12 +233,14 @@ class Host(object):
 
     def node_info(self):
         """virNodeGetInfo: [model, memory MiB, cpus, MHz, nodes, sockets,
-        cores, threads]."""
+        cores, threads].
+        """
         return self.call(lambda c: c.getInfo())
 
     def memory_stats(self):
         """Host memory in KiB (total, free, buffers, cached), or None when
-        the hypervisor does not report it (libvirt's test driver)."""
+        the hypervisor does not report it (libvirt's test driver).
+        """
         try:
             return self.call(lambda c: c.getMemoryStats(
                 libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS))
@@ -260,7 +262,8 @@ class Host(object):
     def guest_states(self):
         """{uuid: (libvirt state, current vCPUs)} for every domain, in one
         round trip whatever the number of guests (drivers that do not report
-        vCPU statistics, like the test driver, cost one call per guest)."""
+        vCPU statistics, like the test driver, cost one call per guest).
+        """
         stats = self.call(lambda c: c.getAllDomainStats(
             libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU))
         return {dom.UUIDString(): (s['state.state'],

@@ -1,16 +1,16 @@
 """What this compute node offers: the resource tracker's figures and the
-Placement inventory, read from libvirt and the instances filesystem."""
+Placement inventory, read from libvirt and the instances filesystem.
+"""
 
 import os
 
+import nova.conf
 from nova import exception
 from nova.objects import fields
 from nova.virt import driver
+import os_resource_classes as orc
 from oslo_serialization import jsonutils
 from oslo_utils import units
-import os_resource_classes as orc
-
-import nova.conf
 
 CONF = nova.conf.CONF
 
@@ -27,7 +27,8 @@ def disk_figures(path):
 
 def cpu_info(capabilities):
     """The JSON nova stores as the node's cpu_info, like the libvirt
-    driver's: arch, model, vendor, topology and features of the host CPU."""
+    driver's: arch, model, vendor, topology and features of the host CPU.
+    """
     cpu = capabilities.find('host/cpu')
     topology = cpu.find('topology')
     return jsonutils.dumps({
@@ -101,7 +102,8 @@ class HostResources(object):
 
     def inventory(self, current):
         """Placement inventory of VCPU, MEMORY_MB and DISK_GB, given the
-        inventory the provider has now (for operator-set ratios)."""
+        inventory the provider has now (for operator-set ratios).
+        """
         info = self._host.node_info()
         memory_mb, vcpus = info[1], info[2]
         disk_gb = disk_figures(CONF.instances_path)[0] // units.Gi

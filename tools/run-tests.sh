@@ -1,17 +1,18 @@
 #!/bin/bash
 # The project's test command: sets up everything a fresh Debian 12 machine
-# needs (as root), then runs pep8 and the three test tiers:
+# needs (as root), then runs pep8, the docs build and the three test tiers:
 #   unit        libvirt's built-in test driver, no daemon
 #   functional  nova's functional harness (real API, conductor, scheduler,
 #               compute manager, Placement) over the test driver
 #   e2e         the same harness against the real libvirtd + QEMU (TCG)
-# Usage: tools/run-tests.sh [tier ...]   (default: pep8 unit functional e2e)
+# Usage: tools/run-tests.sh [tier ...]   (default: all, in this order:
+#   pep8 docs unit functional e2e)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ALTDRIVER_TOP"
 
 tiers=("$@")
-((${#tiers[@]})) || tiers=(pep8 unit functional e2e)
+((${#tiers[@]})) || tiers=(pep8 docs unit functional e2e)
 
 bash tools/setup-host.sh
 venv=$(bash tools/setup-venv.sh)
@@ -36,6 +37,11 @@ for tier in "${tiers[@]}"; do
     case $tier in
         pep8)
             flake8 || status=1 ;;
+        docs)
+            for d in doc releasenotes; do
+                sphinx-build -q -W --keep-going -b html "$d/source" \
+                    "$d/build/html" || status=1
+            done ;;
         unit|functional)
             stestr --test-path "./nova_altdriver/tests/$tier" run || status=1
             count ;;

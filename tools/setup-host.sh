@@ -20,7 +20,10 @@ install_packages() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
             || missing+=("$p")
     done
-    "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv python3-dev)
+    # venv for the environment, Python.h for compiling libvirt-python
+    "$PYTHON" -c 'import ensurepip, os, sysconfig, venv
+assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+        2>/dev/null || missing+=(python3-venv python3-dev)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq

@@ -21,7 +21,8 @@ NODE_XML = """<node>
 
 
 def node_uri(directory, cpus=8, memory_mb=16384):
-    """A test:/// URI for a fresh private hypervisor described in directory."""
+    """A test:/// URI for a fresh private hypervisor described in directory.
+"""
     path = os.path.join(directory, 'node-%s.xml' % uuid.uuid4().hex[:8])
     with open(path, 'w') as f:
         f.write(NODE_XML % {'cpus': cpus, 'memory_kib': memory_mb * 1024})

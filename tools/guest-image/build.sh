@@ -13,8 +13,9 @@
 # Guest packages (apt-get download + dpkg-deb -x, never installed; cached in
 # $ALTDRIVER_CACHE/debs):
 #   linux-image-<current>-cloud-amd64 (what linux-image-cloud-amd64 depends on;
-#   override with ALTDRIVER_GUEST_KERNEL_PKG), busybox (it has blkid, which
-#   busybox-static lacks), libc6 (for that busybox).
+#   override with ALTDRIVER_GUEST_KERNEL_PKG), busybox-static (the shell and
+#   all tools: no dynamic linking, which is slow under TCG), busybox + libc6
+#   (only for blkid, which busybox-static lacks).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -86,15 +87,21 @@ candidates() { # fills VER[pkg] with the candidate versions of "$@"
         | awk '/^Package: / { p = $2 } /^Version: / { print p, $2 }')
 }
 KPKG=${ALTDRIVER_GUEST_KERNEL_PKG:-$(cloud_kernel)}
-[ -n "$KPKG" ] && candidates "$KPKG" busybox libc6
-if [ -z "$KPKG" ] || [ -z "${VER[$KPKG]:-}" ] || [ -z "${VER[busybox]:-}" ] || [ -z "${VER[libc6]:-}" ]; then
+GPKGS="busybox-static busybox libc6"
+# shellcheck disable=SC2086
+[ -n "$KPKG" ] && candidates "$KPKG" $GPKGS
+complete=1
+for p in "$KPKG" $GPKGS; do [ -n "$p" ] && [ -n "${VER[$p]:-}" ] || complete=0; done
+if [ "$complete" = 0 ]; then
     log "apt-get update (package lists missing or stale)"
     apt-get -q -o DPkg::Lock::Timeout=600 update >&2
     KPKG=${ALTDRIVER_GUEST_KERNEL_PKG:-$(cloud_kernel)}
     [ -n "$KPKG" ] || die "cannot find the cloud kernel package"
-    candidates "$KPKG" busybox libc6
+    # shellcheck disable=SC2086
+    candidates "$KPKG" $GPKGS
 fi
-PKGS=("$KPKG" busybox libc6)
+# shellcheck disable=SC2206
+PKGS=("$KPKG" $GPKGS)
 need=()
 for p in "${PKGS[@]}"; do
     v=${VER[$p]:-}
@@ -112,7 +119,10 @@ if [ ${#need[@]} -gt 0 ]; then
     done
 fi
 log "kernel package $KPKG"
-for p in "${PKGS[@]}"; do dpkg-deb -x "${DEB[$p]}" "$W/x"; done
+dpkg-deb -x "${DEB[$KPKG]}" "$W/x"
+dpkg-deb -x "${DEB[busybox-static]}" "$W/bbs"
+dpkg-deb -x "${DEB[busybox]}" "$W/bbd"
+dpkg-deb -x "${DEB[libc6]}" "$W/bbd"
 
 KVER=${KPKG#linux-image-}
 [ -f "$W/x/boot/vmlinuz-$KVER" ] || die "no /boot/vmlinuz-$KVER in $KPKG"
@@ -122,18 +132,22 @@ R=$W/root
 mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,var/log,var/run,etc/acpi/PWRF,etc/altdriver}
 mkdir -p "$R/lib/x86_64-linux-gnu" "$R/lib64" "$R/lib/modules/$KVER"
 
-# busybox (dynamic) + the part of libc6 it needs
-cp "$W/x/bin/busybox" "$R/bin/busybox"
-for l in ld-linux-x86-64.so.2 libc.so.6 libresolv.so.2 libm.so.6; do
-    [ -e "$W/x/lib/x86_64-linux-gnu/$l" ] && cp "$W/x/lib/x86_64-linux-gnu/$l" "$R/lib/x86_64-linux-gnu/"
-done
-ln -s /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$R/lib64/ld-linux-x86-64.so.2"
-# applet links, asking the extracted busybox through the extracted loader
-bbrun() { "$W/x/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$W/x/lib/x86_64-linux-gnu" "$W/x/bin/busybox" "$@"; }
-bbrun --list-full | while read -r a; do
+# busybox-static for everything; blkid from the dynamic busybox + libc6
+cp "$W/bbs/bin/busybox" "$R/bin/busybox"
+"$R/bin/busybox" --list-full | while read -r a; do
     [ "$a" = bin/busybox ] || [ -L "$R/$a" ] || ln -s /bin/busybox "$R/$a"
 done
-[ -L "$R/bin/sh" ] && [ -L "$R/sbin/blkid" ] || die "busybox lacks sh or blkid"
+mkdir -p "$R/usr/lib/altdriver"
+cp "$W/bbd/bin/busybox" "$R/usr/lib/altdriver/busybox"
+for l in ld-linux-x86-64.so.2 libc.so.6 libresolv.so.2; do
+    cp "$W/bbd/lib/x86_64-linux-gnu/$l" "$R/lib/x86_64-linux-gnu/"
+done
+ln -s /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$R/lib64/ld-linux-x86-64.so.2"
+rm -f "$R/sbin/blkid"
+ln -s /usr/lib/altdriver/busybox "$R/sbin/blkid"
+[ -L "$R/bin/sh" ] && [ -L "$R/sbin/acpid" ] || die "busybox-static lacks sh or acpid"
+"$W/bbd/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$W/bbd/lib/x86_64-linux-gnu" \
+    "$W/bbd/bin/busybox" blkid --help >/dev/null 2>&1 || die "busybox has no blkid"
 
 # kernel modules with their dependencies, in load order
 depmod -b "$W/x" "$KVER"
@@ -147,8 +161,9 @@ awk '$1 == "insmod" { print $2 }' "$W/deps" | awk '!seen[$0]++' | while read -r 
     m=${rel##*/}
     echo "${m%%.ko*}"
 done >"$R/etc/altdriver/modules"
-cp "$MODDIR"/modules.builtin "$MODDIR"/modules.order "$R/lib/modules/$KVER/"
+cp "$MODDIR"/modules.builtin "$MODDIR"/modules.builtin.modinfo "$MODDIR"/modules.order "$R/lib/modules/$KVER/"
 depmod -b "$R" "$KVER"     # modules.dep for busybox modprobe (one process loads all)
+rm -f "$R/lib/modules/$KVER"/*.bin "$R/lib/modules/$KVER/modules.builtin.modinfo"
 log "$(wc -l <"$R/etc/altdriver/modules") modules; built in: $(awk '$1 == "builtin" { print $2 }' "$W/deps" | sort -u | xargs)"
 
 install -m 755 "$HERE/init" "$R/init"
@@ -190,7 +205,7 @@ TMPDIR=$W "$HERE/customize.sh" "$STAGE/disk.qcow2" "$STAGE/rescue.qcow2" \
     echo
     echo "## This build"
     echo
-    echo "- kernel: $KPKG ${VER[$KPKG]}, busybox ${VER[busybox]}, libc6 ${VER[libc6]}"
+    echo "- kernel: $KPKG ${VER[$KPKG]}, busybox-static ${VER[busybox-static]}, busybox ${VER[busybox]} (blkid), libc6 ${VER[libc6]}"
     echo "- initramfs: $(stat -c %s "$STAGE/initrd.img") bytes, kernel $(stat -c %s "$STAGE/vmlinuz") bytes"
     echo "- modules: $(xargs <"$R/etc/altdriver/modules")"
 } >"$STAGE/README"

@@ -157,7 +157,7 @@ show "$C"
 
 if [ "$ALL" = 1 ]; then
     # 5. direct kernel boot (nova kernel_id/ramdisk_id), nova's command line,
-    #    with a config drive on the ide cdrom
+    #    config drive on the ide cdrom; then virsh reboot (ACPI + restart)
     mkdir -p "$T/cd/openstack/latest"
     echo '{"uuid": "abc", "admin_pass": "s3cret", "name": "t"}' >"$T/cd/openstack/latest/meta_data.json"
     genisoimage -quiet -o "$T/config.iso" -V config-2 -J -R "$T/cd"
@@ -170,7 +170,66 @@ if [ "$ALL" = 1 ]; then
     expect "$C" '^ALTDRIVER-BOOT' "direct boot BOOT"
     expect "$C" '^ALTDRIVER-CONFIGDRIVE sr0 uuid=abc' "direct boot CONFIGDRIVE"
     expect "$C" '^ALTDRIVER-ADMINPASS s3cret' "direct boot ADMINPASS"
+    t=$(now)
+    virsh -q -c "$URI" reboot "$PREFIX-direct" >/dev/null
+    if wait_for "$C" '^ALTDRIVER-READY bootcount=5' 60; then
+        ok "virsh reboot: READY again after $(since "$t") s"
+    else
+        bad "virsh reboot (no second READY)"
+    fi
     stop "$PREFIX-direct"
+    show "$C"
+
+    # 6. knobs (ignore-acpi, selfreboot), extra disks, vfat config drive,
+    #    virtio-scsi disk, disk hot plug
+    "$HERE/customize.sh" "$IMG/disk.qcow2" "$T/knobs-base.qcow2" --marker knobs \
+        --knob ignore-acpi --knob selfreboot
+    qemu-img create -q -f qcow2 -F qcow2 -b "$T/knobs-base.qcow2" "$T/knobs.qcow2"
+    mkfs.ext4 -q -F "$T/eph.img" 16M >/dev/null
+    truncate -s 16M "$T/swap.img"
+    mkswap "$T/swap.img" >/dev/null
+    truncate -s 8M "$T/empty.img" "$T/scsi.img" "$T/hot.img"
+    truncate -s 4M "$T/cfg.img"
+    mkfs.vfat -n config-2 "$T/cfg.img" >/dev/null 2>&1
+    MTOOLS_SKIP_CHECK=1 mcopy -s -i "$T/cfg.img" "$T/cd/openstack" ::/
+    rdisk() { echo "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$1'/><target dev='$2' bus='${3:-virtio}'/></disk>"; }
+    C=$T/knobs.log
+    start "$PREFIX-knobs" "$C" "<boot dev='hd'/>" "$(vdisk "$T/knobs.qcow2" vda)" \
+        "$(rdisk "$T/eph.img" vdb)" "$(rdisk "$T/swap.img" vdc)" "$(rdisk "$T/empty.img" vdd)" \
+        "$(rdisk "$T/cfg.img" vde)" "<controller type='scsi' model='virtio-scsi'/>" \
+        "$(rdisk "$T/scsi.img" sda scsi)"
+    wait_for "$C" '^ALTDRIVER-SELFREBOOT' && ok "knobs SELFREBOOT" || bad "knobs SELFREBOOT"
+    wait_for "$C" '^ALTDRIVER-READY bootcount=2' 60 && ok "knobs READY after self reboot" || bad "knobs second boot"
+    expect "$C" '^ALTDRIVER-DISKS sda vda vdb vdc vdd vde' "knobs DISKS"
+    expect "$C" '^ALTDRIVER-EXTRA vdb size=32768 fs=ext4' "knobs EXTRA ext4"
+    expect "$C" '^ALTDRIVER-EXTRA vdc size=32768 fs=swap' "knobs EXTRA swap"
+    expect "$C" '^ALTDRIVER-EXTRA vdd size=16384 fs=none' "knobs EXTRA empty"
+    expect "$C" '^ALTDRIVER-EXTRA sda size=16384 fs=none' "knobs EXTRA scsi"
+    expect "$C" '^ALTDRIVER-CONFIGDRIVE vde uuid=abc' "knobs CONFIGDRIVE vfat"
+    virsh -q -c "$URI" shutdown "$PREFIX-knobs" >/dev/null
+    wait_for "$C" '^ALTDRIVER-ACPI-IGNORED' 10 && ok "knobs ACPI-IGNORED" || bad "knobs ACPI-IGNORED"
+    sleep 2
+    running "$PREFIX-knobs" && ok "knobs still running after ACPI" || bad "knobs powered off despite ignore-acpi"
+    virsh -q -c "$URI" attach-disk "$PREFIX-knobs" "$T/hot.img" vdf --targetbus virtio --live >/dev/null
+    wait_for "$C" '^ALTDRIVER-EXTRA vdf size=16384 fs=none' 10 && ok "knobs hot plug seen" || bad "knobs hot plug"
+    expect "$C" '^ALTDRIVER-DISKS sda vda vdb vdc vdd vde vdf' "knobs DISKS after hot plug"
+    stop "$PREFIX-knobs"
+    show "$C"
+
+    # 7. selfpoweroff; no disk at all (kernel boot) still gets READY
+    "$HERE/customize.sh" "$IMG/disk.qcow2" "$T/off.qcow2" --knob selfpoweroff
+    C=$T/off.log
+    start "$PREFIX-off" "$C" "<boot dev='hd'/>" "$(vdisk "$T/off.qcow2" vda)"
+    wait_for "$C" '^ALTDRIVER-SELFPOWEROFF' && ok "SELFPOWEROFF" || bad "SELFPOWEROFF"
+    sleep 2
+    running "$PREFIX-off" && bad "selfpoweroff: still running" || ok "selfpoweroff: off"
+    stop "$PREFIX-off"
+    C=$T/nodisk.log
+    start "$PREFIX-nodisk" "$C" \
+        "<kernel>$IMG/vmlinuz</kernel><initrd>$IMG/initrd.img</initrd><cmdline>console=ttyS0</cmdline>"
+    wait_for "$C" '^ALTDRIVER-READY bootcount=0' && ok "no disk READY" || bad "no disk READY"
+    expect "$C" '^ALTDRIVER-SELF none' "no disk SELF none"
+    stop "$PREFIX-nodisk"
     show "$C"
 fi
 

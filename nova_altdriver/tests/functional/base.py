@@ -54,3 +54,19 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
     @staticmethod
     def driver_of(compute):
         return compute.manager.driver
+
+    @staticmethod
+    def observe_lifecycle_events(compute):
+        """[(instance uuid, event name)] the compute manager receives from
+        now on; the real handler still runs (the service dies with the
+        test, so the observer needs no removal).
+        """
+        received = []
+        handle = compute.manager.handle_lifecycle_event
+
+        def record(event):
+            received.append((event.get_instance_uuid(), event.get_name()))
+            return handle(event)
+
+        compute.manager.handle_lifecycle_event = record
+        return received

@@ -5,8 +5,8 @@ import uuid
 
 import os_resource_classes as orc
 
-from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.functional import base
+from nova_altdriver.tests import libvirt_test_driver
 
 
 class HostReportTest(base.TestCase):
@@ -53,15 +53,7 @@ class HostReportTest(base.TestCase):
 
     def test_lifecycle_events_reach_the_compute_manager(self):
         compute = self.start_compute()
-        received = []
-        handle = compute.manager.handle_lifecycle_event
-
-        def record(event):
-            received.append((event.get_instance_uuid(), event.get_name()))
-            return handle(event)
-
-        # An observer on the real handler: the service dies with the test.
-        compute.manager.handle_lifecycle_event = record
+        received = self.observe_lifecycle_events(compute)
         conn = self.driver_of(compute)._host.get_connection()
         guest_uuid = str(uuid.uuid4())
         dom = conn.defineXML(
