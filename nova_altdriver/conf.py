@@ -45,6 +45,19 @@ altdriver_opts = [
              'that time cancels it, so a reboot from inside the guest is not '
              'mistaken for a power off (which would make nova stop the '
              'instance).'),
+    cfg.StrOpt(
+        'machine_type',
+        help='QEMU machine type of new guests (for example ``pc`` or '
+             '``q35``) unless the image sets ``hw_machine_type``. Unset: '
+             'libvirt\'s default for the architecture.'),
+    cfg.StrOpt(
+        'disk_cache_mode',
+        default='none',
+        choices=['none', 'writethrough', 'writeback', 'directsync',
+                 'unsafe'],
+        help='Host page cache mode of instance disks. ``none`` (O_DIRECT) '
+             'is safe and fast on most storage; ``writethrough`` works on '
+             'filesystems without O_DIRECT such as tmpfs.'),
 ]
 
 

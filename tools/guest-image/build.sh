@@ -69,6 +69,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- work area (same file system as OUT: the final rename is atomic) -------
+rm -rf "$ALTDRIVER_CACHE/.guest-$HASH.tmp."*   # left by a killed build (we hold the lock)
 STAGE=$(mktemp -d "$ALTDRIVER_CACHE/.guest-$HASH.tmp.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
 W=$STAGE/work

@@ -187,7 +187,8 @@ if [ "$ALL" = 1 ]; then
     qemu-img create -q -f qcow2 -F qcow2 -b "$T/knobs-base.qcow2" "$T/knobs.qcow2"
     mkfs.ext4 -q -F "$T/eph.img" 16M >/dev/null
     truncate -s 16M "$T/swap.img"
-    mkswap "$T/swap.img" >/dev/null
+    chmod 600 "$T/swap.img"
+    mkswap "$T/swap.img" >/dev/null 2>&1
     truncate -s 8M "$T/empty.img" "$T/scsi.img" "$T/hot.img"
     truncate -s 4M "$T/cfg.img"
     mkfs.vfat -n config-2 "$T/cfg.img" >/dev/null 2>&1

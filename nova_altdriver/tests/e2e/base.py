@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 
+import fixtures
 import libvirt
 
 from nova_altdriver.tests.functional import base
@@ -31,6 +32,14 @@ def _environment_problem():
     return None
 
 
+class Connection(fixtures.Fixture):
+    """The test's own connection to the real libvirtd."""
+
+    def _setUp(self):
+        self.conn = libvirt.open(URI)
+        self.addCleanup(self.conn.close)
+
+
 class TestCase(base.TestCase):
 
     def setUp(self):
@@ -40,8 +49,7 @@ class TestCase(base.TestCase):
             if os.environ.get('ALTDRIVER_E2E_REQUIRED'):
                 self.fail(problem)
             self.skipTest(problem)
-        self.conn = libvirt.open(URI)
-        self.addCleanup(self.conn.close)
+        self.conn = self.useFixture(Connection()).conn
 
     def start_compute(self, host='compute1', uri=URI, nodename=None):
         return super().start_compute(host=host, uri=uri, nodename=nodename)

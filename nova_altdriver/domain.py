@@ -1,0 +1,166 @@
+"""The libvirt domain XML of an instance, built with lxml from nova's data.
+
+Pure functions: nothing here talks to libvirt or touches files, so every
+layout (boot, rescue, hard reboot) is built the same way and tested as text.
+"""
+
+import collections
+import time
+
+from lxml import etree
+from nova.objects import fields
+from nova import version
+
+import nova.conf
+
+CONF = nova.conf.CONF
+
+NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+
+# One disk of the domain. source is a path (file) or None (empty cdrom);
+# boot_order is set only where the boot device must be explicit (rescue).
+Disk = collections.namedtuple(
+    'Disk', 'source format dev bus device boot_order serial')
+Disk.__new__.__defaults__ = ('disk', None, None)
+
+# Device name prefix per bus, as guests name them.
+_DEV_PREFIX = {'virtio': 'vd', 'scsi': 'sd', 'sata': 'sd', 'usb': 'sd',
+               'ide': 'hd'}
+
+
+def device_name(bus, index):
+    """vda, vdb, ... sdc: the index-th device name on a bus."""
+    return _DEV_PREFIX[bus] + 'abcdefghijklmnopqrstuvwxyz'[index]
+
+
+def _sub(parent, tag, text=None, **attrs):
+    el = etree.SubElement(parent, tag,
+                          {k: str(v) for k, v in attrs.items()
+                           if v is not None})
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _nova_metadata(parent, instance, image_meta):
+    meta = _sub(_sub(parent, 'metadata'),
+                '{%s}instance' % NOVA_NS, nsmap={'nova': NOVA_NS})
+    nova = '{%s}' % NOVA_NS
+    _sub(meta, nova + 'package', version=version.version_string_with_package())
+    _sub(meta, nova + 'name', instance.display_name)
+    _sub(meta, nova + 'creationTime',
+         time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()))
+    flavor = instance.flavor
+    fl = _sub(meta, nova + 'flavor', name=flavor.name, id=flavor.flavorid)
+    for field in ('memory_mb', 'disk', 'swap', 'ephemeral_gb', 'vcpus'):
+        _sub(fl, nova + field.split('_')[0], getattr(flavor, field))
+    owner = _sub(meta, nova + 'owner')
+    _sub(owner, nova + 'user', instance.user_id, uuid=instance.user_id)
+    _sub(owner, nova + 'project', instance.project_id,
+         uuid=instance.project_id)
+    if image_meta.obj_attr_is_set('id'):
+        _sub(meta, nova + 'root', type='image', uuid=image_meta.id)
+
+
+def _os(parent, instance, image_meta, kernel, ramdisk):
+    props = image_meta.properties
+    os_el = _sub(parent, 'os')
+    if props.get('hw_firmware_type') == fields.FirmwareType.UEFI:
+        # libvirt picks OVMF and keeps the NVRAM beside its own state.
+        os_el.set('firmware', 'efi')
+    _sub(os_el, 'type', 'hvm',
+         arch=props.get('hw_architecture') or 'x86_64',
+         machine=props.get('hw_machine_type') or
+         CONF.altdriver.machine_type)
+    if kernel:
+        _sub(os_el, 'kernel', kernel)
+        if ramdisk:
+            _sub(os_el, 'initrd', ramdisk)
+        _sub(os_el, 'cmdline', props.get('os_command_line') or
+             'root=/dev/vda console=tty0 console=ttyS0')
+    _sub(os_el, 'smbios', mode='sysinfo')
+
+
+def _sysinfo(parent, instance):
+    system = _sub(_sub(parent, 'sysinfo', type='smbios'), 'system')
+    for name, value in (('manufacturer', 'OpenStack Foundation'),
+                        ('product', 'OpenStack Nova'),
+                        ('version', version.version_string_with_package()),
+                        ('serial', instance.uuid),
+                        ('uuid', instance.uuid),
+                        ('family', 'Virtual Machine')):
+        _sub(system, 'entry', value, name=name)
+
+
+def _disk(devices, disk):
+    el = _sub(devices, 'disk', type='file', device=disk.device)
+    _sub(el, 'driver', name='qemu', type=disk.format,
+         cache=CONF.altdriver.disk_cache_mode, discard='unmap')
+    if disk.source is not None:
+        _sub(el, 'source', file=disk.source)
+    _sub(el, 'target', dev=disk.dev, bus=disk.bus)
+    if disk.device == 'cdrom':
+        _sub(el, 'readonly')
+    if disk.boot_order:
+        _sub(el, 'boot', order=disk.boot_order)
+    if disk.serial:
+        _sub(el, 'serial', disk.serial)
+
+
+def build(instance, image_meta, disks, interfaces=(), console_log=None,
+          kernel=None, ramdisk=None):
+    """The domain XML (text) of instance.
+
+    :param disks: [Disk] in the guest's device order
+    :param interfaces: lxml <interface> elements (vifs.py)
+    :param console_log: file the serial console is logged to
+    :param kernel, ramdisk: paths for direct kernel boot
+    """
+    props = image_meta.properties
+    flavor = instance.flavor
+    dom = etree.Element('domain', type=CONF.altdriver.virt_type)
+    _sub(dom, 'name', instance.name)
+    _sub(dom, 'uuid', instance.uuid)
+    _nova_metadata(dom, instance, image_meta)
+    _sub(dom, 'memory', flavor.memory_mb * 1024, unit='KiB')
+    _sub(dom, 'vcpu', flavor.vcpus)
+    _sysinfo(dom, instance)
+    _os(dom, instance, image_meta, kernel, ramdisk)
+    features = _sub(dom, 'features')
+    _sub(features, 'acpi')
+    _sub(features, 'apic')
+    if CONF.altdriver.virt_type == 'kvm':
+        _sub(dom, 'cpu', mode='host-model')
+    clock = _sub(dom, 'clock', offset='utc')
+    _sub(clock, 'timer', name='pit', tickpolicy='delay')
+    _sub(clock, 'timer', name='rtc', tickpolicy='catchup')
+    _sub(clock, 'timer', name='hpet', present='no')
+    for event, action in (('on_poweroff', 'destroy'),
+                          ('on_reboot', 'restart'),
+                          ('on_crash', 'destroy')):
+        _sub(dom, event, action)
+
+    devices = _sub(dom, 'devices')
+    if any(d.bus == 'scsi' for d in disks):
+        _sub(devices, 'controller', type='scsi', model='virtio-scsi')
+    for disk in disks:
+        _disk(devices, disk)
+    for interface in interfaces:
+        devices.append(interface)
+    # The serial console: readable as a pty, logged by virtlogd.
+    serial = _sub(devices, 'serial', type='pty')
+    if console_log:
+        _sub(serial, 'log', file=console_log, append='on')
+    _sub(devices, 'console', type='pty')
+    if CONF.vnc.enabled:
+        _sub(devices, 'input', type='tablet', bus='usb')
+        _sub(devices, 'graphics', type='vnc', autoport='yes',
+             listen=CONF.vnc.server_listen)
+        _sub(_sub(devices, 'video'), 'model',
+             type=props.get('hw_video_model') or 'virtio')
+    if props.get('hw_qemu_guest_agent'):
+        agent = _sub(devices, 'channel', type='unix')
+        _sub(agent, 'target', type='virtio', name='org.qemu.guest_agent.0')
+    balloon = _sub(devices, 'memballoon', model='virtio')
+    _sub(balloon, 'stats', period=10)
+    return etree.tostring(dom, encoding='unicode', pretty_print=True)
