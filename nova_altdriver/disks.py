@@ -1,0 +1,231 @@
+"""An instance's directory and its disks, in the in-tree libvirt layout.
+
+``$instances_path/<uuid>/``: ``disk`` (root), ``disk.local`` / ``disk.eph<N>``
+(ephemeral), ``disk.swap``, ``disk.config`` (config drive), ``disk.info``
+and ``console.log``. Disks are qcow2 overlays on the image cache (creation
+time does not depend on the image size) unless ``use_cow_images = False``.
+
+A disk that already exists is reused, never recreated: that is what keeps an
+evacuation onto shared storage from wiping the guest's data. Whatever this
+module creates is recorded, so that a failed spawn removes exactly that.
+"""
+
+import os
+import shutil
+
+from nova.api.metadata import base as instance_metadata
+from nova import exception
+from nova.virt import configdrive
+from nova.virt import driver
+from nova.virt import images
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+from oslo_serialization import jsonutils
+from oslo_utils import fileutils
+from oslo_utils import units
+
+import nova.conf
+from nova_altdriver import domain
+from nova_altdriver import imagecache
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+
+def instance_dir(instance):
+    return os.path.join(CONF.instances_path, instance.uuid)
+
+
+def console_log(instance):
+    return os.path.join(instance_dir(instance), 'console.log')
+
+
+def _overlay(base, path, size=None):
+    """A qcow2 file whose unwritten blocks read from base."""
+    args = ['qemu-img', 'create', '-f', 'qcow2', '-o',
+            'backing_file=%s,backing_fmt=%s' % (
+                base, imagecache.image_format(base)), path]
+    if size:
+        args.append(str(size))
+    processutils.execute(*args)
+
+
+def _full_copy(base, path, size):
+    processutils.execute('qemu-img', 'convert', '-O', 'raw', '-f',
+                         imagecache.image_format(base), base, path)
+    if size > os.path.getsize(path):
+        processutils.execute('qemu-img', 'resize', '-f', 'raw', path,
+                             str(size))
+
+
+class InstanceDisks(object):
+    """Creates (or finds) the disks of one instance."""
+
+    def __init__(self, instance, image_meta):
+        self.instance = instance
+        self.image_meta = image_meta
+        self.dir = instance_dir(instance)
+        self.created = []  # paths made here, newest last
+        props = image_meta.properties
+        self.disk_bus = props.get('hw_disk_bus') or 'virtio'
+        self.cdrom_bus = props.get('hw_cdrom_bus') or 'ide'
+        self._next_index = {}
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _device(self, bus):
+        prefix = domain.device_name(bus, 0)[:2]
+        index = self._next_index.get(prefix, 0)
+        self._next_index[prefix] = index + 1
+        return domain.device_name(bus, index)
+
+    def _ensure(self, name, make, fmt):
+        """Path and format of disk name, made by make(path) as fmt unless
+        it exists."""
+        path = self.path(name)
+        if os.path.exists(path):
+            LOG.info('Reusing existing disk %s', path,
+                     instance=self.instance)
+            return path, self._recorded_format(path)
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir)
+            self.created.append(self.dir)
+        with fileutils.remove_path_on_error(path):
+            make(path)
+        self.created.append(path)
+        return path, fmt
+
+    def _recorded_format(self, path):
+        # Never probe a disk the guest wrote to when disk.info knows: a raw
+        # disk holding a qcow2 header would otherwise open the host's files.
+        try:
+            with open(self.path('disk.info')) as f:
+                return jsonutils.loads(f.read())[path]
+        except (OSError, ValueError, KeyError):
+            return images.qemu_img_info(path).file_format
+
+    def remove_created(self):
+        """Undoes this object's work, and only its work."""
+        for path in reversed(self.created):
+            try:
+                if os.path.isdir(path):
+                    os.rmdir(path)  # empty unless someone else wrote there
+                else:
+                    os.unlink(path)
+            except OSError as e:
+                LOG.warning('Could not remove %s: %s', path, e,
+                            instance=self.instance)
+        self.created = []
+
+    # -- the disks --------------------------------------------------------
+
+    def root(self, context):
+        def make(path):
+            base = imagecache.fetch_image(
+                context, self.image_meta.id, self.instance.trusted_certs)
+            virtual = images.qemu_img_info(base).virtual_size
+            size = self.instance.flavor.root_gb * units.Gi
+            if size and virtual > size:
+                raise exception.FlavorDiskSmallerThanImage(
+                    flavor_size=size, image_size=virtual)
+            if CONF.use_cow_images:
+                _overlay(base, path, max(size, virtual))
+            else:
+                _full_copy(base, path, max(size, virtual))
+        path, fmt = self._ensure('disk', make,
+                                 'qcow2' if CONF.use_cow_images else 'raw')
+        return domain.Disk(path, fmt, self._device(self.disk_bus),
+                           self.disk_bus)
+
+    def ephemerals(self, block_device_info):
+        specs = driver.block_device_info_get_ephemerals(block_device_info)
+        if not specs and self.instance.flavor.ephemeral_gb:
+            specs = [{'size': self.instance.flavor.ephemeral_gb,
+                      'name': 'disk.local'}]
+        disks = []
+        for num, spec in enumerate(specs):
+            name = spec.get('name') or 'disk.eph%d' % spec.get('num', num)
+            path, fmt = self._ensure(
+                name, lambda path, gb=spec['size']: _overlay(
+                    imagecache.blank_ephemeral(gb, self.instance.os_type),
+                    path), 'qcow2')
+            bus = spec.get('disk_bus') or self.disk_bus
+            disks.append(domain.Disk(path, fmt, self._device(bus), bus))
+        return disks
+
+    def swap(self, block_device_info):
+        swap = driver.block_device_info_get_swap(block_device_info)
+        size_mb = (swap['swap_size'] if driver.swap_is_usable(swap)
+                   else self.instance.flavor.swap)
+        if not size_mb:
+            return []
+        path, fmt = self._ensure('disk.swap', lambda path: _overlay(
+            imagecache.blank_swap(size_mb), path), 'qcow2')
+        return [domain.Disk(path, fmt, self._device(self.disk_bus),
+                            self.disk_bus)]
+
+    def config_drive(self, context, admin_password, network_info,
+                     injected_files):
+        if not configdrive.required_by(self.instance):
+            return []
+
+        def make(path):
+            extra_md = {'admin_pass': admin_password} if admin_password \
+                else {}
+            metadata = instance_metadata.InstanceMetadata(
+                self.instance, content=injected_files, extra_md=extra_md,
+                network_info=network_info)
+            with configdrive.ConfigDriveBuilder(instance_md=metadata) as cdb:
+                cdb.make_drive(path)
+
+        path, _fmt = self._ensure('disk.config', make, 'raw')
+        if CONF.config_drive_format == 'vfat':
+            return [domain.Disk(path, 'raw', self._device(self.disk_bus),
+                                self.disk_bus)]
+        return [domain.Disk(path, 'raw', self._device(self.cdrom_bus),
+                            self.cdrom_bus, device='cdrom')]
+
+    def kernel_and_ramdisk(self, context):
+        """Cached kernel and ramdisk for direct boot, or (None, None)."""
+        kernel = ramdisk = None
+        if self.instance.kernel_id:
+            kernel = imagecache.fetch_image(context, self.instance.kernel_id)
+            if self.instance.ramdisk_id:
+                ramdisk = imagecache.fetch_image(context,
+                                                 self.instance.ramdisk_id)
+        return kernel, ramdisk
+
+    def write_disk_info(self, disks):
+        """disk.info: {path: format}, as the in-tree driver keeps it."""
+        info = {d.source: d.format for d in disks if d.source}
+        with open(self.path('disk.info'), 'w') as f:
+            f.write(jsonutils.dumps(info))
+
+
+def all_disks(context, instance, image_meta, block_device_info,
+              admin_password=None, network_info=None, injected_files=None):
+    """(InstanceDisks, [domain.Disk] in device order, kernel, ramdisk)."""
+    if driver.block_device_info_get_mapping(block_device_info):
+        raise exception.NovaException(
+            'nova_altdriver does not attach volumes yet')
+    disks = InstanceDisks(instance, image_meta)
+    try:
+        layout = [disks.root(context)]
+        layout += disks.ephemerals(block_device_info)
+        layout += disks.swap(block_device_info)
+        layout += disks.config_drive(context, admin_password, network_info,
+                                     injected_files)
+        kernel, ramdisk = disks.kernel_and_ramdisk(context)
+        disks.write_disk_info(layout)
+    except Exception:
+        disks.remove_created()
+        raise
+    return disks, layout, kernel, ramdisk
+
+
+def remove_instance_dir(instance):
+    """Deletes the instance directory; True when nothing is left of it."""
+    path = instance_dir(instance)
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.exists(path)
