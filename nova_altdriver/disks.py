@@ -82,7 +82,8 @@ class InstanceDisks(object):
 
     def _ensure(self, name, make, fmt):
         """Path and format of disk name, made by make(path) as fmt unless
-        it exists."""
+        it exists.
+        """
         path = self.path(name)
         if os.path.exists(path):
             LOG.info('Reusing existing disk %s', path,

@@ -52,8 +52,10 @@ def _nova_metadata(parent, instance, image_meta):
          time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()))
     flavor = instance.flavor
     fl = _sub(meta, nova + 'flavor', name=flavor.name, id=flavor.flavorid)
-    for field in ('memory_mb', 'disk', 'swap', 'ephemeral_gb', 'vcpus'):
-        _sub(fl, nova + field.split('_')[0], getattr(flavor, field))
+    for tag, field in (('memory', 'memory_mb'), ('disk', 'root_gb'),
+                       ('swap', 'swap'), ('ephemeral', 'ephemeral_gb'),
+                       ('vcpus', 'vcpus')):
+        _sub(fl, nova + tag, getattr(flavor, field))
     owner = _sub(meta, nova + 'owner')
     _sub(owner, nova + 'user', instance.user_id, uuid=instance.user_id)
     _sub(owner, nova + 'project', instance.project_id,

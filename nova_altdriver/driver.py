@@ -2,7 +2,8 @@
 
 A facade: each method hands the work to the module that owns the concern
 (host.py for the libvirt connection and events, resources.py for what the
-node offers, guest.py for one domain).
+node offers, lifecycle.py for spawn and destroy, imagecache.py for the
+host's cached images).
 """
 
 import os
@@ -13,8 +14,12 @@ from oslo_concurrency import processutils
 from oslo_log import log as logging
 
 from nova_altdriver import conf
+from nova_altdriver import disks
 from nova_altdriver import host as host_mod
+from nova_altdriver import imagecache
+from nova_altdriver import lifecycle
 from nova_altdriver import resources
+from nova_altdriver import vifs
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -35,7 +40,14 @@ def _version_text(number):
 
 class AltDriver(driver.ComputeDriver):
 
-    capabilities = dict(driver.ComputeDriver.capabilities)
+    capabilities = dict(
+        driver.ComputeDriver.capabilities,
+        has_imagecache=True,
+        supports_image_type_qcow2=True,
+        supports_image_type_raw=True,
+        supports_image_type_aki=True,
+        supports_image_type_ari=True,
+    )
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
@@ -48,6 +60,8 @@ class AltDriver(driver.ComputeDriver):
         self._configured_nodename = CONF.altdriver.hypervisor_hostname
         self._nodename = None
         self._resources = resources.HostResources(self._host)
+        self._lifecycle = lifecycle.Lifecycle(self._host, virtapi)
+        self._image_cache = imagecache.ImageCacheManager()
 
     # -- service start and stop --------------------------------------------
 
@@ -124,3 +138,45 @@ class AltDriver(driver.ComputeDriver):
         stats = self._host.cpu_stats()
         stats['frequency'] = self._host.node_info()[3]
         return stats
+
+    # -- a guest's life ----------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        self._lifecycle.spawn(context, instance, image_meta, injected_files,
+                              admin_password, network_info,
+                              block_device_info, power_on)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        self._lifecycle.destroy(instance, network_info, destroy_disks)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        self._lifecycle.cleanup(instance, network_info, destroy_disks,
+                                destroy_vifs)
+
+    def delete_instance_files(self, instance):
+        return disks.remove_instance_dir(instance)
+
+    def plug_vifs(self, instance, network_info):
+        vifs.plug(instance, network_info)
+
+    def unplug_vifs(self, instance, network_info):
+        vifs.unplug(instance, network_info)
+
+    def get_console_output(self, context, instance):
+        return self._lifecycle.console_output(instance)
+
+    def get_vnc_console(self, context, instance):
+        return self._lifecycle.vnc_console(instance)
+
+    # -- the image cache ---------------------------------------------------
+
+    def manage_image_cache(self, context, all_instances):
+        self._image_cache.update(context, all_instances)
+
+    def cache_image(self, context, image_id):
+        return imagecache.cache_image(context, image_id)

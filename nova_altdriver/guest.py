@@ -37,3 +37,43 @@ class Guest(object):
     def info(self):
         return hardware.InstanceInfo(state=self.power_state(),
                                      internal_id=self._domain.ID())
+
+    def start(self, paused=False):
+        self._domain.createWithFlags(
+            libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
+
+    def resume(self):
+        self._domain.resume()
+
+    def is_active(self):
+        return bool(self._domain.isActive())
+
+    def xml(self):
+        return self._domain.XMLDesc(0)
+
+    def hard_stop(self):
+        """Powers off at once; a guest already off is not an error."""
+        try:
+            self._domain.destroy()
+        except libvirt.libvirtError as e:
+            if (e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or
+                    self.is_active()):
+                raise
+
+    def undefine(self, keep_nvram=False):
+        """Removes the definition with its managed save image, snapshot
+        metadata and (unless keep_nvram) its UEFI variable store.
+        """
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                 libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        try:
+            self._domain.undefineFlags(
+                flags | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+                (libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram
+                 else libvirt.VIR_DOMAIN_UNDEFINE_NVRAM))
+        except libvirt.libvirtError as e:
+            # Hypervisor drivers without NVRAM or checkpoints (libvirt's
+            # test driver) refuse those flags.
+            if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+                raise
+            self._domain.undefineFlags(flags)

@@ -270,6 +270,10 @@ class Host(object):
                                    s.get('vcpu.current') or dom.info()[3])
                 for dom, s in stats}
 
+    def define(self, xml):
+        """Defines (or redefines) a persistent domain; returns its Guest."""
+        return guest_mod.Guest(self.call(lambda c: c.defineXML(xml)))
+
     def find_guest(self, uuid):
         """The guest with this UUID, or None."""
         try:

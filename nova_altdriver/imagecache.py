@@ -81,6 +81,14 @@ def fetch_image(context, image_id, trusted_certs=None):
                                                   trusted_certs))
 
 
+def cache_image(context, image_id):
+    """Pre-caches an image; False when it was cached already."""
+    if os.path.exists(os.path.join(base_dir(), image_base_name(image_id))):
+        return False
+    fetch_image(context, image_id)
+    return True
+
+
 def blank_ephemeral(size_gb, os_type):
     def make(tmp):
         with open(tmp, 'wb') as f:

@@ -6,9 +6,11 @@ gets a private hypervisor of its own.
 """
 
 import os
+import subprocess
 import sys
 
 import fixtures
+from lxml import etree
 from nova.tests.functional import integrated_helpers
 
 from nova_altdriver import conf  # noqa: F401 (registers [altdriver])
@@ -41,19 +43,58 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
             memory_mb=self.HOST_MEMORY_MB)
 
     def start_compute(self, host='compute1', uri=None, nodename=None):
-        """Starts nova-compute on a hypervisor of its own.
+        """Starts nova-compute on a hypervisor of its own, its node named
+        like the host unless told otherwise.
 
         The driver reads these options once, when it is created, so several
         compute services in one process each keep their own.
         """
         self.flags(connection_uri=uri or self.hypervisor_uri(),
-                   hypervisor_hostname=nodename, group='altdriver')
+                   hypervisor_hostname=nodename or host, group='altdriver')
         self.computes[host] = self.start_service('compute', host=host)
         return self.computes[host]
 
     @staticmethod
     def driver_of(compute):
         return compute.manager.driver
+
+    def hypervisor_of(self, compute):
+        """The libvirt connection a compute service's driver uses."""
+        return self.driver_of(compute)._host.get_connection()
+
+    def domain_xml(self, compute, server):
+        """The live domain XML of a server (lxml)."""
+        dom = self.hypervisor_of(compute).lookupByUUIDString(server['id'])
+        return etree.fromstring(dom.XMLDesc(0))
+
+    def upload_image(self, path, disk_format='qcow2', **properties):
+        """A Glance image holding the bytes of file path; returns its id."""
+        with open(path, 'rb') as data:
+            image = self.glance.create(None, {
+                'name': os.path.basename(path),
+                'status': 'active',
+                'disk_format': disk_format,
+                'container_format': 'bare',
+                'size': os.path.getsize(path),
+                'min_disk': 0, 'min_ram': 0,
+                'visibility': 'public',
+                'properties': properties,
+            }, data=data)
+        return image['id']
+
+    def make_qcow2(self, name='image.qcow2', size='64M', *options):
+        """A small, valid (empty) qcow2 image file."""
+        path = os.path.join(self._state_dir, name)
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2'] +
+                       [o for opt in options for o in ('-o', opt)] +
+                       [path, size], check=True)
+        return path
+
+    def instance_dir(self, server):
+        return os.path.join(self.instances_path, server['id'])
+
+    def base_dir(self):
+        return os.path.join(self.instances_path, '_base')
 
     @staticmethod
     def observe_lifecycle_events(compute):

@@ -34,9 +34,9 @@ class HostReportTest(base.TestCase):
         st = os.statvfs(self.instances_path)
         self.assertEqual(st.f_frsize * st.f_blocks // 2 ** 30,
                          inventory[orc.DISK_GB]['total'])
-        # Only what works is declared: nothing boots from images yet.
-        self.assertNotIn('COMPUTE_IMAGE_TYPE_QCOW2',
-                         self._get_provider_traits(rp_uuid))
+        # The capabilities the driver declares become traits.
+        self.assertIn('COMPUTE_IMAGE_TYPE_QCOW2',
+                      self._get_provider_traits(rp_uuid))
 
     def test_restart_keeps_the_same_node(self):
         compute = self.start_compute(nodename='node1')

@@ -1,0 +1,147 @@
+"""A guest's life on this host: spawn, destroy, and its consoles.
+
+Spawn builds the instance's disks (disks.py), its domain XML (domain.py)
+and plugs its network (vifs.py), waits for neutron to report the ports
+plugged, and starts it. When anything fails it removes exactly what it made:
+disks that were there before (an evacuation onto shared storage) stay.
+"""
+
+import os
+
+from lxml import etree
+from nova.console import type as ctype
+from nova import exception
+from nova.network import model as network_model
+from oslo_log import log as logging
+from oslo_utils import excutils
+
+import nova.conf
+from nova_altdriver import disks as disks_mod
+from nova_altdriver import domain
+from nova_altdriver import vifs
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+# The tail of console.log get_console_output returns, as the in-tree driver.
+MAX_CONSOLE_BYTES = 100 * 1024
+
+
+def _vif_events(network_info):
+    """Neutron events to wait for: ports not yet up will report when they
+    are (ports already up send nothing).
+    """
+    return [('network-vif-plugged', vif['id']) for vif in network_info
+            if vif.get('active', True) is False and
+            vif['vnic_type'] != network_model.VNIC_TYPE_REMOTE_MANAGED]
+
+
+class Lifecycle(object):
+
+    def __init__(self, host, virtapi):
+        self._host = host
+        self._virtapi = virtapi
+
+    def domain_xml(self, context, instance, image_meta, network_info,
+                   block_device_info, admin_password=None,
+                   injected_files=None):
+        """(InstanceDisks, domain XML) of instance, disks made as needed."""
+        disks, layout, kernel, ramdisk = disks_mod.all_disks(
+            context, instance, image_meta, block_device_info,
+            admin_password, network_info, injected_files)
+        try:
+            xml = domain.build(
+                instance, image_meta, layout,
+                [vifs.interface(vif, image_meta) for vif in network_info],
+                console_log=disks_mod.console_log(instance),
+                kernel=kernel, ramdisk=ramdisk)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                disks.remove_created()
+        return disks, xml
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, network_info, block_device_info, power_on):
+        network_info = network_info or []
+        disks, xml = self.domain_xml(
+            context, instance, image_meta, network_info, block_device_info,
+            admin_password, injected_files)
+        try:
+            self.create(instance, xml, network_info, power_on)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                LOG.error('Spawn failed; removing what it created',
+                          instance=instance)
+                self._remove_domain(instance)
+                vifs.unplug(instance, network_info)
+                disks.remove_created()
+        LOG.info('Guest created%s', '' if power_on else ' (not started)',
+                 instance=instance)
+
+    def create(self, instance, xml, network_info, power_on=True):
+        """Plugs the network, defines the domain and starts it, waiting
+        for neutron's vif-plugged events with the guest's vCPUs paused.
+        """
+        timeout = CONF.vif_plugging_timeout
+        events = _vif_events(network_info) if power_on and timeout else []
+        guest = None
+        try:
+            with self._virtapi.wait_for_instance_event(
+                    instance, events, timeout=timeout,
+                    error_callback=self._vif_plug_failed):
+                vifs.plug(instance, network_info)
+                guest = self._host.define(xml)
+                if power_on:
+                    guest.start(paused=bool(events))
+        except exception.InstanceEventTimeout:
+            if CONF.vif_plugging_is_fatal:
+                raise exception.VirtualInterfaceCreateException()
+            LOG.warning('Ports not reported plugged in time; starting '
+                        'anyway (vif_plugging_is_fatal = False)',
+                        instance=instance)
+        if events:
+            guest.resume()
+        return guest
+
+    @staticmethod
+    def _vif_plug_failed(event_name, instance):
+        LOG.error('Neutron reported failure on event %s', event_name,
+                  instance=instance)
+        if CONF.vif_plugging_is_fatal:
+            raise exception.VirtualInterfaceCreateException()
+
+    def _remove_domain(self, instance, keep_nvram=False):
+        guest = self._host.find_guest(instance.uuid)
+        if guest is not None:
+            guest.hard_stop()
+            guest.undefine(keep_nvram=keep_nvram)
+
+    def destroy(self, instance, network_info, destroy_disks=True):
+        self._remove_domain(instance)
+        self.cleanup(instance, network_info, destroy_disks)
+
+    def cleanup(self, instance, network_info, destroy_disks=True,
+                destroy_vifs=True):
+        if destroy_vifs:
+            vifs.unplug(instance, network_info or [])
+        if destroy_disks:
+            disks_mod.remove_instance_dir(instance)
+
+    # -- consoles ---------------------------------------------------------
+
+    def console_output(self, instance):
+        self._host.get_guest(instance)  # InstanceNotFound, as nova expects
+        path = disks_mod.console_log(instance)
+        if not os.path.exists(path):
+            return b''
+        with open(path, 'rb') as f:
+            f.seek(max(0, os.path.getsize(path) - MAX_CONSOLE_BYTES))
+            return f.read()
+
+    def vnc_console(self, instance):
+        xml = etree.fromstring(self._host.get_guest(instance).xml())
+        graphics = xml.find("devices/graphics[@type='vnc']")
+        if graphics is None or int(graphics.get('port', -1)) <= 0:
+            raise exception.ConsoleTypeUnavailable(console_type='vnc')
+        return ctype.ConsoleVNC(host=CONF.vnc.server_proxyclient_address,
+                                port=int(graphics.get('port')))

@@ -1,0 +1,87 @@
+"""Guest network interfaces: plugged on the host through os-vif, described
+to libvirt as ``<interface>`` elements.
+
+Supported VIF types: ``ovs`` (neutron's OVS and OVN backends), ``bridge``
+(Linux bridge) and ``tap`` (a plain tap device libvirt creates).
+"""
+
+import threading
+
+from lxml import etree
+from nova import exception
+from nova.network import model as network_model
+from nova.network import os_vif_util
+import os_vif
+from os_vif.objects import vif as osv_vifs
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+_os_vif_lock = threading.Lock()
+_os_vif_ready = False
+
+
+def _os_vif():
+    global _os_vif_ready
+    with _os_vif_lock:
+        if not _os_vif_ready:
+            os_vif.initialize()
+            _os_vif_ready = True
+
+
+def _each_os_vif(instance, network_info):
+    info = None
+    for vif in network_info:
+        osvif = os_vif_util.nova_to_osvif_vif(vif)
+        if osvif is None:  # tap: libvirt creates the device itself
+            continue
+        if info is None:
+            _os_vif()  # registers the os-vif objects used below
+            info = os_vif_util.nova_to_osvif_instance(instance)
+        yield osvif, info
+
+
+def plug(instance, network_info):
+    for osvif, info in _each_os_vif(instance, network_info):
+        try:
+            os_vif.plug(osvif, info)
+        except Exception as e:
+            raise exception.VirtualInterfacePlugException(
+                'Plugging %s failed: %s' % (osvif.vif_name, e))
+
+
+def unplug(instance, network_info):
+    """Unplugs what can be unplugged; a VIF already gone is no error."""
+    for osvif, info in _each_os_vif(instance, network_info):
+        try:
+            os_vif.unplug(osvif, info)
+        except Exception as e:
+            LOG.warning('Unplugging %s failed: %s', osvif.vif_name, e,
+                        instance=instance)
+
+
+def interface(vif, image_meta):
+    """The ``<interface>`` element of a nova VIF."""
+    vif_type = vif['type']
+    model = image_meta.properties.get('hw_vif_model') or 'virtio'
+    if vif_type == network_model.VIF_TYPE_TAP:
+        el = etree.Element('interface', type='ethernet')
+    elif vif_type in (network_model.VIF_TYPE_OVS,
+                      network_model.VIF_TYPE_BRIDGE):
+        osvif = os_vif_util.nova_to_osvif_vif(vif)
+        el = etree.Element('interface', type='bridge')
+        etree.SubElement(el, 'source', bridge=osvif.bridge_name)
+        if isinstance(osvif, osv_vifs.VIFOpenVSwitch):
+            port = etree.SubElement(el, 'virtualport', type='openvswitch')
+            etree.SubElement(port, 'parameters', interfaceid=vif['id'])
+    else:
+        raise exception.VirtualInterfaceCreateException(
+            'nova_altdriver cannot plug VIF type %r of port %s' % (
+                vif_type, vif['id']))
+    etree.SubElement(el, 'mac', address=vif['address'])
+    etree.SubElement(el, 'model', type=model)
+    etree.SubElement(el, 'target', dev=vif['devname'])
+    mtu = vif['network'].get_meta('mtu') if vif.get('network') else None
+    if mtu:
+        etree.SubElement(el, 'mtu', size=str(mtu))
+    return el
