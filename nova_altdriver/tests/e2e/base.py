@@ -54,6 +54,39 @@ class TestCase(base.TestCase):
     def start_compute(self, host='compute1', uri=URI, nodename=None):
         return super().start_compute(host=host, uri=uri, nodename=nodename)
 
+    def upload_guest_image(self, name='disk.qcow2', **properties):
+        """The test guest (tools/guest-image) as a Glance image."""
+        return self.upload_image(os.path.join(GUEST_DIR, name), 'qcow2',
+                                 **properties)
+
+    def boot(self, image_id, flavor_id, expected_state='ACTIVE', **extra):
+        """Boots a server (no network unless extra says) and removes its
+        domain at cleanup whatever happens to the test.
+        """
+        body = self._build_server(image_uuid=image_id, flavor_id=flavor_id,
+                                  networks='none')
+        body.update(extra)
+        server = self.api.post_server({'server': body})
+        self.remove_domain_at_cleanup(server['id'])
+        return self._wait_for_state_change(server, expected_state)
+
+    def console(self, server):
+        """The guest's console log, read through nova's API."""
+        return self.api.post_server_action(
+            server['id'], {'os-getConsoleOutput': {}})['output']
+
+    def wait_for_guest(self, server, text, timeout=120):
+        """Waits until the console (through the API) shows text."""
+        deadline = time.monotonic() + timeout
+        while True:
+            output = self.console(server)
+            if text in output:
+                return output
+            if time.monotonic() > deadline:
+                self.fail('%r not on the console of %s after %ss:\n%s' % (
+                    text, server['id'], timeout, output[-3000:]))
+            time.sleep(1)
+
     def remove_domain_at_cleanup(self, uuid):
         """Domains left behind keep QEMU running on the shared libvirtd."""
         def remove():

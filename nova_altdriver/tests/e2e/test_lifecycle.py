@@ -1,0 +1,65 @@
+"""Real guests booted and deleted through nova's API on QEMU."""
+
+import hashlib
+import os
+import socket
+
+import libvirt
+
+from nova_altdriver.tests.e2e import base
+
+
+class BootTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_guest_image()
+
+    def test_boot_with_every_local_disk_then_delete(self):
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                     ephemeral=1, swap=64)
+        server = self.boot(self.image_id, flavor, config_drive=True,
+                           adminPass='altdriver-secret')
+
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY')
+        self.assertIn('ALTDRIVER-SELF vda role=guest', console)
+        self.assertIn('ALTDRIVER-BOOTCOUNT 1', console)
+        # vdb: the ephemeral disk (nova's default format, vfat), vdc: swap,
+        # the config drive with this server's metadata and admin password.
+        self.assertRegex(console, r'ALTDRIVER-EXTRA vdb size=2097152 '
+                                  r'fs=vfat')
+        self.assertRegex(console, r'ALTDRIVER-EXTRA vdc size=131072 fs=swap')
+        self.assertIn('ALTDRIVER-CONFIGDRIVE', console)
+        self.assertIn('uuid=%s' % server['id'], console)
+        self.assertIn('ALTDRIVER-ADMINPASS altdriver-secret', console)
+
+        vnc = self.api.api_post(
+            '/servers/%s/remote-consoles' % server['id'],
+            {'remote_console': {'protocol': 'vnc', 'type': 'novnc'}}
+        ).body['remote_console']
+        self.assertIn('token', vnc['url'])
+        # The port nova hands to its proxy serves the guest's screen.
+        port = int(self.domain_xml(self.compute, server).find(
+            "devices/graphics[@type='vnc']").get('port'))
+        with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
+            self.assertTrue(s.recv(12).startswith(b'RFB '))
+
+        self._delete_server(server)
+        self.assertRaises(libvirt.libvirtError, self.conn.lookupByUUIDString,
+                          server['id'])
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+
+    def test_second_boot_reuses_the_cached_image(self):
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                     ephemeral=0)
+        first = self.boot(self.image_id, flavor)
+        cached = os.path.join(self.base_dir(),
+                              hashlib.sha1(self.image_id.encode()).hexdigest())
+        inode = os.stat(cached).st_ino
+
+        second = self.boot(self.image_id, flavor)
+
+        self.assertEqual(inode, os.stat(cached).st_ino)
+        for server in (first, second):
+            self.wait_for_guest(server, 'ALTDRIVER-READY')
