@@ -43,8 +43,8 @@ def _sub(parent, tag, text=None, **attrs):
 
 
 def _nova_metadata(parent, instance, image_meta):
-    meta = _sub(_sub(parent, 'metadata'),
-                '{%s}instance' % NOVA_NS, nsmap={'nova': NOVA_NS})
+    meta = etree.SubElement(_sub(parent, 'metadata'),
+                            '{%s}instance' % NOVA_NS, nsmap={'nova': NOVA_NS})
     nova = '{%s}' % NOVA_NS
     _sub(meta, nova + 'package', version=version.version_string_with_package())
     _sub(meta, nova + 'name', instance.display_name)

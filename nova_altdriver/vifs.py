@@ -1,8 +1,9 @@
-"""Guest network interfaces: plugged on the host through os-vif, described
-to libvirt as ``<interface>`` elements.
+"""Guest network interfaces, described to libvirt as ``<interface>``s.
 
-Supported VIF types: ``ovs`` (neutron's OVS and OVN backends), ``bridge``
-(Linux bridge) and ``tap`` (a plain tap device libvirt creates).
+Supported VIF types: ``ovs`` (neutron's OVS and OVN backends: plugged on the
+host through os-vif), ``bridge`` (an existing Linux bridge libvirt attaches
+the guest's tap to; nova 34 no longer converts it for os-vif) and ``tap``
+(a plain tap device libvirt creates).
 """
 
 import threading
@@ -21,22 +22,29 @@ _os_vif_lock = threading.Lock()
 _os_vif_ready = False
 
 
-def _os_vif():
+def _to_os_vif(vif):
+    """The os-vif object of a nova VIF (None where os-vif has no plugin)."""
     global _os_vif_ready
     with _os_vif_lock:
         if not _os_vif_ready:
-            os_vif.initialize()
+            os_vif.initialize()  # loads plugins, registers os-vif objects
             _os_vif_ready = True
+    return os_vif_util.nova_to_osvif_vif(vif)
+
+
+# VIF types whose host side libvirt itself sets up.
+_LIBVIRT_PLUGGED = (network_model.VIF_TYPE_TAP, network_model.VIF_TYPE_BRIDGE)
 
 
 def _each_os_vif(instance, network_info):
     info = None
     for vif in network_info:
-        osvif = os_vif_util.nova_to_osvif_vif(vif)
-        if osvif is None:  # tap: libvirt creates the device itself
+        if vif['type'] in _LIBVIRT_PLUGGED:
+            continue
+        osvif = _to_os_vif(vif)
+        if osvif is None:
             continue
         if info is None:
-            _os_vif()  # registers the os-vif objects used below
             info = os_vif_util.nova_to_osvif_instance(instance)
         yield osvif, info
 
@@ -66,9 +74,11 @@ def interface(vif, image_meta):
     model = image_meta.properties.get('hw_vif_model') or 'virtio'
     if vif_type == network_model.VIF_TYPE_TAP:
         el = etree.Element('interface', type='ethernet')
-    elif vif_type in (network_model.VIF_TYPE_OVS,
-                      network_model.VIF_TYPE_BRIDGE):
-        osvif = os_vif_util.nova_to_osvif_vif(vif)
+    elif vif_type == network_model.VIF_TYPE_BRIDGE:
+        el = etree.Element('interface', type='bridge')
+        etree.SubElement(el, 'source', bridge=vif['network']['bridge'])
+    elif vif_type == network_model.VIF_TYPE_OVS:
+        osvif = _to_os_vif(vif)
         el = etree.Element('interface', type='bridge')
         etree.SubElement(el, 'source', bridge=osvif.bridge_name)
         if isinstance(osvif, osv_vifs.VIFOpenVSwitch):

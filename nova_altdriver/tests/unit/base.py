@@ -12,6 +12,7 @@ class TestCase(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.conf = self.useFixture(config_fixture.Config(conf.CONF))
+        conf.CONF([], project='nova', default_config_files=[])
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.uri = libvirt_test_driver.node_uri(self.tmp, cpus=6,
                                                 memory_mb=12288)
