@@ -200,7 +200,10 @@ class InstanceDisks(object):
     def write_disk_info(self, disks):
         """disk.info: {path: format}, as the in-tree driver keeps it."""
         info = {d.source: d.format for d in disks if d.source}
-        with open(self.path('disk.info'), 'w') as f:
+        path = self.path('disk.info')
+        if not os.path.exists(path):
+            self.created.append(path)
+        with open(path, 'w') as f:
             f.write(jsonutils.dumps(info))
 
 

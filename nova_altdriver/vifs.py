@@ -1,9 +1,8 @@
 """Guest network interfaces, described to libvirt as ``<interface>``s.
 
 Supported VIF types: ``ovs`` (neutron's OVS and OVN backends: plugged on the
-host through os-vif), ``bridge`` (an existing Linux bridge libvirt attaches
-the guest's tap to; nova 34 no longer converts it for os-vif) and ``tap``
-(a plain tap device libvirt creates).
+host through os-vif) and ``tap`` (a plain tap device libvirt creates). Linux
+bridge ports never reach a driver: nova 34 itself refuses them.
 """
 
 import threading
@@ -32,15 +31,11 @@ def _to_os_vif(vif):
     return os_vif_util.nova_to_osvif_vif(vif)
 
 
-# VIF types whose host side libvirt itself sets up.
-_LIBVIRT_PLUGGED = (network_model.VIF_TYPE_TAP, network_model.VIF_TYPE_BRIDGE)
-
-
 def _each_os_vif(instance, network_info):
     info = None
     for vif in network_info:
-        if vif['type'] in _LIBVIRT_PLUGGED:
-            continue
+        if vif['type'] == network_model.VIF_TYPE_TAP:
+            continue  # libvirt creates the tap itself
         osvif = _to_os_vif(vif)
         if osvif is None:
             continue
@@ -74,9 +69,6 @@ def interface(vif, image_meta):
     model = image_meta.properties.get('hw_vif_model') or 'virtio'
     if vif_type == network_model.VIF_TYPE_TAP:
         el = etree.Element('interface', type='ethernet')
-    elif vif_type == network_model.VIF_TYPE_BRIDGE:
-        el = etree.Element('interface', type='bridge')
-        etree.SubElement(el, 'source', bridge=vif['network']['bridge'])
     elif vif_type == network_model.VIF_TYPE_OVS:
         osvif = _to_os_vif(vif)
         el = etree.Element('interface', type='bridge')

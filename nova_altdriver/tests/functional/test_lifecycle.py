@@ -1,9 +1,17 @@
 """Servers booted and deleted through nova's API on the libvirt test driver."""
 
+import copy
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import uuid
+
+from nova import context as nova_context
+from nova import exception
+from nova.network import model as network_model
+from nova import objects
 
 from nova_altdriver.tests.functional import base
 
@@ -93,3 +101,142 @@ class SpawnDestroyTest(base.TestCase):
             self.assertEqual(cached, os.path.exists(os.path.join(
                 self.base_dir(),
                 hashlib.sha1(image_id.encode()).hexdigest())), name)
+
+
+class NetworkAndRecoveryTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_image(self.make_qcow2())
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                             ephemeral=0)
+        self.ctxt = nova_context.get_admin_context()
+
+    def port(self, vif_type):
+        port = copy.deepcopy(self.neutron.port_1)
+        port.update({'id': str(uuid.uuid4()), 'binding:vif_type': vif_type,
+                     'mac_address': 'fa:16:3e:00:12:34'})
+        self.neutron._ports[port['id']] = port
+        return port
+
+    def test_boot_with_a_tap_port(self):
+        port = self.port('tap')
+        server = self._create_server(image_uuid=self.image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks=[{'port': port['id']}])
+        interface = self.domain_xml(self.compute, server).find(
+            'devices/interface')
+        self.assertEqual('ethernet', interface.get('type'))
+        self.assertEqual('fa:16:3e:00:12:34',
+                         interface.find('mac').get('address'))
+        self.assertEqual('tap' + port['id'][:11],
+                         interface.find('target').get('dev'))
+        self._delete_server(server)
+
+    def test_unsupported_port_fails_and_leaves_nothing(self):
+        port = self.port('vrouter')
+        server = self._create_server(image_uuid=self.image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks=[{'port': port['id']}],
+                                     expected_state='ERROR')
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+        self.assertEqual([], self.hypervisor_of(self.compute).listAllDomains())
+
+    def _server_without_domain(self):
+        """A server whose disks exist but whose domain vanished (a host
+        sharing the instances path, or a failure between two steps).
+        """
+        server = self._create_server(image_uuid=self.image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks='none')
+        dom = self.hypervisor_of(self.compute).lookupByUUIDString(
+            server['id'])
+        dom.destroy()
+        dom.undefine()
+        return objects.Instance.get_by_uuid(self.ctxt, server['id'])
+
+    def _failing_spawn(self, instance):
+        bad_vif = network_model.VIF(
+            id=str(uuid.uuid4()), type='vrouter', address='fa:16:3e:0:0:1',
+            network=network_model.Network(id=str(uuid.uuid4())))
+        self.assertRaises(
+            exception.VirtualInterfaceCreateException,
+            self.driver_of(self.compute).spawn, self.ctxt, instance,
+            instance.image_meta, [], None, {},
+            network_model.NetworkInfo([bad_vif]))
+
+    def test_failed_spawn_keeps_disks_it_did_not_create(self):
+        instance = self._server_without_domain()
+        root = os.path.join(self.instance_dir({'id': instance.uuid}), 'disk')
+        # The guest's data: a spawn that recreated the disk would lose it.
+        subprocess.run(['qemu-io', '-f', 'qcow2', '-c',
+                        'write -P 0x41 0 64k', root],
+                       check=True, capture_output=True)
+        with open(root, 'rb') as f:
+            before = hashlib.sha256(f.read()).hexdigest()
+
+        self._failing_spawn(instance)
+
+        with open(root, 'rb') as f:
+            self.assertEqual(before, hashlib.sha256(f.read()).hexdigest())
+
+    def test_failed_spawn_removes_what_it_created(self):
+        instance = self._server_without_domain()
+        instance_dir = self.instance_dir({'id': instance.uuid})
+        shutil.rmtree(instance_dir)
+
+        self._failing_spawn(instance)
+
+        self.assertFalse(os.path.exists(instance_dir))
+
+    def test_spawn_without_power_on_defines_a_stopped_guest(self):
+        instance = self._server_without_domain()
+        self.driver_of(self.compute).spawn(
+            self.ctxt, instance, instance.image_meta, [], None, {},
+            power_on=False)
+        dom = self.hypervisor_of(self.compute).lookupByUUIDString(
+            instance.uuid)
+        self.assertFalse(dom.isActive())
+        self.assertTrue(dom.isPersistent())
+
+
+class ImageCacheTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                             ephemeral=0)
+        self.ctxt = nova_context.get_admin_context()
+        self.flags(remove_unused_original_minimum_age_seconds=0,
+                   group='image_cache')
+
+    def cached(self, image_id):
+        return os.path.exists(os.path.join(
+            self.base_dir(), hashlib.sha1(image_id.encode()).hexdigest()))
+
+    def test_unused_images_leave_the_cache(self):
+        used = self.upload_image(self.make_qcow2('used.qcow2'))
+        unused = self.upload_image(self.make_qcow2('unused.qcow2'))
+        server = self._create_server(image_uuid=used,
+                                     flavor_id=self.flavor_id,
+                                     networks='none')
+        self._delete_server(self._create_server(
+            image_uuid=unused, flavor_id=self.flavor_id, networks='none'))
+        self.assertTrue(self.cached(unused))
+
+        self.compute.manager._run_image_cache_manager_pass(self.ctxt)
+
+        self.assertTrue(self.cached(used))
+        self.assertFalse(self.cached(unused))
+        self._delete_server(server)
+
+    def test_images_are_precached_on_request(self):
+        image_id = self.upload_image(self.make_qcow2())
+        aggregate = self._create_aggregate('cache-agg')
+        self.admin_api.add_host_to_aggregate(aggregate, 'compute1')
+        self.admin_api.api_post('/os-aggregates/%s/images' % aggregate,
+                                {'cache': [{'id': image_id}]},
+                                check_response_status=[202])
+        self._wait_for_assert(lambda: self.assertTrue(self.cached(image_id)))

@@ -74,21 +74,21 @@ class GoldenXMLTest(base.TestCase):
             [vifs.interface(_vif('ovs', port_filter=True), _image())],
             console_log=INST + '/console.log'))
 
-    def test_uefi_q35_scsi_agent_bridge_e1000(self):
+    def test_uefi_q35_scsi_agent_e1000(self):
         image = _image(hw_firmware_type='uefi', hw_machine_type='q35',
                        hw_disk_bus='scsi', hw_qemu_guest_agent=True,
                        hw_vif_model='e1000')
         disks = [domain.Disk(INST + '/disk', 'raw', 'sda', 'scsi')]
         self.assertGolden('uefi-q35-scsi.xml', domain.build(
             _instance(memory_mb=2048, vcpus=4), image, disks,
-            [vifs.interface(_vif('bridge'), image)],
+            [vifs.interface(_vif('tap'), image)],
             console_log=INST + '/console.log'))
 
-    def test_kernel_and_ramdisk_boot_with_tap(self):
+    def test_kernel_and_ramdisk_boot(self):
         image = _image(os_command_line='console=ttyS0 root=/dev/vda')
         disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
         self.assertGolden('direct-kernel.xml', domain.build(
-            _instance(), image, disks, [vifs.interface(_vif('tap'), image)],
+            _instance(), image, disks, [],
             console_log=INST + '/console.log',
             kernel='/var/lib/nova/instances/_base/k',
             ramdisk='/var/lib/nova/instances/_base/r'))
