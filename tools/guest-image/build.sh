@@ -218,5 +218,8 @@ date -u +%FT%TZ >"$STAGE/.complete"
 rm -rf "$OUT"          # an incomplete leftover of an interrupted build
 mv -T "$STAGE" "$OUT"
 trap - EXIT
+for old in "$ALTDRIVER_CACHE"/guest-*; do   # builds of older scripts
+    [ "$old" = "$OUT" ] || rm -rf "$old"
+done
 log "built $OUT in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 echo "$OUT"

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import socket
+import subprocess
 
 import libvirt
 
@@ -63,3 +64,61 @@ class BootTest(base.TestCase):
         self.assertEqual(inode, os.stat(cached).st_ino)
         for server in (first, second):
             self.wait_for_guest(server, 'ALTDRIVER-READY')
+
+
+class NetworkTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_guest_image()
+        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                          ephemeral=0)
+
+    def host_side(self, tap):
+        """Moves the guest's tap into a network namespace of this test: what
+        crosses it stays on that wire.
+        """
+        ns = 'altdriver-%s' % tap[3:11]
+        subprocess.run(['ip', 'netns', 'add', ns], check=True)
+        self.addCleanup(subprocess.run, ['ip', 'netns', 'delete', ns])
+        subprocess.run(['ip', 'link', 'set', tap, 'netns', ns], check=True)
+        subprocess.run(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', tap,
+                        'up'], check=True)
+        return ns
+
+    def test_the_host_side_reaches_the_guest_on_its_port(self):
+        port = self.neutron_port('tap')
+        server = self.boot(self.image_id, self.flavor,
+                           networks=[{'port': port['id']}])
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY')
+        self.assertIn('ALTDRIVER-NICS eth0=fa:16:3e:00:12:34', console)
+
+        # The guest's IPv6 link-local address, derived from the port's MAC.
+        tap = 'tap' + port['id'][:11]
+        ns = self.host_side(tap)
+        ping = subprocess.run(
+            ['ip', 'netns', 'exec', ns, 'ping', '-6', '-c', '3', '-w', '30',
+             'fe80::f816:3eff:fe00:1234%' + tap],
+            capture_output=True, text=True)
+        self.assertEqual(0, ping.returncode, ping.stdout + ping.stderr)
+        self.assertIn('3 received', ping.stdout)
+
+    def test_ports_never_reported_plugged_fail_the_boot_when_fatal(self):
+        # A port still DOWN: the guest waits, paused, for neutron's
+        # network-vif-plugged event, which never comes here.
+        self.flags(vif_plugging_timeout=2, vif_plugging_is_fatal=True)
+        port = self.neutron_port('tap', status='DOWN')
+        server = self.boot(self.image_id, self.flavor,
+                           networks=[{'port': port['id']}],
+                           expected_state='ERROR')
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+        self.assertRaises(libvirt.libvirtError, self.conn.lookupByUUIDString,
+                          server['id'])
+
+    def test_ports_never_reported_plugged_are_tolerated_when_not_fatal(self):
+        self.flags(vif_plugging_timeout=2, vif_plugging_is_fatal=False)
+        port = self.neutron_port('tap', status='DOWN')
+        server = self.boot(self.image_id, self.flavor,
+                           networks=[{'port': port['id']}])
+        self.wait_for_guest(server, 'ALTDRIVER-READY')

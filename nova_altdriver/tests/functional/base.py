@@ -5,9 +5,11 @@ with real Placement, over libvirt's built-in test driver: every compute host
 gets a private hypervisor of its own.
 """
 
+import copy
 import os
 import subprocess
 import sys
+import uuid
 
 import fixtures
 from lxml import etree
@@ -89,6 +91,14 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
                        [o for opt in options for o in ('-o', opt)] +
                        [path, size], check=True)
         return path
+
+    def neutron_port(self, vif_type='tap', status='ACTIVE'):
+        """A port of the Neutron fixture bound with vif_type."""
+        port = copy.deepcopy(self.neutron.port_1)
+        port.update({'id': str(uuid.uuid4()), 'binding:vif_type': vif_type,
+                     'mac_address': 'fa:16:3e:00:12:34', 'status': status})
+        self.neutron._ports[port['id']] = port
+        return port
 
     def instance_dir(self, server):
         return os.path.join(self.instances_path, server['id'])

@@ -1,6 +1,5 @@
 """Servers booted and deleted through nova's API on the libvirt test driver."""
 
-import copy
 import hashlib
 import json
 import os
@@ -113,15 +112,8 @@ class NetworkAndRecoveryTest(base.TestCase):
                                              ephemeral=0)
         self.ctxt = nova_context.get_admin_context()
 
-    def port(self, vif_type):
-        port = copy.deepcopy(self.neutron.port_1)
-        port.update({'id': str(uuid.uuid4()), 'binding:vif_type': vif_type,
-                     'mac_address': 'fa:16:3e:00:12:34'})
-        self.neutron._ports[port['id']] = port
-        return port
-
     def test_boot_with_a_tap_port(self):
-        port = self.port('tap')
+        port = self.neutron_port('tap')
         server = self._create_server(image_uuid=self.image_id,
                                      flavor_id=self.flavor_id,
                                      networks=[{'port': port['id']}])
@@ -135,7 +127,7 @@ class NetworkAndRecoveryTest(base.TestCase):
         self._delete_server(server)
 
     def test_unsupported_port_fails_and_leaves_nothing(self):
-        port = self.port('vrouter')
+        port = self.neutron_port('vrouter')
         server = self._create_server(image_uuid=self.image_id,
                                      flavor_id=self.flavor_id,
                                      networks=[{'port': port['id']}],
