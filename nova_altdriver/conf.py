@@ -51,6 +51,15 @@ altdriver_opts = [
              '``q35``) unless the image sets ``hw_machine_type``. Unset: '
              'libvirt\'s default for the architecture.'),
     cfg.StrOpt(
+        'cpu_mode',
+        choices=[('host-model', 'a model close to the host CPU, migratable'),
+                 ('host-passthrough', 'the host CPU exactly (fastest, '
+                                      'not migratable across CPU models)'),
+                 ('none', 'the hypervisor\'s default CPU model')],
+        help='CPU model of the guests. Unset: ``host-model`` with '
+             '``virt_type = kvm``, ``none`` with ``qemu`` (software '
+             'emulation cannot pass the host CPU through).'),
+    cfg.StrOpt(
         'disk_cache_mode',
         default='none',
         choices=['none', 'writethrough', 'writeback', 'directsync',

@@ -190,11 +190,13 @@ class InstanceDisks(object):
     def kernel_and_ramdisk(self, context):
         """Cached kernel and ramdisk for direct boot, or (None, None)."""
         kernel = ramdisk = None
+        certs = self.instance.trusted_certs
         if self.instance.kernel_id:
-            kernel = imagecache.fetch_image(context, self.instance.kernel_id)
+            kernel = imagecache.fetch_boot_file(
+                context, self.instance.kernel_id, certs)
             if self.instance.ramdisk_id:
-                ramdisk = imagecache.fetch_image(context,
-                                                 self.instance.ramdisk_id)
+                ramdisk = imagecache.fetch_boot_file(
+                    context, self.instance.ramdisk_id, certs)
         return kernel, ramdisk
 
     def write_disk_info(self, disks):

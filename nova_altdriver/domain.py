@@ -131,8 +131,10 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
     features = _sub(dom, 'features')
     _sub(features, 'acpi')
     _sub(features, 'apic')
-    if CONF.altdriver.virt_type == 'kvm':
-        _sub(dom, 'cpu', mode='host-model')
+    cpu_mode = CONF.altdriver.cpu_mode or (
+        'host-model' if CONF.altdriver.virt_type == 'kvm' else 'none')
+    if cpu_mode != 'none':
+        _sub(dom, 'cpu', mode=cpu_mode)
     clock = _sub(dom, 'clock', offset='utc')
     _sub(clock, 'timer', name='pit', tickpolicy='delay')
     _sub(clock, 'timer', name='rtc', tickpolicy='catchup')

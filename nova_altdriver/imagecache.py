@@ -81,6 +81,18 @@ def fetch_image(context, image_id, trusted_certs=None):
                                                   trusted_certs))
 
 
+def fetch_boot_file(context, image_id, trusted_certs=None):
+    """Path of the cached kernel or ramdisk image (aki / ari).
+
+    QEMU loads these with -kernel / -initrd, never through its block layer,
+    so the disk-format inspection does not apply (it rejects the legacy boot
+    sector every x86 bzImage starts with).
+    """
+    return _build(image_base_name(image_id),
+                  lambda tmp: images.fetch(context, image_id, tmp,
+                                           trusted_certs))
+
+
 def cache_image(context, image_id):
     """Pre-caches an image; False when it was cached already."""
     if os.path.exists(os.path.join(base_dir(), image_base_name(image_id))):

@@ -51,6 +51,21 @@ class BootTest(base.TestCase):
                           server['id'])
         self.assertFalse(os.path.exists(self.instance_dir(server)))
 
+    def test_kernel_and_ramdisk_images_boot_directly(self):
+        kernel = self.upload_image(
+            os.path.join(base.GUEST_DIR, 'vmlinuz'), 'aki')
+        ramdisk = self.upload_image(
+            os.path.join(base.GUEST_DIR, 'initrd.img'), 'ari')
+        image = self.upload_guest_image(kernel_id=kernel, ramdisk_id=ramdisk)
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                     ephemeral=0)
+        server = self.boot(image, flavor)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY')
+        # Booted by QEMU itself, not by the image's boot loader.
+        self.assertNotIn('BOOT_IMAGE=', console)
+        self.assertIn('root=/dev/vda', console)
+        self.assertIn('ALTDRIVER-SELF vda role=guest', console)
+
     def test_second_boot_reuses_the_cached_image(self):
         flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
                                      ephemeral=0)

@@ -68,6 +68,18 @@ class SpawnDestroyTest(base.TestCase):
         self.assertNothingLeft(server)
         self.assertTrue(os.path.exists(cached))  # for the next boot
 
+    def test_raw_root_disk_is_a_full_copy(self):
+        self.flags(use_cow_images=False)
+        server = self._create_server(image_uuid=self.image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks='none')
+        disk = self.domain_xml(self.compute, server).find(
+            "devices/disk[@device='disk']")
+        self.assertEqual('raw', disk.find('driver').get('type'))
+        root = disk.find('source').get('file')
+        self.assertIsNone(backing_file(root))
+        self.assertEqual(2 ** 30, os.path.getsize(root))  # the flavor's 1 GiB
+
     def test_bad_images_fail_clearly_and_leave_nothing(self):
         data_file = self.make_qcow2('data-file.qcow2', '64M',
                                     'data_file=%s' % os.path.join(

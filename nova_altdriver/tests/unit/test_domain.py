@@ -93,6 +93,15 @@ class GoldenXMLTest(base.TestCase):
             kernel='/var/lib/nova/instances/_base/k',
             ramdisk='/var/lib/nova/instances/_base/r'))
 
+    def test_cpu_mode(self):
+        disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
+        self.flags(virt_type='qemu', group='altdriver')
+        xml = etree.fromstring(domain.build(_instance(), _image(), disks))
+        self.assertIsNone(xml.find('cpu'))
+        self.flags(cpu_mode='host-passthrough', group='altdriver')
+        xml = etree.fromstring(domain.build(_instance(), _image(), disks))
+        self.assertEqual('host-passthrough', xml.find('cpu').get('mode'))
+
     def test_rescue_style_boot_order(self):
         disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio'),
                  domain.Disk(INST + '/disk.rescue', 'qcow2', 'sda', 'usb',
