@@ -42,7 +42,7 @@ class RealHostTest(base.TestCase):
         return console
 
     def test_compute_reports_the_real_hypervisor(self):
-        self.start_compute()
+        self.start_compute(nodename='')  # the name libvirt reports
         node_info = self.conn.getInfo()
         nodename = self.conn.getHostname()
 

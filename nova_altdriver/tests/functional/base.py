@@ -46,13 +46,14 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
 
     def start_compute(self, host='compute1', uri=None, nodename=None):
         """Starts nova-compute on a hypervisor of its own, its node named
-        like the host unless told otherwise.
+        like the host unless told otherwise ('' for the driver's default).
 
         The driver reads these options once, when it is created, so several
         compute services in one process each keep their own.
         """
         self.flags(connection_uri=uri or self.hypervisor_uri(),
-                   hypervisor_hostname=nodename or host, group='altdriver')
+                   hypervisor_hostname=host if nodename is None else nodename,
+                   group='altdriver')
         self.computes[host] = self.start_service('compute', host=host)
         return self.computes[host]
 
