@@ -45,6 +45,13 @@ altdriver_opts = [
              'that time cancels it, so a reboot from inside the guest is not '
              'mistaken for a power off (which would make nova stop the '
              'instance).'),
+    cfg.IntOpt(
+        'wait_soft_reboot_seconds',
+        default=120,
+        min=1,
+        help='Seconds a soft reboot waits for the guest to shut down after '
+             'the ACPI power button before it falls back to a hard '
+             'reboot.'),
     cfg.StrOpt(
         'machine_type',
         help='QEMU machine type of new guests (for example ``pc`` or '

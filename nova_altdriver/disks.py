@@ -122,9 +122,15 @@ class InstanceDisks(object):
     # -- the disks --------------------------------------------------------
 
     def root(self, context):
-        def make(path):
+        path = self.path('disk')
+        base = None
+        if not os.path.exists(path) or self._recorded_format(path) == 'qcow2':
+            # Also brings back a base the cache lost under an existing
+            # overlay (hard reboot is the repair tool).
             base = imagecache.fetch_image(
                 context, self.image_meta.id, self.instance.trusted_certs)
+
+        def make(path):
             virtual = images.qemu_img_info(base).virtual_size
             size = self.instance.flavor.root_gb * units.Gi
             if size and virtual > size:
@@ -147,10 +153,10 @@ class InstanceDisks(object):
         disks = []
         for num, spec in enumerate(specs):
             name = spec.get('name') or 'disk.eph%d' % spec.get('num', num)
+            base = imagecache.blank_ephemeral(spec['size'],
+                                              self.instance.os_type)
             path, fmt = self._ensure(
-                name, lambda path, gb=spec['size']: _overlay(
-                    imagecache.blank_ephemeral(gb, self.instance.os_type),
-                    path), 'qcow2')
+                name, lambda path, base=base: _overlay(base, path), 'qcow2')
             bus = spec.get('disk_bus') or self.disk_bus
             disks.append(domain.Disk(path, fmt, self._device(bus), bus))
         return disks
@@ -161,8 +167,9 @@ class InstanceDisks(object):
                    else self.instance.flavor.swap)
         if not size_mb:
             return []
-        path, fmt = self._ensure('disk.swap', lambda path: _overlay(
-            imagecache.blank_swap(size_mb), path), 'qcow2')
+        base = imagecache.blank_swap(size_mb)
+        path, fmt = self._ensure('disk.swap',
+                                 lambda path: _overlay(base, path), 'qcow2')
         return [domain.Disk(path, fmt, self._device(self.disk_bus),
                             self.disk_bus)]
 

@@ -18,6 +18,7 @@ from nova_altdriver import disks
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import lifecycle
+from nova_altdriver import power
 from nova_altdriver import resources
 from nova_altdriver import vifs
 
@@ -61,6 +62,7 @@ class AltDriver(driver.ComputeDriver):
         self._nodename = None
         self._resources = resources.HostResources(self._host)
         self._lifecycle = lifecycle.Lifecycle(self._host, virtapi)
+        self._power = power.Power(self._host, self._lifecycle)
         self._image_cache = imagecache.ImageCacheManager()
 
     # -- service start and stop --------------------------------------------
@@ -172,6 +174,42 @@ class AltDriver(driver.ComputeDriver):
 
     def get_vnc_console(self, context, instance):
         return self._lifecycle.vnc_console(instance)
+
+    # -- power -------------------------------------------------------------
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        self._power.power_off(instance, timeout, retry_interval)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        self._power.hard_reboot(context, instance, network_info,
+                                block_device_info)
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        if reboot_type == 'SOFT' and self._power.soft_reboot(instance):
+            return
+        self._power.hard_reboot(context, instance, network_info,
+                                block_device_info)
+
+    def pause(self, instance):
+        self._power.pause(instance)
+
+    def unpause(self, instance):
+        self._power.unpause(instance)
+
+    def suspend(self, context, instance):
+        self._power.suspend(instance)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        self._power.resume(instance, network_info)
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        self._power.resume_on_host_boot(context, instance, network_info,
+                                        block_device_info)
 
     # -- the image cache ---------------------------------------------------
 

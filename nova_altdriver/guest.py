@@ -32,6 +32,8 @@ class Guest(object):
 
     def power_state(self):
         state, _reason = self._domain.state()
+        if state == libvirt.VIR_DOMAIN_SHUTOFF and self.has_saved_memory():
+            return power_state.SUSPENDED  # nova's suspend: a managed save
         return POWER_STATES.get(state, power_state.NOSTATE)
 
     def info(self):
@@ -77,3 +79,26 @@ class Guest(object):
             if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
                 raise
             self._domain.undefineFlags(flags)
+
+    def shutdown(self):
+        """Presses the ACPI power button (the guest decides what to do)."""
+        try:
+            self._domain.shutdown()
+        except libvirt.libvirtError as e:
+            if (e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or
+                    self.is_active()):
+                raise
+
+    def pause(self):
+        self._domain.suspend()
+
+    def save(self):
+        """Saves memory to disk and stops (libvirt's managed save)."""
+        self._domain.managedSave(0)
+
+    def has_saved_memory(self):
+        return bool(self._domain.hasManagedSaveImage(0))
+
+    def discard_saved_memory(self):
+        if self.has_saved_memory():
+            self._domain.managedSaveRemove(0)

@@ -155,6 +155,10 @@ class Host(object):
     def _on_lifecycle_event(self, conn, dom, event, detail, opaque):
         # Runs in the event loop thread: no logging, no blocking.
         transition = _TRANSITIONS.get(event)
+        if (event == libvirt.VIR_DOMAIN_EVENT_STOPPED and
+                detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED):
+            # nova's suspend, not a power off (never held back or dropped)
+            transition = virtevent.EVENT_LIFECYCLE_SUSPENDED
         if transition is not None:
             self._events.put(
                 virtevent.LifecycleEvent(dom.UUIDString(), transition))

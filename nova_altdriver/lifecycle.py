@@ -78,12 +78,15 @@ class Lifecycle(object):
         LOG.info('Guest created%s', '' if power_on else ' (not started)',
                  instance=instance)
 
-    def create(self, instance, xml, network_info, power_on=True):
+    def create(self, instance, xml, network_info, power_on=True,
+               wait_for_vifs=True):
         """Plugs the network, defines the domain and starts it, waiting
-        for neutron's vif-plugged events with the guest's vCPUs paused.
+        for neutron's vif-plugged events with the guest's vCPUs paused
+        (ports already plugged, as on a reboot, send none).
         """
         timeout = CONF.vif_plugging_timeout
-        events = _vif_events(network_info) if power_on and timeout else []
+        events = (_vif_events(network_info)
+                  if power_on and timeout and wait_for_vifs else [])
         guest = None
         try:
             with self._virtapi.wait_for_instance_event(

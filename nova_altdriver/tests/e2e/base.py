@@ -17,6 +17,8 @@ import libvirt
 from nova_altdriver.tests.functional import base
 
 URI = os.environ.get('ALTDRIVER_E2E_URI', 'qemu:///system')
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))), 'tools', 'guest-image')
 GUEST_DIR = os.environ.get('ALTDRIVER_GUEST_DIR')
 
 
@@ -64,6 +66,17 @@ class TestCase(base.TestCase):
         """The test guest (tools/guest-image) as a Glance image."""
         return self.upload_image(os.path.join(GUEST_DIR, name), 'qcow2',
                                  **properties)
+
+    def guest_variant(self, *options, **properties):
+        """A Glance image of the test guest changed by customize.sh
+        options (for example '--knob', 'ignore-acpi').
+        """
+        path = os.path.join(self._state_dir, 'variant-%d.qcow2' % len(
+            os.listdir(self._state_dir)))
+        subprocess.run([os.path.join(TOOLS, 'customize.sh'),
+                        os.path.join(GUEST_DIR, 'disk.qcow2'), path] +
+                       list(options), check=True, capture_output=True)
+        return self.upload_image(path, 'qcow2', **properties)
 
     def boot(self, image_id, flavor_id, expected_state='ACTIVE', **extra):
         """Boots a server (no network unless extra says) and removes its

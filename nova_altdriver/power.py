@@ -1,0 +1,131 @@
+"""Power operations: stop, start, reboot, pause, suspend, host boot.
+
+Starting is always a hard reboot: the domain is regenerated from nova's
+data (flavor, image, ports, disks), so a definition lost or damaged behind
+nova's back, or a cached base image that was removed, is repaired on the
+way. UEFI variables survive it (the definition is replaced, never undefined
+with its NVRAM).
+"""
+
+import time
+
+import libvirt
+from nova.compute import power_state
+from oslo_log import log as logging
+
+import nova.conf
+from nova_altdriver import vifs
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.2
+
+
+def _wait_until_off(guest, seconds):
+    """True once the guest is off (or its domain is gone) within seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if not guest.is_active():
+                return True
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return True
+            raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_SECONDS)
+
+
+class Power(object):
+
+    def __init__(self, host, lifecycle):
+        self._host = host
+        self._lifecycle = lifecycle
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        """With a timeout: ACPI power button, pressed again every
+        retry_interval, then a hard stop once timeout runs out. Without
+        one, or for a paused guest (it cannot answer), a hard stop at once.
+        """
+        guest = self._host.find_guest(instance.uuid)
+        if guest is None:
+            return  # nothing runs: off already
+        if timeout and guest.power_state() == power_state.RUNNING:
+            if self._clean_shutdown(instance, guest, timeout, retry_interval):
+                return
+            LOG.warning('Guest did not shut down within %d s; stopping it',
+                        timeout, instance=instance)
+        guest.hard_stop()
+
+    @staticmethod
+    def _clean_shutdown(instance, guest, timeout, retry_interval):
+        interval = retry_interval or timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                guest.shutdown()
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return True
+                raise
+            if _wait_until_off(guest, min(interval, remaining)):
+                LOG.info('Guest shut down cleanly', instance=instance)
+                return True
+
+    def hard_reboot(self, context, instance, network_info,
+                    block_device_info=None):
+        guest = self._host.find_guest(instance.uuid)
+        if guest is not None:
+            guest.hard_stop()
+            guest.discard_saved_memory()  # stale once the guest restarts
+        _disks, xml = self._lifecycle.domain_xml(
+            context, instance, instance.image_meta, network_info or [],
+            block_device_info)
+        self._lifecycle.create(instance, xml, network_info or [],
+                               wait_for_vifs=False)
+
+    def soft_reboot(self, instance):
+        """ACPI shutdown, then start; False when the guest is not running
+        or does not go down in time (the caller reboots it hard).
+        """
+        guest = self._host.find_guest(instance.uuid)
+        if guest is None or guest.power_state() != power_state.RUNNING:
+            return False
+        guest.shutdown()
+        if not _wait_until_off(guest, CONF.altdriver.wait_soft_reboot_seconds):
+            LOG.warning('Guest did not shut down for a soft reboot within '
+                        '%d s; rebooting it hard',
+                        CONF.altdriver.wait_soft_reboot_seconds,
+                        instance=instance)
+            return False
+        guest.start()
+        return True
+
+    def pause(self, instance):
+        self._host.get_guest(instance).pause()
+
+    def unpause(self, instance):
+        self._host.get_guest(instance).resume()
+
+    def suspend(self, instance):
+        self._host.get_guest(instance).save()
+
+    def resume(self, instance, network_info):
+        guest = self._host.get_guest(instance)
+        vifs.plug(instance, network_info or [])
+        guest.start()
+        # A guest saved while paused comes back paused; nova wants it running
+        if guest.power_state() == power_state.PAUSED:
+            guest.resume()
+
+    def resume_on_host_boot(self, context, instance, network_info,
+                            block_device_info):
+        guest = self._host.find_guest(instance.uuid)
+        if guest is not None and guest.power_state() == power_state.RUNNING:
+            return
+        self.hard_reboot(context, instance, network_info, block_device_info)

@@ -1,0 +1,84 @@
+"""Power actions through nova's API, proven from inside real guests."""
+
+import time
+
+import libvirt
+
+from nova_altdriver.tests.e2e import base
+
+
+class PowerTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                          ephemeral=0)
+
+    def domain(self, server):
+        return self.conn.lookupByUUIDString(server['id'])
+
+    def test_every_power_action_on_one_guest(self):
+        server = self.boot(self.upload_guest_image(), self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+
+        # A clean stop: the guest sees the power button and goes down by
+        # itself, long before nova's 60 s shutdown timeout.
+        started = time.monotonic()
+        self._stop_server(server)
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertIn('ALTDRIVER-ACPI-POWER', self.console(server))
+        self._start_server(server)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+
+        self._reboot_server(server, hard=False)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=3')
+        self.assertEqual(2, console.count('ALTDRIVER-ACPI-POWER'))
+
+        # The operator's repair tool: the definition vanished behind nova.
+        dom = self.domain(server)
+        dom.destroy()
+        dom.undefine()
+        self._reboot_server(server, hard=True)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=4')
+
+        self.api.post_server_action(server['id'], {'pause': None})
+        self._wait_for_state_change(server, 'PAUSED')
+        self.api.post_server_action(server['id'], {'unpause': None})
+        self._wait_for_state_change(server, 'ACTIVE')
+
+        # Suspend keeps the guest's memory: after resume it runs on, its
+        # uptime continuing, with no new boot.
+        uptime = self._last_tick(self.console(server))
+        self._suspend_server(server)
+        self.assertEqual(libvirt.VIR_DOMAIN_SHUTOFF,
+                         self.domain(server).state()[0])
+        self._resume_server(server)
+        deadline = time.monotonic() + 60
+        while self._last_tick(self.console(server)) <= uptime:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(1)
+        self.assertEqual(4, self.console(server).count('ALTDRIVER-BOOT '))
+
+    @staticmethod
+    def _last_tick(console):
+        ticks = [line for line in console.splitlines()
+                 if line.startswith('ALTDRIVER-TICK ')]
+        return float(ticks[-1].split()[1]) if ticks else 0.0
+
+    def test_a_guest_ignoring_acpi_is_stopped_hard_after_the_timeout(self):
+        image = self.guest_variant('--knob', 'ignore-acpi',
+                                   os_shutdown_timeout=5)
+        server = self.boot(image, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        started = time.monotonic()
+        self._stop_server(server)
+        self.assertGreaterEqual(time.monotonic() - started, 5)
+        self.assertIn('ALTDRIVER-ACPI-IGNORED', self.console(server))
+
+    def test_a_guest_powering_itself_off_shows_shutoff(self):
+        server = self.boot(self.guest_variant('--knob', 'selfpoweroff'),
+                           self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-SELFPOWEROFF')
+        # The lifecycle event, not a periodic task, tells nova.
+        self._wait_for_state_change(server, 'SHUTOFF')
