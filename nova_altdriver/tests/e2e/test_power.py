@@ -1,5 +1,6 @@
 """Power actions through nova's API, proven from inside real guests."""
 
+import os
 import time
 
 import libvirt
@@ -82,3 +83,29 @@ class PowerTest(base.TestCase):
         self.wait_for_guest(server, 'ALTDRIVER-SELFPOWEROFF')
         # The lifecycle event, not a periodic task, tells nova.
         self._wait_for_state_change(server, 'SHUTOFF')
+
+    def test_a_reboot_from_inside_the_guest_is_not_a_stop(self):
+        server = self.boot(self.guest_variant('--knob', 'selfreboot'),
+                           self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        time.sleep(1)  # longer than the tests' stopped_event_delay
+        self.assertEqual('ACTIVE', self._show_server(server)['status'])
+
+    def test_uefi_variables_survive_stop_and_start_but_not_delete(self):
+        # (The BIOS-booting test guest leaves OVMF in its shell, which
+        # ignores ACPI: a short shutdown timeout keeps the test quick.)
+        server = self.boot(self.upload_guest_image(
+            hw_firmware_type='uefi', hw_machine_type='q35',
+            os_shutdown_timeout=2), self.flavor)
+        nvram = self.domain(server).XMLDesc()
+        nvram = nvram[nvram.index('<nvram'):]
+        nvram = nvram[nvram.index('>') + 1:nvram.index('</nvram>')]
+        inode = os.stat(nvram).st_ino
+
+        self._stop_server(server)
+        self._start_server(server)
+        self._reboot_server(server, hard=True)
+
+        self.assertEqual(inode, os.stat(nvram).st_ino)
+        self._delete_server(server)
+        self.assertFalse(os.path.exists(nvram))

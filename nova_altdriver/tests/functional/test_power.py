@@ -91,6 +91,13 @@ class PowerTest(base.TestCase):
         driver.resume(None, instance, [])
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, self.domain().state()[0])
 
+    def test_guests_come_back_after_a_host_reboot(self):
+        self.flags(resume_guests_state_on_host_boot=True)
+        self.domain().destroy()  # the host went down under its guests
+        self.restart_compute_service(self.compute)
+        self.assertStates('ACTIVE', power_state.RUNNING,
+                          libvirt.VIR_DOMAIN_RUNNING)
+
     def test_invalid_transitions_are_refused(self):
         for body in ({'unpause': None}, {'resume': None}, {'os-start': None}):
             error = self.assertRaises(
