@@ -53,6 +53,18 @@ altdriver_opts = [
              'the ACPI power button before it falls back to a hard '
              'reboot.'),
     cfg.StrOpt(
+        'rescue_image_id',
+        help='Glance image booted by ``rescue`` when the request names no '
+             'image that has an id. Unset: the instance\'s own image.'),
+    cfg.StrOpt(
+        'rescue_kernel_id',
+        help='Kernel image of rescue guests. Unset: the instance\'s own '
+             'kernel, if it boots from one.'),
+    cfg.StrOpt(
+        'rescue_ramdisk_id',
+        help='Ramdisk image of rescue guests. Unset: the instance\'s own '
+             'ramdisk, if it boots from one.'),
+    cfg.StrOpt(
         'machine_type',
         help='QEMU machine type of new guests (for example ``pc`` or '
              '``q35``) unless the image sets ``hw_machine_type``. Unset: '

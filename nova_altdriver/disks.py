@@ -10,6 +10,7 @@ evacuation onto shared storage from wiping the guest's data. Whatever this
 module creates is recorded, so that a failed spawn removes exactly that.
 """
 
+import glob
 import os
 import shutil
 
@@ -32,6 +33,11 @@ CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 
+RESCUE_SUFFIX = '.rescue'
+RESCUE_DISK = 'disk' + RESCUE_SUFFIX
+UNRESCUE_XML = 'unrescue.xml'  # the definition a rescue replaced
+
+
 def instance_dir(instance):
     return os.path.join(CONF.instances_path, instance.uuid)
 
@@ -40,7 +46,7 @@ def console_log(instance):
     return os.path.join(instance_dir(instance), 'console.log')
 
 
-def _overlay(base, path, size=None):
+def overlay(base, path, size=None):
     """A qcow2 file whose unwritten blocks read from base."""
     args = ['qemu-img', 'create', '-f', 'qcow2', '-o',
             'backing_file=%s,backing_fmt=%s' % (
@@ -137,7 +143,7 @@ class InstanceDisks(object):
                 raise exception.FlavorDiskSmallerThanImage(
                     flavor_size=size, image_size=virtual)
             if CONF.use_cow_images:
-                _overlay(base, path, max(size, virtual))
+                overlay(base, path, max(size, virtual))
             else:
                 _full_copy(base, path, max(size, virtual))
         path, fmt = self._ensure('disk', make,
@@ -156,7 +162,7 @@ class InstanceDisks(object):
             base = imagecache.blank_ephemeral(spec['size'],
                                               self.instance.os_type)
             path, fmt = self._ensure(
-                name, lambda path, base=base: _overlay(base, path), 'qcow2')
+                name, lambda path, base=base: overlay(base, path), 'qcow2')
             bus = spec.get('disk_bus') or self.disk_bus
             disks.append(domain.Disk(path, fmt, self._device(bus), bus))
         return disks
@@ -169,12 +175,12 @@ class InstanceDisks(object):
             return []
         base = imagecache.blank_swap(size_mb)
         path, fmt = self._ensure('disk.swap',
-                                 lambda path: _overlay(base, path), 'qcow2')
+                                 lambda path: overlay(base, path), 'qcow2')
         return [domain.Disk(path, fmt, self._device(self.disk_bus),
                             self.disk_bus)]
 
     def config_drive(self, context, admin_password, network_info,
-                     injected_files):
+                     injected_files, name='disk.config'):
         if not configdrive.required_by(self.instance):
             return []
 
@@ -187,7 +193,7 @@ class InstanceDisks(object):
             with configdrive.ConfigDriveBuilder(instance_md=metadata) as cdb:
                 cdb.make_drive(path)
 
-        path, _fmt = self._ensure('disk.config', make, 'raw')
+        path, _fmt = self._ensure(name, make, 'raw')
         if CONF.config_drive_format == 'vfat':
             return [domain.Disk(path, 'raw', self._device(self.disk_bus),
                                 self.disk_bus)]
@@ -235,6 +241,21 @@ def all_disks(context, instance, image_meta, block_device_info,
         disks.remove_created()
         raise
     return disks, layout, kernel, ramdisk
+
+
+def remove_rescue_files(instance, keep_saved_definition=False):
+    """Deletes every *.rescue file of instance and, unless told to keep it,
+    the definition a rescue saved.
+    """
+    names = glob.glob(os.path.join(instance_dir(instance),
+                                   '*' + RESCUE_SUFFIX))
+    if not keep_saved_definition:
+        names.append(os.path.join(instance_dir(instance), UNRESCUE_XML))
+    for path in names:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def remove_instance_dir(instance):

@@ -19,6 +19,7 @@ from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import lifecycle
 from nova_altdriver import power
+from nova_altdriver import rescue
 from nova_altdriver import resources
 from nova_altdriver import vifs
 
@@ -63,6 +64,7 @@ class AltDriver(driver.ComputeDriver):
         self._resources = resources.HostResources(self._host)
         self._lifecycle = lifecycle.Lifecycle(self._host, virtapi)
         self._power = power.Power(self._host, self._lifecycle)
+        self._rescue = rescue.Rescue(self._host, self._lifecycle, self._power)
         self._image_cache = imagecache.ImageCacheManager()
 
     # -- service start and stop --------------------------------------------
@@ -210,6 +212,16 @@ class AltDriver(driver.ComputeDriver):
                                   share_info, block_device_info=None):
         self._power.resume_on_host_boot(context, instance, network_info,
                                         block_device_info)
+
+    # -- rescue ------------------------------------------------------------
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info):
+        self._rescue.rescue(context, instance, network_info, image_meta,
+                            rescue_password, block_device_info)
+
+    def unrescue(self, context, instance):
+        self._rescue.unrescue(context, instance)
 
     # -- the image cache ---------------------------------------------------
 

@@ -50,8 +50,10 @@ class Guest(object):
     def is_active(self):
         return bool(self._domain.isActive())
 
-    def xml(self):
-        return self._domain.XMLDesc(0)
+    def xml(self, inactive=False):
+        """The live definition, or with inactive the persistent one."""
+        return self._domain.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
 
     def hard_stop(self):
         """Powers off at once; a guest already off is not an error."""

@@ -14,6 +14,7 @@ from nova.compute import power_state
 from oslo_log import log as logging
 
 import nova.conf
+from nova_altdriver import disks
 from nova_altdriver import vifs
 
 CONF = nova.conf.CONF
@@ -88,6 +89,8 @@ class Power(object):
             block_device_info)
         self._lifecycle.create(instance, xml, network_info or [],
                                wait_for_vifs=False)
+        # Leftovers of a rescue that never finished: the original runs now.
+        disks.remove_rescue_files(instance)
 
     def soft_reboot(self, instance):
         """ACPI shutdown, then start; False when the guest is not running

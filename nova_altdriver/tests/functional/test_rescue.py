@@ -1,0 +1,133 @@
+"""Rescue and unrescue through nova's API on the libvirt test driver."""
+
+import hashlib
+import os
+import subprocess
+
+from lxml import etree
+
+from nova_altdriver.tests.functional import base
+from nova_altdriver.tests.functional import test_lifecycle
+
+
+class RescueTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_image(self.make_qcow2())
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                             ephemeral=1, swap=16)
+        self.server = self._create_server(image_uuid=self.image_id,
+                                          flavor_id=self.flavor_id,
+                                          networks='none')
+        self.dir = self.instance_dir(self.server)
+
+    def rescue(self, image_id=None):
+        body = {'adminPass': 'rescue-pass'}
+        if image_id:
+            body['rescue_image_ref'] = image_id
+        self.api.post_server_action(self.server['id'], {'rescue': body})
+        return self._wait_for_state_change(self.server, 'RESCUE')
+
+    def disks(self):
+        """[(target dev, bus, source file name, boot order)]"""
+        xml = self.domain_xml(self.compute, self.server)
+        return [(d.find('target').get('dev'), d.find('target').get('bus'),
+                 os.path.basename(d.find('source').get('file')),
+                 d.find('boot').get('order') if d.find('boot') is not None
+                 else None)
+                for d in xml.findall('devices/disk')]
+
+    def base_of(self, image_id):
+        return os.path.join(self.base_dir(),
+                            hashlib.sha1(image_id.encode()).hexdigest())
+
+    def assertOriginal(self):
+        self.assertEqual([('vda', 'virtio', 'disk', None),
+                          ('vdb', 'virtio', 'disk.eph0', None),
+                          ('vdc', 'virtio', 'disk.swap', None)],
+                         self.disks())
+        self.assertEqual([], [f for f in os.listdir(self.dir)
+                              if f.endswith('.rescue') or
+                              f == 'unrescue.xml'])
+
+    def test_legacy_rescue_and_unrescue(self):
+        self.assertOriginal()
+        original = self.domain_xml(self.compute, self.server)
+        self.rescue()
+
+        # The rescue disk first, the original root disk second, nothing else
+        self.assertEqual([('vda', 'virtio', 'disk.rescue', None),
+                          ('vdb', 'virtio', 'disk', None)], self.disks())
+        # ... a small overlay on the rescue image (the instance's own).
+        rescue_disk = os.path.join(self.dir, 'disk.rescue')
+        self.assertEqual(self.base_of(self.image_id),
+                         test_lifecycle.backing_file(rescue_disk))
+        self.assertTrue(os.path.exists(os.path.join(self.dir,
+                                                    'unrescue.xml')))
+
+        self._unrescue_server(self.server)
+        self.assertOriginal()
+        # The very definition from before: same machine, same devices.
+        self.assertEqual(
+            etree.tostring(original.find('devices')),
+            etree.tostring(self.domain_xml(self.compute,
+                                           self.server).find('devices')))
+
+    def test_rescue_with_another_image_from_a_stopped_server(self):
+        rescue_image = self.upload_image(self.make_qcow2('rescue.qcow2'))
+        self._stop_server(self.server)
+        self.rescue(rescue_image)
+        self.assertEqual(self.base_of(rescue_image),
+                         test_lifecycle.backing_file(
+                             os.path.join(self.dir, 'disk.rescue')))
+        self._unrescue_server(self.server)
+        self.assertOriginal()
+
+    def test_stable_device_rescue_keeps_the_devices(self):
+        rescue_image = self.upload_image(
+            self.make_qcow2('rescue.qcow2'), hw_rescue_device='disk',
+            hw_rescue_bus='usb')
+        self.rescue(rescue_image)
+        self.assertEqual([('vda', 'virtio', 'disk', None),
+                          ('vdb', 'virtio', 'disk.eph0', None),
+                          ('vdc', 'virtio', 'disk.swap', None),
+                          ('sda', 'usb', 'disk.rescue', '1')], self.disks())
+        self._unrescue_server(self.server)
+        self.assertOriginal()
+
+    def test_stable_rescue_when_the_original_image_is_gone(self):
+        rescue_image = self.upload_image(
+            self.make_qcow2('rescue.qcow2'), hw_rescue_bus='virtio')
+        self.glance.delete(None, self.image_id)
+        self.rescue(rescue_image)
+        self.assertEqual('disk.rescue', self.disks()[-1][2])
+        self._unrescue_server(self.server)
+        self.assertOriginal()
+
+    def test_a_second_rescue_gets_a_new_rescue_disk(self):
+        self.rescue()
+        rescue_disk = os.path.join(self.dir, 'disk.rescue')
+        subprocess.run(['qemu-io', '-f', 'qcow2', '-c',
+                        'write -P 0x52 0 64k', rescue_disk],
+                       check=True, capture_output=True)
+        self._unrescue_server(self.server)
+        self.rescue()
+        read = subprocess.run(['qemu-io', '-f', 'qcow2', '-c',
+                               'read -P 0x52 0 64k', rescue_disk],
+                              capture_output=True, text=True)
+        self.assertIn('Pattern verification failed', read.stdout)
+
+    def test_unrescue_without_the_saved_definition(self):
+        self.rescue()
+        with open(os.path.join(self.dir, 'unrescue.xml'), 'w') as f:
+            f.write('<domain>truncated')
+        self._unrescue_server(self.server)
+        self.assertOriginal()
+
+    def test_unrescue_after_a_compute_restart(self):
+        self.rescue()
+        self.compute = self.restart_compute_service(self.compute)
+        self._unrescue_server(self.server)
+        self.assertOriginal()
