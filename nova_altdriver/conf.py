@@ -65,6 +65,24 @@ altdriver_opts = [
         help='Ramdisk image of rescue guests. Unset: the instance\'s own '
              'ramdisk, if it boots from one.'),
     cfg.StrOpt(
+        'snapshot_image_format',
+        default='qcow2',
+        choices=[('qcow2', 'compact, grows as written'),
+                 ('raw', 'a full-size image, fastest to boot from')],
+        help='Disk format of snapshot and shelve images uploaded to '
+             'Glance.'),
+    cfg.BoolOpt(
+        'snapshot_compression',
+        default=False,
+        help='Compress qcow2 snapshot images (smaller uploads, slower '
+             'snapshots).'),
+    cfg.StrOpt(
+        'snapshots_directory',
+        default='$instances_path/snapshots',
+        help='Where snapshots keep their temporary files (the image being '
+             'uploaded and, for a running guest, the overlay that takes its '
+             'writes meanwhile). They are removed in every outcome.'),
+    cfg.StrOpt(
         'machine_type',
         help='QEMU machine type of new guests (for example ``pc`` or '
              '``q35``) unless the image sets ``hw_machine_type``. Unset: '

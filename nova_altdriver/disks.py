@@ -15,6 +15,7 @@ import os
 import shutil
 
 from nova.api.metadata import base as instance_metadata
+from nova.compute import vm_states
 from nova import exception
 from nova.virt import configdrive
 from nova.virt import driver
@@ -44,6 +45,19 @@ def instance_dir(instance):
 
 def console_log(instance):
     return os.path.join(instance_dir(instance), 'console.log')
+
+
+def recorded_format(instance, path):
+    """The format of one of instance's disks, as recorded in disk.info.
+
+    A disk the guest wrote to is never probed when disk.info knows: a raw
+    disk holding a qcow2 header would otherwise open the host's files.
+    """
+    try:
+        with open(os.path.join(instance_dir(instance), 'disk.info')) as f:
+            return jsonutils.loads(f.read())[path]
+    except (OSError, ValueError, KeyError):
+        return images.qemu_img_info(path).file_format
 
 
 def overlay(base, path, size=None):
@@ -94,7 +108,7 @@ class InstanceDisks(object):
         if os.path.exists(path):
             LOG.info('Reusing existing disk %s', path,
                      instance=self.instance)
-            return path, self._recorded_format(path)
+            return path, recorded_format(self.instance, path)
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir)
             self.created.append(self.dir)
@@ -102,15 +116,6 @@ class InstanceDisks(object):
             make(path)
         self.created.append(path)
         return path, fmt
-
-    def _recorded_format(self, path):
-        # Never probe a disk the guest wrote to when disk.info knows: a raw
-        # disk holding a qcow2 header would otherwise open the host's files.
-        try:
-            with open(self.path('disk.info')) as f:
-                return jsonutils.loads(f.read())[path]
-        except (OSError, ValueError, KeyError):
-            return images.qemu_img_info(path).file_format
 
     def remove_created(self):
         """Undoes this object's work, and only its work."""
@@ -130,7 +135,8 @@ class InstanceDisks(object):
     def root(self, context):
         path = self.path('disk')
         base = None
-        if not os.path.exists(path) or self._recorded_format(path) == 'qcow2':
+        if (not os.path.exists(path) or
+                recorded_format(self.instance, path) == 'qcow2'):
             # Also brings back a base the cache lost under an existing
             # overlay (hard reboot is the repair tool).
             base = imagecache.fetch_image(
@@ -142,14 +148,33 @@ class InstanceDisks(object):
             if size and virtual > size:
                 raise exception.FlavorDiskSmallerThanImage(
                     flavor_size=size, image_size=virtual)
-            if CONF.use_cow_images:
-                overlay(base, path, max(size, virtual))
-            else:
+            if not CONF.use_cow_images:
                 _full_copy(base, path, max(size, virtual))
+                return
+            overlay(base, path, max(size, virtual))
+            if self.instance.vm_state == vm_states.SHELVED_OFFLOADED:
+                self._detach_from_shelve_image(context, path)
         path, fmt = self._ensure('disk', make,
                                  'qcow2' if CONF.use_cow_images else 'raw')
         return domain.Disk(path, fmt, self._device(self.disk_bus),
                            self.disk_bus)
+
+    def _detach_from_shelve_image(self, context, path):
+        """Unshelve boots from the shelve snapshot, which nova deletes right
+        after: the new disk must not keep depending on it (bug 1732428).
+        Rebased onto the instance's original image when it can be had,
+        flattened otherwise.
+        """
+        original = self.instance.system_metadata.get('image_base_image_ref')
+        try:
+            base = imagecache.fetch_image(context, original,
+                                          self.instance.trusted_certs)
+            args = ['-F', imagecache.image_format(base), '-b', base]
+        except Exception as e:
+            LOG.info('Original image %s unavailable (%s): flattening the '
+                     'unshelved disk', original, e, instance=self.instance)
+            args = ['-b', '']
+        processutils.execute('qemu-img', 'rebase', '-f', 'qcow2', *args, path)
 
     def ephemerals(self, block_device_info):
         specs = driver.block_device_info_get_ephemerals(block_device_info)

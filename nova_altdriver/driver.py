@@ -10,6 +10,7 @@ import os
 
 from nova import exception
 from nova.virt import driver
+from nova.virt import node
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 
@@ -21,6 +22,7 @@ from nova_altdriver import lifecycle
 from nova_altdriver import power
 from nova_altdriver import rescue
 from nova_altdriver import resources
+from nova_altdriver import snapshot
 from nova_altdriver import vifs
 
 CONF = conf.CONF
@@ -65,6 +67,7 @@ class AltDriver(driver.ComputeDriver):
         self._lifecycle = lifecycle.Lifecycle(self._host, virtapi)
         self._power = power.Power(self._host, self._lifecycle)
         self._rescue = rescue.Rescue(self._host, self._lifecycle, self._power)
+        self._snapshot = snapshot.Snapshot(self._host)
         self._image_cache = imagecache.ImageCacheManager()
 
     # -- service start and stop --------------------------------------------
@@ -73,6 +76,9 @@ class AltDriver(driver.ComputeDriver):
         self._host.start_events()
         self._check_hypervisor()
         os.makedirs(CONF.instances_path, exist_ok=True)
+        # Read once, like the URI: several compute services in one process
+        # (nova's functional tests) each keep the node they started with.
+        self._node_uuid = node.get_local_node_uuid()
 
     def _check_hypervisor(self):
         lib_version = self._host.lib_version()
@@ -122,8 +128,11 @@ class AltDriver(driver.ComputeDriver):
                               self._host.hostname())
         return [self._nodename]
 
+    def get_nodenames_by_uuid(self, refresh=False):
+        return {self._node_uuid: self.get_available_nodes()[0]}
+
     def get_available_resource(self, nodename):
-        return self._resources.report(nodename)
+        return dict(self._resources.report(nodename), uuid=self._node_uuid)
 
     def update_provider_tree(self, provider_tree, nodename,
                              allocations=None):
@@ -222,6 +231,12 @@ class AltDriver(driver.ComputeDriver):
 
     def unrescue(self, context, instance):
         self._rescue.unrescue(context, instance)
+
+    # -- snapshots (shelve: the manager's power off, snapshot, destroy) -----
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        self._snapshot.snapshot(context, instance, image_id,
+                                update_task_state)
 
     # -- the image cache ---------------------------------------------------
 

@@ -1,8 +1,13 @@
 """A thin wrapper over one libvirt domain, in nova's terms."""
 
 import libvirt
+from lxml import etree
 from nova.compute import power_state
+from nova import exception
 from nova.virt import hardware
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
 
 # libvirt domain state -> nova power state
 POWER_STATES = {
@@ -104,3 +109,52 @@ class Guest(object):
     def discard_saved_memory(self):
         if self.has_saved_memory():
             self._domain.managedSaveRemove(0)
+
+    def disk_target(self, path):
+        """The target device (vda) of the disk backed by file path."""
+        for disk in etree.fromstring(self.xml()).findall('devices/disk'):
+            source = disk.find('source')
+            if source is not None and source.get('file') == path:
+                return disk.find('target').get('dev')
+        raise exception.DiskNotFound(location=path)
+
+    def redirect_writes(self, target, overlay, quiesce, require_quiesce):
+        """External disk-only snapshot: target's writes go to the new
+        overlay from now on, its current file becomes read-only.
+        """
+        snap = etree.Element('domainsnapshot')
+        disks = etree.SubElement(snap, 'disks')
+        for disk in etree.fromstring(self.xml()).findall('devices/disk'):
+            dev = disk.find('target').get('dev')
+            el = etree.SubElement(disks, 'disk', name=dev)
+            if dev == target:
+                el.set('snapshot', 'external')
+                etree.SubElement(el, 'source', file=overlay)
+            else:
+                el.set('snapshot', 'no')
+        xml = etree.tostring(snap, encoding='unicode')
+        flags = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY |
+                 libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA |
+                 libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+        if quiesce:
+            try:
+                self._domain.snapshotCreateXML(
+                    xml, flags | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
+                return
+            except libvirt.libvirtError as e:
+                if require_quiesce:
+                    raise exception.InstanceQuiesceFailed(reason=e)
+                LOG.info('Quiescing failed (%s); snapshotting without', e)
+        self._domain.snapshotCreateXML(xml, flags)
+
+    def commit_active_layer(self, target):
+        self._domain.blockCommit(target, None, None, 0,
+                                 libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+
+    def block_job_ready(self, target):
+        info = self._domain.blockJobInfo(target, 0)
+        return bool(info) and info['end'] > 0 and info['cur'] == info['end']
+
+    def pivot(self, target):
+        self._domain.blockJobAbort(target,
+                                   libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)

@@ -44,6 +44,8 @@ class Connection(fixtures.Fixture):
 
 class TestCase(base.TestCase):
 
+    STATE_WAIT_RETRIES = 120  # real QEMU: a minute
+
     def setUp(self):
         super().setUp()
         problem = _environment_problem()
@@ -55,12 +57,6 @@ class TestCase(base.TestCase):
 
     def start_compute(self, host='compute1', uri=URI, nodename=None):
         return super().start_compute(host=host, uri=uri, nodename=nodename)
-
-    def _wait_for_state_change(self, server, expected_status,
-                               max_retries=120, **kwargs):
-        # Real QEMU on a busy 2-core machine: allow a minute, not 5 s.
-        return super()._wait_for_state_change(
-            server, expected_status, max_retries=max_retries, **kwargs)
 
     def upload_guest_image(self, name='disk.qcow2', **properties):
         """The test guest (tools/guest-image) as a Glance image."""

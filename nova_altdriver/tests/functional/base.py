@@ -25,6 +25,9 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
     # libvirt's test driver hypervisor of each compute host
     HOST_CPUS = 8
     HOST_MEMORY_MB = 16384
+    # nova's helpers wait 5 s for a state change; a busy 2-core machine
+    # needs more (0.5 s a retry).
+    STATE_WAIT_RETRIES = 60
 
     def setUp(self):
         # The nova wheel installs its api-paste.ini under <prefix>/etc/nova,
@@ -32,11 +35,38 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.flags(api_paste_config=os.path.join(
             sys.prefix, 'etc', 'nova', 'api-paste.ini'), group='wsgi')
         super().setUp()
+        self._keep_uploaded_image_data()
         self.instances_path = self.useFixture(fixtures.TempDir()).path
         self.flags(instances_path=self.instances_path)
         self.flags(virt_type='qemu', stopped_event_delay=0.2,
                    group='altdriver')
         self._state_dir = self.useFixture(fixtures.TempDir()).path
+
+    def _wait_for_state_change(self, server, expected_status,
+                               max_retries=None, **kwargs):
+        return super()._wait_for_state_change(
+            server, expected_status,
+            max_retries=max_retries or self.STATE_WAIT_RETRIES, **kwargs)
+
+    def _keep_uploaded_image_data(self):
+        """nova's Glance fixture drops the bytes of image uploads (its fake
+        drivers upload none); keep them, as Glance would, so that snapshot
+        and shelve images can be inspected and booted.
+        """
+        glance = self.glance
+        update = glance.update
+
+        def update_keeping_data(context, image_id, metadata, data=None,
+                                purge_props=False):
+            image = update(context, image_id, metadata,
+                           purge_props=purge_props)
+            if data is not None:
+                glance._imagedata[image_id] = data.read()
+                glance.images[image_id]['size'] = len(
+                    glance._imagedata[image_id])
+            return image
+
+        glance.update = update_keeping_data
 
     def hypervisor_uri(self):
         """The URI of a new private test-driver hypervisor."""
@@ -54,8 +84,30 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.flags(connection_uri=uri or self.hypervisor_uri(),
                    hypervisor_hostname=host if nodename is None else nodename,
                    group='altdriver')
-        self.computes[host] = self.start_service('compute', host=host)
+        with self._node_identity(host):
+            self.computes[host] = self.start_service('compute', host=host)
         return self.computes[host]
+
+    def restart_compute_service(self, compute, keep_hypervisor_state=True):
+        with self._node_identity(compute.host):
+            return super().restart_compute_service(compute,
+                                                   keep_hypervisor_state)
+
+    def force_down(self, host):
+        """What an operator does to a dead compute host (and evacuation
+        requires).
+        """
+        service = self.admin_api.get_services(host=host,
+                                              binary='nova-compute')[0]
+        self.admin_api.api_put('/os-services/%s' % service['id'],
+                               {'forced_down': True})
+
+    @staticmethod
+    def _node_identity(host):
+        """Each host its own node identity (a file on a real host)."""
+        return fixtures.MockPatch(
+            'nova.virt.node.get_local_node_uuid',
+            return_value=str(uuid.uuid5(uuid.NAMESPACE_DNS, host)))
 
     @staticmethod
     def driver_of(compute):
@@ -100,6 +152,18 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
                      'mac_address': 'fa:16:3e:00:12:34', 'status': status})
         self.neutron._ports[port['id']] = port
         return port
+
+    def create_snapshot(self, server, name='snapshot'):
+        """Snapshots server through the API; returns the active image."""
+        image_id = self.api.post_server_action(
+            server['id'], {'createImage': {'name': name}})['image_id']
+        self._wait_for_assert(lambda: self.assertEqual(
+            'active', self.glance.show(None, image_id)['status']),
+            max_retries=self.STATE_WAIT_RETRIES)
+        self._wait_for_assert(lambda: self.assertIn(
+            image_id, self.glance._imagedata),
+            max_retries=self.STATE_WAIT_RETRIES)
+        return self.glance.show(None, image_id)
 
     def instance_dir(self, server):
         return os.path.join(self.instances_path, server['id'])

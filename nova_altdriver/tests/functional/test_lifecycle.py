@@ -15,6 +15,10 @@ from nova import objects
 from nova_altdriver.tests.functional import base
 
 
+def sha1(image_id):
+    return hashlib.sha1(image_id.encode()).hexdigest()
+
+
 def backing_file(path):
     info = subprocess.run(['qemu-img', 'info', '--output=json', path],
                           capture_output=True, text=True, check=True).stdout

@@ -1,0 +1,132 @@
+"""Snapshots: a server's root disk as a Glance image.
+
+A running or paused guest is never paused for the copy and its persistent
+definition is never undefined (the in-tree driver does both): an external
+disk-only snapshot redirects the guest's writes to a temporary overlay, the
+now-stable disk is converted at leisure, then an active block commit folds
+the overlay back and pivots the guest onto its own disk again. A stopped or
+suspended guest's disk is converted as it is; a suspended guest stays
+suspended.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import libvirt
+from nova.compute import power_state
+from nova.compute import task_states
+from nova import exception
+from nova.image import glance
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+
+import nova.conf
+from nova_altdriver import disks
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+_JOB_POLL_SECONDS = 0.05
+
+
+def image_metadata(instance, image_meta, disk_format):
+    """What the libvirt driver records on a snapshot image."""
+    properties = {'kernel_id': instance.kernel_id,
+                  'ramdisk_id': instance.ramdisk_id,
+                  'image_location': 'snapshot',
+                  'image_state': 'available',
+                  'owner_id': instance.project_id}
+    if instance.os_type:
+        properties['os_type'] = instance.os_type
+    return {'status': 'active',
+            'disk_format': disk_format,
+            'container_format': (image_meta.container_format
+                                 if image_meta.obj_attr_is_set(
+                                     'container_format') else 'bare'),
+            'properties': properties}
+
+
+def _convert(source, source_format, target):
+    """Copies source (and its backing chain) into one standalone image."""
+    args = ['qemu-img', 'convert', '-U', '-f', source_format,
+            '-O', CONF.altdriver.snapshot_image_format]
+    if (CONF.altdriver.snapshot_compression and
+            CONF.altdriver.snapshot_image_format == 'qcow2'):
+        args.append('-c')
+    processutils.execute(*(args + [source, target]))
+
+
+class Snapshot(object):
+
+    def __init__(self, host):
+        self._host = host
+        self._image_api = glance.API()
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        guest = self._host.find_guest(instance.uuid)
+        if guest is None:
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        root = os.path.join(disks.instance_dir(instance), 'disk')
+        root_format = disks.recorded_format(instance, root)
+        os.makedirs(CONF.altdriver.snapshots_directory, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=instance.uuid + '-',
+                                dir=CONF.altdriver.snapshots_directory)
+        try:
+            out = os.path.join(work, 'image')
+            try:
+                if guest.power_state() in (power_state.RUNNING,
+                                           power_state.PAUSED):
+                    self._live_copy(instance, guest, root, root_format, out,
+                                    work)
+                else:
+                    _convert(root, root_format, out)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    raise exception.InstanceNotFound(instance_id=instance.uuid)
+                raise
+            update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                              expected_state=task_states.IMAGE_PENDING_UPLOAD)
+            metadata = image_metadata(instance, instance.image_meta,
+                                      CONF.altdriver.snapshot_image_format)
+            with open(out, 'rb') as data:
+                self._image_api.update(context, image_id, metadata, data,
+                                       purge_props=False)
+            LOG.info('Snapshot %s uploaded', image_id, instance=instance)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _live_copy(self, instance, guest, root, root_format, out, work):
+        props = instance.image_meta.properties
+        if props.get('os_require_quiesce') and not props.get(
+                'hw_qemu_guest_agent'):
+            raise exception.QemuGuestAgentNotEnabled()
+        target = guest.disk_target(root)
+        persistent = guest.xml(inactive=True)
+        overlay = os.path.join(work, 'writes-meanwhile.qcow2')
+        guest.redirect_writes(target, overlay,
+                              quiesce=bool(props.get('hw_qemu_guest_agent')),
+                              require_quiesce=bool(
+                                  props.get('os_require_quiesce')))
+        try:
+            # Stable now: the guest writes elsewhere.
+            _convert(root, root_format, out)
+        finally:
+            self._fold_back(instance, guest, target, persistent)
+
+    def _fold_back(self, instance, guest, target, persistent):
+        """Commits the temporary overlay into the guest's own disk and
+        pivots onto it, leaving the chain exactly as before.
+        """
+        started = time.monotonic()
+        guest.commit_active_layer(target)
+        while not guest.block_job_ready(target):
+            time.sleep(_JOB_POLL_SECONDS)
+        guest.pivot(target)
+        # The persistent definition as it was (libvirt may have pointed it
+        # at the overlay): it was never undefined, only updated.
+        self._host.define(persistent)
+        LOG.debug('Overlay folded back in %.2f s', time.monotonic() - started,
+                  instance=instance)

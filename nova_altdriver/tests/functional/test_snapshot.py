@@ -1,0 +1,75 @@
+"""Snapshot and shelve through nova's API on the libvirt test driver (which
+cannot snapshot running guests: that path runs on real QEMU, e2e tier)."""
+
+import os
+
+from nova_altdriver.tests.functional import base
+from nova_altdriver.tests.functional import test_lifecycle
+
+
+class SnapshotShelveTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_image(self.make_qcow2(),
+                                          os_type='linux')
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                             ephemeral=0)
+        self.server = self._create_server(image_uuid=self.image_id,
+                                          flavor_id=self.flavor_id,
+                                          networks='none')
+
+    def test_snapshot_of_a_stopped_server(self):
+        self._stop_server(self.server)
+        image = self.create_snapshot(self.server)
+        self.assertEqual('qcow2', image['disk_format'])
+        self.assertEqual('bare', image['container_format'])
+        props = image['properties']
+        self.assertEqual('snapshot', props['image_location'])
+        self.assertEqual('available', props['image_state'])
+        self.assertEqual(self.server['tenant_id'], props['owner_id'])
+        self.assertEqual('linux', props['os_type'])
+        # A standalone image: its bytes hold no backing file reference.
+        data = self.glance._imagedata[image['id']]
+        self.assertTrue(data.startswith(b'QFI\xfb'))
+        self.assertNotIn(b'_base', data[:4096])
+        self.assertEqual([], os.listdir(os.path.join(self.instances_path,
+                                                     'snapshots')))
+
+    def test_shelve_offload_and_unshelve(self):
+        self.flags(shelved_offload_time=0)
+        self._shelve_server(self.server)   # SHELVED_OFFLOADED
+        self.assertFalse(os.path.exists(self.instance_dir(self.server)))
+        self.assertEqual([], self.hypervisor_of(self.compute).listAllDomains())
+
+        self._unshelve_server(self.server)
+        root = os.path.join(self.instance_dir(self.server), 'disk')
+        # Rebased onto the original image, not the deleted shelve image.
+        self.assertEqual(
+            os.path.join(self.base_dir(), test_lifecycle.sha1(self.image_id)),
+            test_lifecycle.backing_file(root))
+
+    def test_shelve_without_offload_then_unshelve(self):
+        self.flags(shelved_offload_time=-1)
+        self._shelve_server(self.server, expected_state='SHELVED')
+        self.assertTrue(os.path.exists(self.instance_dir(self.server)))
+        self._unshelve_server(self.server)
+
+    def test_shelve_a_paused_server(self):
+        self.flags(shelved_offload_time=0)
+        self.api.post_server_action(self.server['id'], {'pause': None})
+        self._wait_for_state_change(self.server, 'PAUSED')
+        self._shelve_server(self.server)
+        self._unshelve_server(self.server)
+
+    def test_unshelve_on_another_host(self):
+        self.flags(shelved_offload_time=0)
+        self._shelve_server(self.server)
+        self.compute.stop()
+        self.force_down('compute1')
+        other = self.start_compute('compute2')
+        server = self._unshelve_server(self.server)
+        self.assertEqual('compute2', server['OS-EXT-SRV-ATTR:host'])
+        self.assertIsNotNone(self.hypervisor_of(other).lookupByUUIDString(
+            self.server['id']))
