@@ -148,8 +148,12 @@ class Guest(object):
         self._domain.snapshotCreateXML(xml, flags)
 
     def commit_active_layer(self, target):
+        """Folds target's top layer into the layer right below it: only
+        that one (SHALLOW), never deeper into a shared cached image.
+        """
         self._domain.blockCommit(target, None, None, 0,
-                                 libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+                                 libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE |
+                                 libvirt.VIR_DOMAIN_BLOCK_COMMIT_SHALLOW)
 
     def block_job_ready(self, target):
         info = self._domain.blockJobInfo(target, 0)

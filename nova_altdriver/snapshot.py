@@ -14,7 +14,6 @@ import shutil
 import tempfile
 import time
 
-import libvirt
 from nova.compute import power_state
 from nova.compute import task_states
 from nova import exception
@@ -33,13 +32,14 @@ _JOB_POLL_SECONDS = 0.05
 
 def image_metadata(instance, image_meta, disk_format):
     """What the libvirt driver records on a snapshot image."""
-    properties = {'kernel_id': instance.kernel_id,
-                  'ramdisk_id': instance.ramdisk_id,
-                  'image_location': 'snapshot',
+    properties = {'image_location': 'snapshot',
                   'image_state': 'available',
                   'owner_id': instance.project_id}
-    if instance.os_type:
-        properties['os_type'] = instance.os_type
+    # Only what the instance has: an empty kernel_id makes nova look up an
+    # image '' when booting from the snapshot, and fail.
+    for key in ('kernel_id', 'ramdisk_id', 'os_type'):
+        if getattr(instance, key):
+            properties[key] = getattr(instance, key)
     return {'status': 'active',
             'disk_format': disk_format,
             'container_format': (image_meta.container_format
@@ -83,8 +83,9 @@ class Snapshot(object):
                                     work)
                 else:
                     _convert(root, root_format, out)
-            except libvirt.libvirtError as e:
-                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            except Exception:
+                # Deleted meanwhile: nova then discards the image quietly.
+                if self._host.find_guest(instance.uuid) is None:
                     raise exception.InstanceNotFound(instance_id=instance.uuid)
                 raise
             update_task_state(task_state=task_states.IMAGE_UPLOADING,

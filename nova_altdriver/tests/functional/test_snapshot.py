@@ -36,6 +36,9 @@ class SnapshotShelveTest(base.TestCase):
         self.assertNotIn(b'_base', data[:4096])
         self.assertEqual([], os.listdir(os.path.join(self.instances_path,
                                                      'snapshots')))
+        # ... that boots.
+        self._create_server(image_uuid=image['id'], flavor_id=self.flavor_id,
+                            networks='none')
 
     def test_shelve_offload_and_unshelve(self):
         self.flags(shelved_offload_time=0)

@@ -1,0 +1,154 @@
+"""Snapshots and shelving on real QEMU: the images hold the guest's data,
+the guest runs on meanwhile, nothing is left behind."""
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import fixtures
+import libvirt
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from oslo_concurrency import processutils
+from testtools import content
+
+from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.functional import test_lifecycle
+
+
+def chain(path):
+    """The backing chain of a disk: [path, backing, ...]."""
+    info = json.loads(subprocess.run(
+        ['qemu-img', 'info', '-U', '--backing-chain', '--output=json', path],
+        capture_output=True, text=True, check=True).stdout)
+    return [layer['filename'] for layer in info]
+
+
+def sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def ticks(console):
+    return [float(line.split()[1]) for line in console.splitlines()
+            if line.startswith('ALTDRIVER-TICK ')]
+
+
+class SnapshotTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_guest_image()
+        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                          ephemeral=0)
+
+    def test_live_snapshot_boots_with_the_data_and_the_guest_runs_on(self):
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+        root = os.path.join(self.instance_dir(server), 'disk')
+        before = chain(root)
+        cached_base = sha256(before[-1])
+
+        started = time.monotonic()
+        image = self.create_snapshot(server)
+        took = time.monotonic() - started
+        time.sleep(4)  # two more heartbeats
+
+        # The guest ran on: no new boot, heartbeats all through.
+        console = self.console(server)
+        self.assertEqual(1, console.count('ALTDRIVER-BOOT '))
+        gaps = [b - a for a, b in zip(ticks(console), ticks(console)[1:])]
+        self.assertLess(max(gaps), 6, 'the guest stalled: %s' % gaps)
+        # Its disk chain and definitions are as before, no leftovers, and
+        # the shared cached image untouched.
+        self.assertEqual(before, chain(root))
+        self.assertEqual(cached_base, sha256(before[-1]))
+        dom = self.conn.lookupByUUIDString(server['id'])
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):  # live, persistent
+            self.assertIn("file='%s'" % root, xml)
+            self.assertNotIn('snapshots', xml)
+        self.assertEqual([], os.listdir(os.path.join(self.instances_path,
+                                                     'snapshots')))
+
+        # The image is standalone and holds what the guest wrote: its boot
+        # counter goes on from there.
+        copy = self.boot(image['id'], self.flavor)
+        console = self.wait_for_guest(copy, 'ALTDRIVER-READY')
+        self.assertIn('ALTDRIVER-BOOTCOUNT 2', console)
+        self.assertIn('ALTDRIVER-MARKER base-image', console)
+        self.addDetail('snapshot_seconds',
+                       content.text_content('%.1f' % took))
+
+    def test_failed_snapshots_leave_the_guest_as_it_was(self):
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+        root = os.path.join(self.instance_dir(server), 'disk')
+        before = chain(root)
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'])
+        driver = self.driver_of(self.compute)
+        image_id = self.glance.create(None, {'name': 'snap'})['id']
+
+        def snapshot():
+            driver.snapshot(nova_context.get_admin_context(), instance,
+                            image_id, lambda **kw: None)
+
+        def assertUnharmed():
+            self.assertEqual(before, chain(root))
+            self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
+                             self.conn.lookupByUUIDString(
+                                 server['id']).state()[0])
+            self.assertEqual([], os.listdir(
+                os.path.join(self.instances_path, 'snapshots')))
+
+        # The host's disk fills up during the copy ...
+        with fixtures.MockPatch(
+                'nova_altdriver.snapshot._convert',
+                side_effect=processutils.ProcessExecutionError(
+                    'No space left on device')):
+            self.assertRaises(processutils.ProcessExecutionError, snapshot)
+        assertUnharmed()
+        # ... the upload fails ...
+        with fixtures.MockPatch(
+                'nova.image.glance.API.update',
+                side_effect=exception.ImageNotFound(image_id=image_id)):
+            self.assertRaises(exception.ImageNotFound, snapshot)
+        assertUnharmed()
+        # ... the guest is deleted meanwhile: nova is told so.
+
+        def delete_guest(*args):
+            dom = self.conn.lookupByUUIDString(server['id'])
+            dom.destroy()
+            dom.undefine()
+            raise processutils.ProcessExecutionError('gone')
+        with fixtures.MockPatch('nova_altdriver.snapshot._convert',
+                                side_effect=delete_guest):
+            self.assertRaises(exception.InstanceNotFound, snapshot)
+        self.assertEqual([], os.listdir(
+            os.path.join(self.instances_path, 'snapshots')))
+
+    def test_shelve_a_paused_guest_offload_and_unshelve_with_its_data(self):
+        self.flags(shelved_offload_time=0)
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+        self.api.post_server_action(server['id'], {'pause': None})
+        self._wait_for_state_change(server, 'PAUSED')
+
+        self._shelve_server(server)   # power off, snapshot, offload
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+        self.assertEqual([], [d for d in self.conn.listAllDomains()
+                              if d.UUIDString() == server['id']])
+
+        self._unshelve_server(server)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        self.assertIn('ALTDRIVER-MARKER base-image', console)
+        # Not backed by the shelve image nova deleted, but by the original.
+        root = os.path.join(self.instance_dir(server), 'disk')
+        self.assertEqual(
+            [root, os.path.join(self.base_dir(),
+                                test_lifecycle.sha1(self.image_id))],
+            chain(root))
