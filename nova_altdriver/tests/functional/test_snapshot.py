@@ -3,6 +3,9 @@ cannot snapshot running guests: that path runs on real QEMU, e2e tier)."""
 
 import os
 
+from nova import context as nova_context
+from nova import objects
+
 from nova_altdriver.tests.functional import base
 from nova_altdriver.tests.functional import test_lifecycle
 
@@ -39,6 +42,30 @@ class SnapshotShelveTest(base.TestCase):
         # ... that boots.
         self._create_server(image_uuid=image['id'], flavor_id=self.flavor_id,
                             networks='none')
+
+    def test_snapshot_of_a_suspended_server_keeps_it_suspended(self):
+        self._suspend_server(self.server)
+        self.create_snapshot(self.server)
+        self.assertEqual('SUSPENDED', self._show_server(self.server)['status'])
+        self.assertTrue(self.hypervisor_of(self.compute).lookupByUUIDString(
+            self.server['id']).hasManagedSaveImage())
+
+    def test_quiesce_required_without_an_agent_fails_clearly(self):
+        image_id = self.upload_image(self.make_qcow2('q.qcow2'),
+                                     os_require_quiesce=True)
+        server = self._create_server(image_uuid=image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks='none')
+        image_id = self.api.post_server_action(
+            server['id'], {'createImage': {'name': 'q'}})['image_id']
+        # The failed snapshot's image is discarded, the server runs on.
+        self._wait_for_assert(
+            lambda: self.assertNotIn(image_id, self.glance.images))
+        self._wait_for_server_parameter(
+            server, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None})
+        fault = objects.InstanceFault.get_latest_for_instance(
+            nova_context.get_admin_context(), server['id'])
+        self.assertEqual('QEMU guest agent is not enabled', fault.message)
 
     def test_shelve_offload_and_unshelve(self):
         self.flags(shelved_offload_time=0)
