@@ -78,10 +78,10 @@ altdriver_opts = [
              'snapshots).'),
     cfg.StrOpt(
         'snapshots_directory',
-        default='$instances_path/snapshots',
         help='Where snapshots keep their temporary files (the image being '
              'uploaded and, for a running guest, the overlay that takes its '
-             'writes meanwhile). They are removed in every outcome.'),
+             'writes meanwhile). They are removed in every outcome. '
+             'Unset: ``snapshots`` in ``instances_path``.'),
     cfg.StrOpt(
         'machine_type',
         help='QEMU machine type of new guests (for example ``pc`` or '

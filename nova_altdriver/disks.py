@@ -13,6 +13,7 @@ module creates is recorded, so that a failed spawn removes exactly that.
 import glob
 import os
 import shutil
+import tempfile
 
 from nova.api.metadata import base as instance_metadata
 from nova.compute import vm_states
@@ -29,6 +30,7 @@ from oslo_utils import units
 import nova.conf
 from nova_altdriver import domain
 from nova_altdriver import imagecache
+from nova_altdriver import paths
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ UNRESCUE_XML = 'unrescue.xml'  # the definition a rescue replaced
 
 
 def instance_dir(instance):
-    return os.path.join(CONF.instances_path, instance.uuid)
+    return os.path.join(paths.instances_path(), instance.uuid)
 
 
 def console_log(instance):
@@ -281,6 +283,41 @@ def remove_rescue_files(instance, keep_saved_definition=False):
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+# -- is the instances path shared with another host? ------------------------
+
+def place_probe(instance):
+    """A probe file in instance's directory, named relative to the
+    instances path (hosts may mount a shared one at different places);
+    None when the directory is not here at all.
+    """
+    if not os.path.isdir(instance_dir(instance)):
+        return None
+    fd, path = tempfile.mkstemp(prefix='shared-storage-probe-',
+                                dir=instance_dir(instance))
+    os.close(fd)
+    return {'filename': os.path.relpath(path, paths.instances_path())}
+
+
+def _probe_path(data):
+    root = paths.instances_path()
+    path = os.path.normpath(os.path.join(root, data['filename']))
+    if os.path.dirname(os.path.dirname(path)) != os.path.normpath(root):
+        raise exception.NovaException(
+            'Not a shared-storage probe: %s' % data['filename'])
+    return path
+
+
+def probe_visible(data):
+    return os.path.exists(_probe_path(data))
+
+
+def remove_probe(data):
+    try:
+        os.unlink(_probe_path(data))
+    except FileNotFoundError:
+        pass
 
 
 def remove_instance_dir(instance):

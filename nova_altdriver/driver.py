@@ -19,6 +19,7 @@ from nova_altdriver import disks
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import lifecycle
+from nova_altdriver import paths
 from nova_altdriver import power
 from nova_altdriver import rescue
 from nova_altdriver import resources
@@ -42,11 +43,13 @@ def _version_text(number):
                          number % 1000)
 
 
+@paths.pin_per_instance
 class AltDriver(driver.ComputeDriver):
 
     capabilities = dict(
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
+        supports_evacuate=True,
         supports_image_type_qcow2=True,
         supports_image_type_raw=True,
         supports_image_type_aki=True,
@@ -56,12 +59,15 @@ class AltDriver(driver.ComputeDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
         # Captured now: several compute services in one process (nova's
-        # functional tests) each keep the URI they were created with.
+        # functional tests) each keep the URI and instances path they were
+        # created with.
         self._host = host_mod.Host(
             CONF.altdriver.connection_uri,
             event_handler=self.emit_event,
             stopped_event_delay=CONF.altdriver.stopped_event_delay)
         self._configured_nodename = CONF.altdriver.hypervisor_hostname
+        self._instances_path = CONF.instances_path
+        self._node_uuid = None
         self._nodename = None
         self._resources = resources.HostResources(self._host)
         self._lifecycle = lifecycle.Lifecycle(self._host, virtapi)
@@ -75,10 +81,8 @@ class AltDriver(driver.ComputeDriver):
     def init_host(self, host):
         self._host.start_events()
         self._check_hypervisor()
-        os.makedirs(CONF.instances_path, exist_ok=True)
-        # Read once, like the URI: several compute services in one process
-        # (nova's functional tests) each keep the node they started with.
-        self._node_uuid = node.get_local_node_uuid()
+        os.makedirs(self._instances_path, exist_ok=True)
+        self._local_node_uuid()
 
     def _check_hypervisor(self):
         lib_version = self._host.lib_version()
@@ -128,11 +132,19 @@ class AltDriver(driver.ComputeDriver):
                               self._host.hostname())
         return [self._nodename]
 
+    def _local_node_uuid(self):
+        # Read once, like the URI: several compute services in one process
+        # (nova's functional tests) each keep the node they started with.
+        if self._node_uuid is None:
+            self._node_uuid = node.get_local_node_uuid()
+        return self._node_uuid
+
     def get_nodenames_by_uuid(self, refresh=False):
-        return {self._node_uuid: self.get_available_nodes()[0]}
+        return {self._local_node_uuid(): self.get_available_nodes()[0]}
 
     def get_available_resource(self, nodename):
-        return dict(self._resources.report(nodename), uuid=self._node_uuid)
+        return dict(self._resources.report(nodename),
+                    uuid=self._local_node_uuid())
 
     def update_provider_tree(self, provider_tree, nodename,
                              allocations=None):
@@ -170,6 +182,21 @@ class AltDriver(driver.ComputeDriver):
                 destroy_secrets=True):
         self._lifecycle.cleanup(instance, network_info, destroy_disks,
                                 destroy_vifs)
+
+    # -- evacuation: rebuild runs nova's default (destroy + spawn) ---------
+
+    def instance_on_disk(self, instance):
+        # Only where the instances path is shared with the dead host.
+        return os.path.isdir(disks.instance_dir(instance))
+
+    def check_instance_shared_storage_local(self, context, instance):
+        return disks.place_probe(instance)
+
+    def check_instance_shared_storage_remote(self, context, data):
+        return disks.probe_visible(data)
+
+    def check_instance_shared_storage_cleanup(self, context, data):
+        disks.remove_probe(data)
 
     def delete_instance_files(self, instance):
         return disks.remove_instance_dir(instance)

@@ -20,19 +20,22 @@ from oslo_concurrency import lockutils
 from oslo_log import log as logging
 from oslo_utils import units
 
+from nova_altdriver import paths
+
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 
 def base_dir():
-    return os.path.join(CONF.instances_path,
+    return os.path.join(paths.instances_path(),
                         CONF.image_cache.subdirectory_name)
 
 
 def _locked(name):
     """A lock on one base file, shared by every process using the cache."""
     return lockutils.lock(name, external=True,
-                          lock_path=os.path.join(CONF.instances_path, 'locks'))
+                          lock_path=os.path.join(paths.instances_path(),
+                                                 'locks'))
 
 
 def image_base_name(image_id):

@@ -12,6 +12,8 @@ import os_resource_classes as orc
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
+from nova_altdriver import paths
+
 CONF = nova.conf.CONF
 
 _RUNNING = (1, 2, 3)  # libvirt RUNNING, BLOCKED, PAUSED: vCPUs in use
@@ -82,7 +84,7 @@ class HostResources(object):
         """The dict get_available_resource() returns."""
         info = self._host.node_info()
         memory_mb, vcpus = info[1], info[2]
-        total, used, free = disk_figures(CONF.instances_path)
+        total, used, free = disk_figures(paths.instances_path())
         caps = self._host.capabilities()
         return {
             'vcpus': vcpus,
@@ -106,7 +108,7 @@ class HostResources(object):
         """
         info = self._host.node_info()
         memory_mb, vcpus = info[1], info[2]
-        disk_gb = disk_figures(CONF.instances_path)[0] // units.Gi
+        disk_gb = disk_figures(paths.instances_path())[0] // units.Gi
         ratios = driver.ComputeDriver._get_allocation_ratios(current)
         reserved = {
             orc.VCPU: CONF.reserved_host_cpus,

@@ -23,6 +23,7 @@ from oslo_log import log as logging
 
 import nova.conf
 from nova_altdriver import disks
+from nova_altdriver import paths
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -71,9 +72,9 @@ class Snapshot(object):
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         root = os.path.join(disks.instance_dir(instance), 'disk')
         root_format = disks.recorded_format(instance, root)
-        os.makedirs(CONF.altdriver.snapshots_directory, exist_ok=True)
+        os.makedirs(paths.snapshots_directory(), exist_ok=True)
         work = tempfile.mkdtemp(prefix=instance.uuid + '-',
-                                dir=CONF.altdriver.snapshots_directory)
+                                dir=paths.snapshots_directory())
         try:
             out = os.path.join(work, 'image')
             try:

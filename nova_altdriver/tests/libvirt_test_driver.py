@@ -7,6 +7,7 @@
 import os
 import uuid
 
+import libvirt
 from lxml import etree
 
 NODE_XML = """<node>
@@ -39,3 +40,19 @@ def domain_xml(instance_uuid, name, memory_mb=128, vcpus=1):
     os_el = etree.SubElement(domain, 'os')
     etree.SubElement(os_el, 'type').text = 'hvm'
     return etree.tostring(domain, encoding='unicode')
+
+
+def persist_domains(conn, uri):
+    """Writes the domains of conn into the node file of test URI uri, so
+    that the next connection (a restarted compute service) finds them,
+    as a real libvirtd would.
+    """
+    path = uri[len('test://'):]
+    node = etree.parse(path).getroot()
+    for old in node.findall('domain'):
+        node.remove(old)
+    for dom in conn.listAllDomains():
+        node.append(etree.fromstring(dom.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE)))
+    with open(path, 'wb') as f:
+        f.write(etree.tostring(node))

@@ -8,6 +8,7 @@ instead of skipping it.
 """
 
 import os
+import signal
 import subprocess
 import time
 
@@ -102,10 +103,10 @@ class TestCase(base.TestCase):
                     text, server['id'], timeout, output[-3000:]))
             time.sleep(1)
 
-    def remove_domain_at_cleanup(self, uuid):
+    def remove_domain_at_cleanup(self, uuid, uri=URI):
         """Domains left behind keep QEMU running on the shared libvirtd."""
         def remove():
-            conn = libvirt.open(URI)
+            conn = libvirt.open(uri)
             try:
                 dom = conn.lookupByUUIDString(uuid)
                 if dom.isActive():
@@ -120,6 +121,17 @@ class TestCase(base.TestCase):
             finally:
                 conn.close()
         self.addCleanup(remove)
+
+    def second_libvirt_host(self):
+        """The URI of a second libvirtd on this machine (its own mount
+        namespace, state and socket), stopped at cleanup.
+        """
+        state = self.useFixture(fixtures.TempDir()).path
+        script = os.path.join(os.path.dirname(TOOLS), 'second-libvirtd.sh')
+        uri = subprocess.run([script, 'start', state], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        self.addCleanup(subprocess.run, [script, 'stop', state])
+        return uri
 
     def console_log_path(self, name):
         return os.path.join(self.instances_path, name + '.console.log')
@@ -142,10 +154,12 @@ def restart_libvirtd():
     """Restarts libvirtd as an operator's package upgrade would; running
     guests survive, open connections break.
     """
-    subprocess.run(['pkill', '-x', 'libvirtd'], check=False)
+    # The main daemon only (its pid file): other tests' daemons live on.
+    with open('/run/libvirtd.pid') as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while subprocess.run(['pgrep', '-x', 'libvirtd'],
-                         capture_output=True).returncode == 0:
+    while os.path.exists('/proc/%d' % pid):
         if time.monotonic() > deadline:
             raise RuntimeError('libvirtd did not stop')
         time.sleep(0.2)

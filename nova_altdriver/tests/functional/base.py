@@ -42,11 +42,16 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
                    group='altdriver')
         self._state_dir = self.useFixture(fixtures.TempDir()).path
 
+    def _wait_for_server_parameter(self, server, expected_params,
+                                   max_retries=None, **kwargs):
+        return super()._wait_for_server_parameter(
+            server, expected_params,
+            max_retries=max_retries or self.STATE_WAIT_RETRIES, **kwargs)
+
     def _wait_for_state_change(self, server, expected_status,
                                max_retries=None, **kwargs):
         return super()._wait_for_state_change(
-            server, expected_status,
-            max_retries=max_retries or self.STATE_WAIT_RETRIES, **kwargs)
+            server, expected_status, max_retries=max_retries, **kwargs)
 
     def _keep_uploaded_image_data(self):
         """nova's Glance fixture drops the bytes of image uploads (its fake
@@ -74,7 +79,8 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
             self._state_dir, cpus=self.HOST_CPUS,
             memory_mb=self.HOST_MEMORY_MB)
 
-    def start_compute(self, host='compute1', uri=None, nodename=None):
+    def start_compute(self, host='compute1', uri=None, nodename=None,
+                      instances_path=None):
         """Starts nova-compute on a hypervisor of its own, its node named
         like the host unless told otherwise ('' for the driver's default).
 
@@ -84,11 +90,27 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.flags(connection_uri=uri or self.hypervisor_uri(),
                    hypervisor_hostname=host if nodename is None else nodename,
                    group='altdriver')
+        self.flags(instances_path=instances_path or self.instances_path)
         with self._node_identity(host):
             self.computes[host] = self.start_service('compute', host=host)
         return self.computes[host]
 
+    def _keep_hypervisor_state(self, compute):
+        """The test driver forgets its guests with the connection that
+        stopping the service closes; a libvirtd would not: write them down
+        for the next connection.
+        """
+        host = self.driver_of(compute)._host
+        if host.uri.startswith('test://') and host._conn is not None:
+            libvirt_test_driver.persist_domains(host._conn, host.uri)
+
+    def stop_compute(self, compute):
+        self._keep_hypervisor_state(compute)
+        compute.stop()
+
     def restart_compute_service(self, compute, keep_hypervisor_state=True):
+        if keep_hypervisor_state:
+            self._keep_hypervisor_state(compute)
         with self._node_identity(compute.host):
             return super().restart_compute_service(compute,
                                                    keep_hypervisor_state)

@@ -1,0 +1,52 @@
+#!/bin/bash
+# A second libvirt host on this machine, for evacuation tests: libvirtd and
+# virtlogd in a private mount namespace with their own state, config and
+# socket. Guests of both daemons see the same /tmp and instances paths.
+#
+#   second-libvirtd.sh start DIR   prints the URI of the new daemon
+#   second-libvirtd.sh stop DIR    stops the daemons started in DIR
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+cmd=${1:?start or stop}
+dir=${2:?state directory}
+
+case $cmd in
+start)
+    mkdir -p "$dir"/{run,lib,cache,log}
+    rm -rf "$dir/etc" && cp -a /etc/libvirt "$dir/etc"
+    # Distinct host identity: libvirt refuses two daemons with one UUID
+    # talking to each other, and nova tells hosts apart by it.
+    echo "host_uuid = \"$(cat /proc/sys/kernel/random/uuid)\"" \
+        >>"$dir/etc/libvirtd.conf"
+    unshare -m --propagation private bash -c "
+        set -e
+        mount --bind '$dir/run' /run/libvirt
+        mount --bind '$dir/lib' /var/lib/libvirt
+        mount --bind '$dir/cache' /var/cache/libvirt
+        mount --bind '$dir/log' /var/log/libvirt
+        mount --bind '$dir/etc' /etc/libvirt
+        virtlogd -d -p '$dir/virtlogd.pid'
+        libvirtd -d -p '$dir/libvirtd.pid'
+    "
+    uri="qemu+unix:///system?socket=$dir/run/libvirt-sock"
+    for _ in $(seq 1 120); do
+        virsh -c "$uri" version >/dev/null 2>&1 && { echo "$uri"; exit 0; }
+        sleep 0.5
+    done
+    die "the second libvirtd in $dir did not answer"
+    ;;
+stop)
+    for d in libvirtd virtlogd; do
+        [ -f "$dir/$d.pid" ] && kill "$(cat "$dir/$d.pid")" 2>/dev/null || true
+    done
+    for d in libvirtd virtlogd; do
+        for _ in $(seq 1 50); do
+            [ -f "$dir/$d.pid" ] && kill -0 "$(cat "$dir/$d.pid")" 2>/dev/null \
+                || break
+            sleep 0.2
+        done
+    done
+    ;;
+*) die "usage: $0 start|stop DIR" ;;
+esac
