@@ -84,20 +84,19 @@ class AltDriver(driver.ComputeDriver):
         os.makedirs(self._instances_path, exist_ok=True)
         self._local_node_uuid()
 
-    def _check_hypervisor(self):
-        lib_version = self._host.lib_version()
-        if lib_version < _version_number(MIN_LIBVIRT_VERSION):
+    def _require(self, name, version, minimum):
+        if version < _version_number(minimum):
             raise exception.InternalError(
-                'nova_altdriver needs libvirt >= %s, %s runs %s' % (
-                    _version_text(_version_number(MIN_LIBVIRT_VERSION)),
-                    self._host.uri, _version_text(lib_version)))
+                'nova_altdriver needs %s >= %s, %s runs %s' % (
+                    name, _version_text(_version_number(minimum)),
+                    self._host.uri, _version_text(version)))
+
+    def _check_hypervisor(self):
+        self._require('libvirt', self._host.lib_version(),
+                      MIN_LIBVIRT_VERSION)
         if self._host.hypervisor_type() == 'QEMU':
-            qemu_version = self._host.hypervisor_version()
-            if qemu_version < _version_number(MIN_QEMU_VERSION):
-                raise exception.InternalError(
-                    'nova_altdriver needs QEMU >= %s, %s runs %s' % (
-                        _version_text(_version_number(MIN_QEMU_VERSION)),
-                        self._host.uri, _version_text(qemu_version)))
+            self._require('QEMU', self._host.hypervisor_version(),
+                          MIN_QEMU_VERSION)
         virt_type = CONF.altdriver.virt_type
         domain_types = {d.get('type') for d in
                         self._host.capabilities().findall('guest/arch/domain')}

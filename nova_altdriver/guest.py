@@ -60,14 +60,18 @@ class Guest(object):
         return self._domain.XMLDesc(
             libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
 
-    def hard_stop(self):
-        """Powers off at once; a guest already off is not an error."""
+    def _unless_off(self, operation):
+        """Runs operation; a guest already off is not an error."""
         try:
-            self._domain.destroy()
+            operation()
         except libvirt.libvirtError as e:
             if (e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or
                     self.is_active()):
                 raise
+
+    def hard_stop(self):
+        """Powers off at once."""
+        self._unless_off(self._domain.destroy)
 
     def undefine(self, keep_nvram=False):
         """Removes the definition with its managed save image, snapshot
@@ -89,12 +93,7 @@ class Guest(object):
 
     def shutdown(self):
         """Presses the ACPI power button (the guest decides what to do)."""
-        try:
-            self._domain.shutdown()
-        except libvirt.libvirtError as e:
-            if (e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or
-                    self.is_active()):
-                raise
+        self._unless_off(self._domain.shutdown)
 
     def pause(self):
         self._domain.suspend()

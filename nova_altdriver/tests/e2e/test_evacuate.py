@@ -14,8 +14,7 @@ class EvacuateTest(base.TestCase):
     def test_evacuate_a_real_guest_on_shared_storage(self):
         uri2 = self.second_libvirt_host()
         compute1 = self.start_compute('compute1')
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                     ephemeral=0)
+        flavor = self.small_flavor()
         server = self.boot(self.upload_guest_image(), flavor)
         self.remove_domain_at_cleanup(server['id'], uri=uri2)
         self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')

@@ -18,8 +18,7 @@ class BootTest(base.TestCase):
         self.image_id = self.upload_guest_image()
 
     def test_boot_with_every_local_disk_then_delete(self):
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                     ephemeral=1, swap=64)
+        flavor = self.small_flavor(ephemeral=1, swap=64)
         server = self.boot(self.image_id, flavor, config_drive=True,
                            adminPass='altdriver-secret')
 
@@ -57,8 +56,7 @@ class BootTest(base.TestCase):
         ramdisk = self.upload_image(
             os.path.join(base.GUEST_DIR, 'initrd.img'), 'ari')
         image = self.upload_guest_image(kernel_id=kernel, ramdisk_id=ramdisk)
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                     ephemeral=0)
+        flavor = self.small_flavor()
         server = self.boot(image, flavor)
         console = self.wait_for_guest(server, 'ALTDRIVER-READY')
         # Booted by QEMU itself, not by the image's boot loader.
@@ -67,8 +65,7 @@ class BootTest(base.TestCase):
         self.assertIn('ALTDRIVER-SELF vda role=guest', console)
 
     def test_second_boot_reuses_the_cached_image(self):
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                     ephemeral=0)
+        flavor = self.small_flavor()
         first = self.boot(self.image_id, flavor)
         cached = os.path.join(self.base_dir(),
                               hashlib.sha1(self.image_id.encode()).hexdigest())
@@ -87,8 +84,7 @@ class NetworkTest(base.TestCase):
         super().setUp()
         self.compute = self.start_compute()
         self.image_id = self.upload_guest_image()
-        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                          ephemeral=0)
+        self.flavor = self.small_flavor()
 
     def host_side(self, tap):
         """Moves the guest's tap into a network namespace of this test: what

@@ -13,8 +13,7 @@ class PowerTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.compute = self.start_compute()
-        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                          ephemeral=0)
+        self.flavor = self.small_flavor()
 
     def domain(self, server):
         return self.conn.lookupByUUIDString(server['id'])

@@ -14,8 +14,7 @@ class RescueTest(base.TestCase):
         super().setUp()
         self.compute = self.start_compute()
         self.rescue_image = self.upload_guest_image('rescue.qcow2')
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                     ephemeral=0)
+        flavor = self.small_flavor()
         self.server = self.boot(self.upload_guest_image(), flavor,
                                 config_drive=True)
         self.wait_for_guest(self.server, 'ALTDRIVER-READY bootcount=1')

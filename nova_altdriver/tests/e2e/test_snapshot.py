@@ -43,8 +43,7 @@ class SnapshotTest(base.TestCase):
         super().setUp()
         self.compute = self.start_compute()
         self.image_id = self.upload_guest_image()
-        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                          ephemeral=0)
+        self.flavor = self.small_flavor()
 
     def test_live_snapshot_boots_with_the_data_and_the_guest_runs_on(self):
         server = self.boot(self.image_id, self.flavor)

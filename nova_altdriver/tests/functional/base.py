@@ -167,6 +167,11 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
                        [path, size], check=True)
         return path
 
+    def small_flavor(self, ephemeral=0, swap=0):
+        """256 MiB, one vCPU, 1 GiB root disk: enough for the test guest."""
+        return self._create_flavor(memory_mb=256, vcpu=1, disk=1,
+                                   ephemeral=ephemeral, swap=swap)
+
     def neutron_port(self, vif_type='tap', status='ACTIVE'):
         """A port of the Neutron fixture bound with vif_type."""
         port = copy.deepcopy(self.neutron.port_1)

@@ -24,8 +24,7 @@ class RebuildTest(base.TestCase):
         self.compute = self.start_compute()
         self.image_a = self.upload_image(self.make_qcow2('a.qcow2'))
         self.image_b = self.upload_image(self.make_qcow2('b.qcow2'))
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                     ephemeral=0)
+        flavor = self.small_flavor()
         self.server = self._create_server(image_uuid=self.image_a,
                                           flavor_id=flavor, networks='none')
         self.root = os.path.join(self.instance_dir(self.server), 'disk')
@@ -59,8 +58,7 @@ class EvacuateTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.image_id = self.upload_image(self.make_qcow2())
-        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                          ephemeral=0)
+        self.flavor = self.small_flavor()
 
     def boot_on_compute1(self, instances_path):
         self.compute1 = self.start_compute('compute1',

@@ -124,8 +124,7 @@ class NetworkAndRecoveryTest(base.TestCase):
         super().setUp()
         self.compute = self.start_compute()
         self.image_id = self.upload_image(self.make_qcow2())
-        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                             ephemeral=0)
+        self.flavor_id = self.small_flavor()
         self.ctxt = nova_context.get_admin_context()
 
     def test_boot_with_a_tap_port(self):
@@ -214,8 +213,7 @@ class ImageCacheTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.compute = self.start_compute()
-        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                             ephemeral=0)
+        self.flavor_id = self.small_flavor()
         self.ctxt = nova_context.get_admin_context()
         self.flags(remove_unused_original_minimum_age_seconds=0,
                    group='image_cache')

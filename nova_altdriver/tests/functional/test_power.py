@@ -15,8 +15,7 @@ class PowerTest(base.TestCase):
         super().setUp()
         self.compute = self.start_compute()
         image_id = self.upload_image(self.make_qcow2())
-        flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                        ephemeral=0)
+        flavor_id = self.small_flavor()
         self.server = self._create_server(image_uuid=image_id,
                                           flavor_id=flavor_id,
                                           networks='none')

@@ -16,8 +16,7 @@ class RescueTest(base.TestCase):
         super().setUp()
         self.compute = self.start_compute()
         self.image_id = self.upload_image(self.make_qcow2())
-        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                             ephemeral=1, swap=16)
+        self.flavor_id = self.small_flavor(ephemeral=1, swap=16)
         self.server = self._create_server(image_uuid=self.image_id,
                                           flavor_id=self.flavor_id,
                                           networks='none')

@@ -17,8 +17,7 @@ class SnapshotShelveTest(base.TestCase):
         self.compute = self.start_compute()
         self.image_id = self.upload_image(self.make_qcow2(),
                                           os_type='linux')
-        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                             ephemeral=0)
+        self.flavor_id = self.small_flavor()
         self.server = self._create_server(image_uuid=self.image_id,
                                           flavor_id=self.flavor_id,
                                           networks='none')
