@@ -42,6 +42,15 @@ class SnapshotShelveTest(base.TestCase):
         self._create_server(image_uuid=image['id'], flavor_id=self.flavor_id,
                             networks='none')
 
+    def test_raw_snapshots_on_request(self):
+        self.flags(snapshot_image_format='raw', group='altdriver')
+        self._stop_server(self.server)
+        image = self.create_snapshot(self.server)
+        self.assertEqual('raw', image['disk_format'])
+        data = self.glance._imagedata[image['id']]
+        self.assertEqual(2 ** 30, len(data))  # the flavor's 1 GiB disk
+        self.assertFalse(data.startswith(b'QFI\xfb'))
+
     def test_snapshot_of_a_suspended_server_keeps_it_suspended(self):
         self._suspend_server(self.server)
         self.create_snapshot(self.server)
