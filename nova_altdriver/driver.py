@@ -83,6 +83,7 @@ class AltDriver(driver.ComputeDriver):
         self._check_hypervisor()
         os.makedirs(self._instances_path, exist_ok=True)
         self._local_node_uuid()
+        self._snapshot.recover_interrupted()
 
     def _require(self, name, version, minimum):
         if version < _version_number(minimum):

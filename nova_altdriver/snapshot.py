@@ -29,6 +29,10 @@ CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 _JOB_POLL_SECONDS = 0.05
+# In a live snapshot's work directory (<uuid>-<random> in the snapshots
+# directory): what the guest writes meanwhile, and its definition before.
+_OVERLAY = 'writes-meanwhile.qcow2'
+_DEFINITION = 'definition.xml'
 
 
 def image_metadata(instance, image_meta, disk_format):
@@ -107,7 +111,13 @@ class Snapshot(object):
             raise exception.QemuGuestAgentNotEnabled()
         target = guest.disk_target(root)
         persistent = guest.xml(inactive=True)
-        overlay = os.path.join(work, 'writes-meanwhile.qcow2')
+        # Kept on disk until the overlay is folded back: if nova-compute
+        # dies meanwhile, init_host finishes the job (recover_interrupted).
+        with open(os.path.join(work, _DEFINITION), 'w') as f:
+            f.write(persistent)
+            f.flush()
+            os.fsync(f.fileno())
+        overlay = os.path.join(work, _OVERLAY)
         guest.redirect_writes(target, overlay,
                               quiesce=bool(props.get('hw_qemu_guest_agent')),
                               require_quiesce=bool(
@@ -116,9 +126,9 @@ class Snapshot(object):
             # Stable now: the guest writes elsewhere.
             _convert(root, root_format, out)
         finally:
-            self._fold_back(instance, guest, target, persistent)
+            self._fold_back(guest, target, persistent)
 
-    def _fold_back(self, instance, guest, target, persistent):
+    def _fold_back(self, guest, target, persistent):
         """Commits the temporary overlay into the guest's own disk and
         pivots onto it, leaving the chain exactly as before.
         """
@@ -130,5 +140,33 @@ class Snapshot(object):
         # The persistent definition as it was (libvirt may have pointed it
         # at the overlay): it was never undefined, only updated.
         self._host.define(persistent)
-        LOG.debug('Overlay folded back in %.2f s', time.monotonic() - started,
-                  instance=instance)
+        LOG.debug('Overlay of %s folded back in %.2f s', guest.uuid,
+                  time.monotonic() - started)
+
+    def recover_interrupted(self):
+        """Finishes live snapshots nova-compute did not live to finish:
+        a guest still writing to a temporary overlay gets it committed back
+        (online, or offline when the host rebooted meanwhile) and its saved
+        definition; then the leftovers go.
+        """
+        root = paths.snapshots_directory()
+        if not os.path.isdir(root):
+            return
+        for name in os.listdir(root):
+            work = os.path.join(root, name)
+            overlay = os.path.join(work, _OVERLAY)
+            guest = self._host.find_guest(name[:36])
+            # (the live definition, or the persistent one of a guest off)
+            if guest is not None and overlay in guest.xml():
+                LOG.warning('Committing back the overlay of a snapshot '
+                            'interrupted by a restart',
+                            instance_uuid=name[:36])
+                with open(os.path.join(work, _DEFINITION)) as f:
+                    persistent = f.read()
+                if guest.is_active():
+                    self._fold_back(guest, guest.disk_target(overlay),
+                                    persistent)
+                else:
+                    processutils.execute('qemu-img', 'commit', '-q', overlay)
+                    self._host.define(persistent)
+            shutil.rmtree(work, ignore_errors=True)

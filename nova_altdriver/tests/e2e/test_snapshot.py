@@ -130,6 +130,36 @@ class SnapshotTest(base.TestCase):
         self.assertEqual([], os.listdir(
             os.path.join(self.instances_path, 'snapshots')))
 
+    def test_a_restart_finishes_an_interrupted_live_snapshot(self):
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+        root = os.path.join(self.instance_dir(server), 'disk')
+        before = chain(root)
+        # nova-compute dies right after the copy: the guest still writes to
+        # the temporary overlay, nothing was committed or cleaned up.
+        with fixtures.MockPatch(
+                'nova_altdriver.snapshot.Snapshot._fold_back'), \
+                fixtures.MockPatch('nova_altdriver.snapshot.shutil.rmtree'):
+            self.create_snapshot(server)
+        self.assertNotEqual(root, self.domain_disk(server))  # the overlay
+
+        self.compute = self.restart_compute_service(self.compute)
+
+        self.assertEqual(root, self.domain_disk(server))
+        self.assertEqual(before, chain(root))
+        self.assertEqual([], os.listdir(
+            os.path.join(self.instances_path, 'snapshots')))
+        dom = self.conn.lookupByUUIDString(server['id'])
+        self.assertIn("file='%s'" % root, dom.XMLDesc(2))  # persistent
+        ticks_before = len(ticks(self.console(server)))
+        time.sleep(4)
+        self.assertGreater(len(ticks(self.console(server))), ticks_before)
+
+    def domain_disk(self, server):
+        """The file the guest's vda is now backed by (live definition)."""
+        return self.domain_xml(self.compute, server).find(
+            "devices/disk/target[@dev='vda']/../source").get('file')
+
     def test_shelve_a_paused_guest_offload_and_unshelve_with_its_data(self):
         self.flags(shelved_offload_time=0)
         server = self.boot(self.image_id, self.flavor)
