@@ -11,7 +11,7 @@ PACKAGES=(
     libvirt-clients qemu-system-x86 qemu-utils ovmf
     libvirt-dev pkg-config gcc
     dosfstools mtools fdisk syslinux syslinux-common cpio kmod e2fsprogs
-    genisoimage iproute2 procps iputils-ping
+    genisoimage iproute2 procps iputils-ping shellcheck
 )
 
 install_packages() {
