@@ -1,29 +1,34 @@
 #!/bin/bash
-# Builds the project's Python environment (nova 34.0.0 + test tools, pinned by
-# constraints.txt) once per set of requirements, and installs this checkout
-# into it. Prints the environment's path on stdout.
+# Builds a Python environment pinned by constraints.txt once per set of
+# requirements, and installs this checkout into it. Prints its path.
+#
+#   setup-venv.sh                     the project's own: nova 34.0.0 + tests
+#   setup-venv.sh NAME REQUIREMENTS   another one (the all-in-one cloud's)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ALTDRIVER_TOP"
 
-key=$(content_hash requirements.txt test-requirements.txt doc/requirements.txt \
-    constraints.txt tools/setup-venv.sh)
-venv="$ALTDRIVER_CACHE/venv-$key"
+name=${1:-venv}
+reqs=("${@:2}")
+((${#reqs[@]})) || reqs=(requirements.txt test-requirements.txt doc/requirements.txt)
+key=$(content_hash "${reqs[@]}" constraints.txt tools/setup-venv.sh)
+venv="$ALTDRIVER_CACHE/$name-$key"
 if [ ! -f "$venv/.complete" ]; then
     log "building Python environment $venv"
     rm -rf "$venv"
     mkdir -p "$ALTDRIVER_CACHE"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip setuptools wheel >&2
-    "$venv/bin/pip" install -q -c constraints.txt -r requirements.txt \
-        -r test-requirements.txt -r doc/requirements.txt >&2
+    req_args=()
+    for req in "${reqs[@]}"; do req_args+=(-r "$req"); done
+    "$venv/bin/pip" install -q -c constraints.txt "${req_args[@]}" >&2
     touch "$venv/.complete"
-    for old in "$ALTDRIVER_CACHE"/venv-*; do
+    for old in "$ALTDRIVER_CACHE/$name"-*; do
         [ "$old" = "$venv" ] || rm -rf "$old"
     done
 fi
 # This checkout, editable: the cached environment serves every clone.
-pip_log="$ALTDRIVER_CACHE/pip-editable.log"
+pip_log="$ALTDRIVER_CACHE/$name-pip-editable.log"
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >"$pip_log" 2>&1 \
     || { cat "$pip_log" >&2; die "installing this checkout failed"; }
 # nova only loads drivers from nova.virt.<name>, and an editable install

@@ -483,7 +483,8 @@ db_setup() {  # schema migrations, once
 cmd_up() {
     local t0=$SECONDS
     install_packages
-    VENV=$(bash "$AIO_DIR/venv.sh")
+    VENV=$(bash "$ALTDRIVER_TOP/tools/setup-venv.sh" aio-venv \
+        tools/aio/requirements.txt)
     mkdir -p "$STATE"; echo "$VENV" >"$STATE/venv"
     write_configs
     write_clouds_yaml
