@@ -10,3 +10,17 @@ die() { log "ERROR: $*"; exit 1; }
 
 # A short content hash of files: caches are rebuilt when their inputs change.
 content_hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+# Installs those of the named Debian packages that are missing.
+install_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}

@@ -14,22 +14,13 @@ PACKAGES=(
     genisoimage iproute2 procps iputils-ping shellcheck
 )
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
-            || missing+=("$p")
-    done
+install_host_packages() {
+    local extra=()
     # venv for the environment, Python.h for compiling libvirt-python
     "$PYTHON" -c 'import ensurepip, os, sysconfig, venv
 assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
-        2>/dev/null || missing+=(python3-venv python3-dev)
-    if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+        2>/dev/null || extra=(python3-venv python3-dev)
+    install_packages "${PACKAGES[@]}" "${extra[@]}"
 }
 
 configure_libvirt() {
@@ -53,7 +44,7 @@ start_daemons() {
     die "libvirtd did not answer on qemu:///system (see /var/log/libvirt/libvirtd.log)"
 }
 
-install_packages
+install_host_packages
 configure_libvirt
 start_daemons
 log "libvirt ready: $(virsh -c qemu:///system version --daemon 2>/dev/null | grep -i 'running hypervisor' || true)"

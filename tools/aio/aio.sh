@@ -96,19 +96,9 @@ stop_one() {
 }
 
 # ---------------------------------------------------------------- install
-install_packages() {
+install_aio_packages() {
     bash "$ALTDRIVER_TOP/tools/setup-host.sh"
-    local missing=() p
-    for p in mariadb-server mariadb-client rabbitmq-server curl; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
-            || missing+=("$p")
-    done
-    if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    install_packages mariadb-server mariadb-client rabbitmq-server curl
 }
 
 # ---------------------------------------------------------------- config
@@ -482,7 +472,7 @@ db_setup() {  # schema migrations, once
 
 cmd_up() {
     local t0=$SECONDS
-    install_packages
+    install_aio_packages
     VENV=$(bash "$ALTDRIVER_TOP/tools/setup-venv.sh" aio-venv \
         tools/aio/requirements.txt)
     mkdir -p "$STATE"; echo "$VENV" >"$STATE/venv"
