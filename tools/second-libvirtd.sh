@@ -13,12 +13,15 @@ dir=${2:?state directory}
 
 case $cmd in
 start)
-    mkdir -p "$dir"/{run,lib,cache,log}
-    rm -rf "$dir/etc" && cp -a /etc/libvirt "$dir/etc"
-    # Distinct host identity: libvirt refuses two daemons with one UUID
-    # talking to each other, and nova tells hosts apart by it.
-    echo "host_uuid = \"$(cat /proc/sys/kernel/random/uuid)\"" \
-        >>"$dir/etc/libvirtd.conf"
+    mkdir -p "$dir"/{run,lib,cache,log,etc/qemu}
+    # The system daemon's configuration but not its domains: this host keeps
+    # its own definitions (etc/qemu) across restarts.
+    find /etc/libvirt -maxdepth 1 -type f -exec cp -f {} "$dir/etc/" \;
+    [ ! -d /etc/libvirt/nwfilter ] || cp -a /etc/libvirt/nwfilter "$dir/etc/"
+    # Distinct, stable host identity: libvirt refuses two daemons with one
+    # UUID talking to each other, and nova tells hosts apart by it.
+    [ -s "$dir/host_uuid" ] || cat /proc/sys/kernel/random/uuid >"$dir/host_uuid"
+    echo "host_uuid = \"$(cat "$dir/host_uuid")\"" >>"$dir/etc/libvirtd.conf"
     unshare -m --propagation private bash -c "
         set -e
         mount --bind '$dir/run' /run/libvirt

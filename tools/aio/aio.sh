@@ -7,6 +7,11 @@
 #   aio.sh status   which services run, and whether their APIs answer
 #   aio.sh tour     boot the test guest and walk it through the operations
 #   aio.sh down     stop exactly the processes `up` started
+#   aio.sh kill S   SIGKILL one service of ours (the tour's host failure)
+#
+# Two compute hosts share the instances directory (shared storage, for
+# evacuation): aio-compute on the system libvirtd, aio-compute2 on a second
+# libvirtd in a private mount namespace (tools/second-libvirtd.sh).
 #
 # Everything (configuration, databases, logs, pid files, instances) lives under
 # AIO_STATE (default /var/lib/nova-altdriver-aio). Services listen on 127.0.0.1
@@ -21,13 +26,17 @@ LOGS=$STATE/log
 RUN=$STATE/run
 PASSWORD=${AIO_PASSWORD:-altdriver}
 DBPASS=$PASSWORD
-HOSTNAME_COMPUTE=${AIO_COMPUTE_HOST:-aio-compute}
-LIBVIRT_URI=${AIO_LIBVIRT_URI:-qemu:///system}
+HOSTNAME_COMPUTE=aio-compute
+HOSTNAME_COMPUTE2=aio-compute2
+LIBVIRT_URI=qemu:///system
+LIBVIRT2_DIR=$STATE/libvirt2
+LIBVIRT2_URI="qemu+unix:///system?socket=$LIBVIRT2_DIR/run/libvirt-sock"
 KEYSTONE=http://127.0.0.1:5000
 CLOUD=altdriver-aio
 # Start order; `down` stops in reverse.
 SERVICES=(mariadb epmd rabbitmq keystone placement glance neutron nova-api
-          nova-conductor nova-scheduler nova-compute)
+          nova-conductor nova-scheduler nova-compute virtlogd2 libvirtd2
+          nova-compute2)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
                  [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774)
 
@@ -55,6 +64,13 @@ start() {
     local pid=$!
     echo "$pid" >"$RUN/$name.pid"
     proc_starttime "$pid" >"$RUN/$name.starttime"
+}
+
+adopt() {  # adopt NAME PIDFILE: a daemon that forked by itself becomes ours
+    local pid
+    pid=$(cat "$2")
+    echo "$pid" >"$RUN/$1.pid"
+    proc_starttime "$pid" >"$RUN/$1.starttime"
 }
 
 wait_port() {  # wait_port NAME PORT SECONDS
@@ -104,7 +120,7 @@ install_aio_packages() {
 # ---------------------------------------------------------------- config
 write_configs() {
     mkdir -p "$ETC"/{keystone,glance,placement,neutron/plugins/ml2,nova} "$LOGS" "$RUN" \
-        "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,neutron,locks}
+        "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,nova2,neutron,locks}
     local share=$VENV/etc
     cat >"$ETC/my.cnf" <<EOF
 [client]
@@ -294,10 +310,25 @@ helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova/nova.conf
 driver = noop
 $locks
 EOF
+    # the two compute hosts: own host name, node name, state and libvirtd
     cat >"$ETC/nova/nova-compute.conf" <<EOF
 [DEFAULT]
 debug = true
+[altdriver]
+hypervisor_hostname = $HOSTNAME_COMPUTE
 EOF
+    cat >"$ETC/nova/nova-compute2.conf" <<EOF
+[DEFAULT]
+debug = true
+host = $HOSTNAME_COMPUTE2
+state_path = $STATE/nova2
+[altdriver]
+connection_uri = $LIBVIRT2_URI
+hypervisor_hostname = $HOSTNAME_COMPUTE2
+EOF
+    # host, its nova-compute service and libvirt URI, for the tour
+    printf '%s %s %s\n' "$HOSTNAME_COMPUTE" nova-compute "$LIBVIRT_URI" \
+        "$HOSTNAME_COMPUTE2" nova-compute2 "$LIBVIRT2_URI" >"$STATE/computes"
     cp -f "$share/nova/api-paste.ini" "$ETC/nova/"
 
     # uWSGI, one file per API
@@ -391,6 +422,17 @@ start_rabbitmq() {
     fi
     start rabbitmq "${env[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
     wait_port rabbitmq 5672 60
+}
+
+start_libvirt2() {  # the second compute host's libvirtd + virtlogd
+    pid_of libvirtd2 >/dev/null && pid_of virtlogd2 >/dev/null && return 0
+    stop_one libvirtd2; stop_one virtlogd2  # half of a pair: restart both
+    log "starting libvirtd2 + virtlogd2 in $LIBVIRT2_DIR"
+    bash "$ALTDRIVER_TOP/tools/second-libvirtd.sh" start "$LIBVIRT2_DIR" \
+        >/dev/null 2>>"$LOGS/libvirtd2.log" \
+        || die "the second libvirtd did not start (log: $LOGS/libvirtd2.log)"
+    adopt virtlogd2 "$LIBVIRT2_DIR/virtlogd.pid"
+    adopt libvirtd2 "$LIBVIRT2_DIR/libvirtd.pid"
 }
 
 keystone_setup() {
@@ -494,25 +536,29 @@ cmd_up() {
     start nova-scheduler "$VENV/bin/nova-scheduler" "${nova[@]}"
     start nova-compute env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute.conf"
+    start_libvirt2
+    start nova-compute2 env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
+        "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute2.conf"
     wait_http placement http://127.0.0.1:8778/ 60
     wait_http glance http://127.0.0.1:9292/ 60
     wait_http neutron http://127.0.0.1:9696/ 60
     wait_http nova-api http://127.0.0.1:8774/ 60
-    # the scheduler maps the new compute host into cell1 by itself
-    local i
+    # the scheduler maps new compute hosts into cell1 by itself
+    local i s q="select count(*) from nova_api.host_mappings where host in
+        ('$HOSTNAME_COMPUTE', '$HOSTNAME_COMPUTE2')"
     for ((i = 0; i < 600; i++)); do
-        [ -n "$(mysql_ -N -e "select host from nova_api.host_mappings where host='$HOSTNAME_COMPUTE'" 2>/dev/null)" ] && break
-        for s in nova-conductor nova-scheduler nova-compute; do
-            pid_of $s >/dev/null || { tail -30 "$LOGS/$s.log" >&2; die "$s exited"; }
+        [ "$(mysql_ -N -e "$q" 2>/dev/null)" = 2 ] && break
+        for s in nova-conductor nova-scheduler nova-compute nova-compute2; do
+            pid_of $s >/dev/null || { tail -30 "$LOGS/$s.log" >&2; die "$s exited (log: $LOGS/$s.log)"; }
         done
         sleep 0.2
     done
-    [ "$i" -lt 600 ] || die "compute host $HOSTNAME_COMPUTE was not mapped within 120 s"
+    [ "$i" -lt 600 ] || die "the compute hosts were not both mapped within 120 s"
     log "all-in-one cloud up in $((SECONDS - t0)) s: openstack --os-cloud $CLOUD server list"
 }
 
 cmd_status() {
-    local s pid rc=0 rss
+    local s pid rc=0 rss total=0
     printf '%-15s %-8s %-10s %s\n' service pid rss_MiB answer
     for s in "${SERVICES[@]}"; do
         if pid=$(pid_of "$s"); then
@@ -521,10 +567,14 @@ cmd_status() {
                 { p[$1] = $2; r[$1] = $3 }
                 END { for (x in p) { y = x; while (y && y != root && y in p) y = p[y];
                       if (y == root) t += r[x] } printf "%d", t / 1024 }')
+            total=$((total + rss))
             local ans=-
             if [ -n "${PORT[$s]:-}" ]; then
                 (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$s]}") 2>/dev/null && ans="port ${PORT[$s]}" \
                     || { ans="NOT LISTENING"; rc=1; }
+            elif [ "$s" = libvirtd2 ]; then
+                virsh -c "$LIBVIRT2_URI" version >/dev/null 2>&1 && ans=answers \
+                    || { ans="NOT ANSWERING"; rc=1; }
             fi
             printf '%-15s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
         else
@@ -532,6 +582,7 @@ cmd_status() {
             printf '%-15s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
         fi
     done
+    printf '%-15s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
     return $rc
 }
 
@@ -539,12 +590,16 @@ cmd_down() {
     # the OpenStack services in parallel (nova-compute may need long), then
     # the message queue and the database they used
     local s pids=()
-    for s in nova-compute nova-scheduler nova-conductor nova-api neutron glance \
-             placement keystone; do
-        if [ $s = nova-compute ]; then STOP_WAIT=45 stop_one $s & else stop_one $s & fi
+    for s in nova-compute nova-compute2 nova-scheduler nova-conductor nova-api \
+             neutron glance placement keystone; do
+        if [[ $s == nova-compute* ]]; then STOP_WAIT=45 stop_one $s & else stop_one $s & fi
         pids+=($!)
     done
     wait "${pids[@]}"
+    # guests of the second host keep running, as on the system libvirtd: the
+    # next `up` reconnects to them
+    stop_one libvirtd2
+    stop_one virtlogd2
     stop_one rabbitmq
     stop_one epmd
     stop_one mariadb
@@ -554,6 +609,11 @@ case ${1:-} in
     up) cmd_up ;;
     status) cmd_status ;;
     down) cmd_down ;;
+    kill)
+        pid=$(pid_of "${2:?service}") || die "$2 is not running"
+        log "killing $2 (pid $pid)"
+        kill -KILL "$pid"
+        rm -f "$RUN/$2.pid" "$RUN/$2.starttime" ;;
     tour) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tour.sh" "$@" ;;
-    *) echo "usage: $0 up|status|tour|down" >&2; exit 2 ;;
+    *) echo "usage: $0 up|status|tour|down|kill SERVICE" >&2; exit 2 ;;
 esac

@@ -22,6 +22,20 @@ WAIT=${TOUR_WAIT:-240}
 
 osc() { openstack --os-cloud "$CLOUD" "$@"; }
 
+# the compute hosts (aio.sh writes them): host -> nova-compute service, libvirt URI
+declare -A SERVICE_OF URI_OF
+while read -r h svc uri; do SERVICE_OF[$h]=$svc URI_OF[$h]=$uri; done <"$STATE/computes"
+HOST1=aio-compute
+host_of() { osc server show "$1" -f value -c OS-EXT-SRV-ATTR:host; }
+# defined_on SERVER_ID: the hosts whose libvirtd has a domain for the server
+defined_on() {
+    local h
+    for h in "${!URI_OF[@]}"; do
+        virsh -c "${URI_OF[$h]}" list --all --uuid | grep -qx "$1" && echo "$h"
+    done
+    return 0
+}
+
 RESULTS=()
 FAILED=0
 step() {  # step NAME FUNCTION [ARGS]
@@ -135,8 +149,8 @@ s_flavor() {
 }
 
 s_boot() {
-    osc server create --flavor "$FLAVOR" --image "$IMAGE" --nic none "$SERVER" \
-        -f value -c id || return 1
+    osc server create --flavor "$FLAVOR" --image "$IMAGE" --nic none --host "$HOST1" \
+        "$SERVER" -f value -c id || return 1
     wait_status "$SERVER" ACTIVE && BOOTS=1 && wait_boot "$SERVER" 1
 }
 
@@ -187,18 +201,19 @@ s_boot_snapshot() {
     return $rc
 }
 s_shelve() {
+    local host id
+    host=$(host_of "$SERVER") && id=$(osc server show "$SERVER" -f value -c id) || return 1
     osc server shelve "$SERVER" && wait_status "$SERVER" SHELVED || return 1
-    virsh -c "${AIO_LIBVIRT_URI:-qemu:///system}" domstate "$(osc server show "$SERVER" \
-        -f value -c OS-EXT-SRV-ATTR:instance_name)" 2>&1 | grep -q running &&
-        { log "guest still running after shelve"; return 1; }
+    virsh -c "${URI_OF[$host]}" domstate "$id" 2>&1 | grep -q running &&
+        { log "guest still running on $host after shelve"; return 1; }
     return 0
 }
 s_shelve_offload() {
     local id
     id=$(osc server show "$SERVER" -f value -c id) || return 1
     osc server shelve --offload "$SERVER" && wait_status "$SERVER" SHELVED_OFFLOADED || return 1
-    virsh -c "${AIO_LIBVIRT_URI:-qemu:///system}" list --all --uuid | grep -q "$id" &&
-        { log "libvirt domain $id still defined after offload"; return 1; }
+    [ -z "$(defined_on "$id")" ] ||
+        { log "libvirt domain $id still defined on $(defined_on "$id") after offload"; return 1; }
     return 0
 }
 s_unshelve() {
@@ -210,19 +225,56 @@ s_rebuild() {
     osc server rebuild --image "$IMAGE" "$SERVER" -f value -c id && wait_status "$SERVER" ACTIVE &&
         BOOTS=1 && wait_boot "$SERVER" 1
 }
+# The server's host fails: its nova-compute dies, the guest stops, the domain
+# stays defined (as after a power loss); an admin forces the service down
+# and evacuates. Since compute API 2.95 the server arrives stopped; started,
+# the guest boots its own disk from the shared instances directory on the
+# other host: the boot counter goes on.
+s_evacuate() {
+    local id src dst h
+    id=$(osc server show "$SERVER" -f value -c id) && src=$(host_of "$SERVER") || return 1
+    for h in "${!URI_OF[@]}"; do [ "$h" != "$src" ] && dst=$h; done
+    EVAC_SRC=$src EVAC_ID=$id
+    bash "$ALTDRIVER_TOP/tools/aio/aio.sh" kill "${SERVICE_OF[$src]}" &&
+        virsh -c "${URI_OF[$src]}" destroy "$id" >/dev/null &&
+        osc compute service set --down "$src" nova-compute || return 1
+    osc server evacuate --host "$dst" "$SERVER" -f value -c id && wait_status "$SERVER" SHUTOFF &&
+        [ "$(host_of "$SERVER")" = "$dst" ] || { log "server not on $dst"; return 1; }
+    s_start
+}
+# The failed host comes back: nova-compute removes the stale domain of the
+# evacuated server and keeps its disk, which the other host now uses.
+s_source_back() {
+    local src=$EVAC_SRC id=$EVAC_ID end=$((SECONDS + WAIT))
+    bash "$ALTDRIVER_TOP/tools/aio/aio.sh" up || return 1
+    while defined_on "$id" | grep -qx "$src"; do
+        [ $SECONDS -lt $end ] || { log "stale domain $id still defined on $src"; return 1; }
+        sleep 2
+    done
+    log "stale domain $id removed from $src"
+    # nova refuses to force the host up until its nova-compute has marked
+    # the evacuation completed (right after the clean-up)
+    until osc compute service set --up "$src" nova-compute 2>/dev/null; do
+        [ $SECONDS -lt $end ] || { log "$src cannot be forced up"; return 1; }
+        sleep 2
+    done
+    [ -f "$STATE/instances/$id/disk" ] || { log "the disk of $id is gone"; return 1; }
+    wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
+}
 s_delete() {
     local id
     id=$(osc server show "$SERVER" -f value -c id) || return 1
     osc server delete --wait "$SERVER" || return 1
     osc server show "$SERVER" >/dev/null 2>&1 && { log "server still there"; return 1; }
-    virsh -c "${AIO_LIBVIRT_URI:-qemu:///system}" list --all --uuid | grep -q "$id" &&
-        { log "libvirt domain $id still defined"; return 1; }
+    [ -z "$(defined_on "$id")" ] ||
+        { log "libvirt domain $id still defined on $(defined_on "$id")"; return 1; }
     [ -e "$STATE/instances/$id" ] && { log "instance directory $id left behind"; return 1; }
     return 0
 }
 
 T0=$SECONDS
 step cleanup s_cleanup
+[ "${1:-}" = cleanup ] && exit $FAILED
 step "image upload (guest + rescue)" s_images
 step "flavor create" s_flavor
 if step "server create (boot)" s_boot; then
@@ -245,6 +297,9 @@ if step "server create (boot)" s_boot; then
     step "shelve --offload" s_shelve_offload
     step "unshelve (from SHELVED_OFFLOADED)" s_unshelve
     step "rebuild" s_rebuild
+    step "evacuate (host down)" s_evacuate
+    # even after a failed evacuation: the cloud gets its first host back
+    step "failed host back" s_source_back
     step "delete" s_delete
 fi
 
