@@ -155,8 +155,16 @@ class Guest(object):
                                  libvirt.VIR_DOMAIN_BLOCK_COMMIT_SHALLOW)
 
     def block_job_ready(self, target):
+        """The block job on target can be pivoted: libvirt marks the disk's
+        mirror ready. cur == end alone comes earlier, and a pivot then
+        fails with "not ready for pivot yet" (nova bug 1530275).
+        """
         info = self._domain.blockJobInfo(target, 0)
-        return bool(info) and info['end'] > 0 and info['cur'] == info['end']
+        if not info or info['end'] == 0 or info['cur'] != info['end']:
+            return False
+        return bool(etree.fromstring(self.xml()).xpath(
+            "devices/disk[target/@dev=$dev]/mirror[@ready='yes']",
+            dev=target))
 
     def pivot(self, target):
         self._domain.blockJobAbort(target,
