@@ -145,7 +145,7 @@ class InstanceDisks(object):
                 context, self.image_meta.id, self.instance.trusted_certs)
 
         def make(path):
-            virtual = images.qemu_img_info(base).virtual_size
+            virtual = imagecache.virtual_size(base)
             size = self.instance.flavor.root_gb * units.Gi
             if size and virtual > size:
                 raise exception.FlavorDiskSmallerThanImage(

@@ -10,6 +10,7 @@ through copy-on-write overlays (disks.py).
 
 import hashlib
 import os
+import struct
 import time
 
 import nova.conf
@@ -24,6 +25,10 @@ from nova_altdriver import paths
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
+
+# magic, version, backing file offset and size, cluster bits, virtual size
+_QCOW2_HEADER = struct.Struct('>4sIQIIQ')
+_QCOW2_MAGIC = b'QFI\xfb'
 
 
 def base_dir():
@@ -122,9 +127,38 @@ def blank_swap(size_mb):
     return _build(swap_base_name(size_mb), make)
 
 
+def _qcow2_virtual_size(path):
+    """The virtual size in a qcow2 header, None for any other file."""
+    with open(path, 'rb') as f:
+        header = f.read(_QCOW2_HEADER.size)
+    if len(header) < _QCOW2_HEADER.size:
+        return None
+    magic, _version, _backing_offset, _backing_size, _bits, size = \
+        _QCOW2_HEADER.unpack(header)
+    return size if magic == _QCOW2_MAGIC else None
+
+
+# Base files are made here from images nova's format inspector accepted,
+# so their header can be trusted: reading it spares a qemu-img process
+# (about 0.1 s each) per disk on spawn and rescue. (Guest disks are never
+# probed: see disks.recorded_format.)
 def image_format(path):
     """qcow2 or raw: the format qemu sees in a cached base file."""
+    if _qcow2_virtual_size(path) is not None:
+        return 'qcow2'
+    if CONF.force_raw_images:
+        return 'raw'  # fetch_to_raw converted anything else
     return images.qemu_img_info(path).file_format
+
+
+def virtual_size(path):
+    """The disk size a guest sees in a cached base file."""
+    size = _qcow2_virtual_size(path)
+    if size is not None:
+        return size
+    if image_format(path) == 'raw':
+        return os.path.getsize(path)
+    return images.qemu_img_info(path).virtual_size
 
 
 class ImageCacheManager(imagecache.ImageCacheManager):

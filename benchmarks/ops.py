@@ -1,0 +1,352 @@
+"""Driver time per server operation, through nova's own harness.
+
+One process runs one driver (BENCH_DRIVER: ``alt`` or ``intree``) on the
+libvirtd at BENCH_URI: nova's API, conductor, scheduler and compute manager
+drive it exactly as in the end-to-end tests, and every call nova makes into
+the driver is timed at the driver's boundary (nested calls, like a destroy
+inside a hard reboot, count for the outer call). Results are JSON lines
+appended to BENCH_OUT. benchmarks/run.py runs this for both drivers, in
+turn, and compares them.
+
+Scenarios (BENCH_SCENARIO): ``ops`` (every operation once on a small
+guest), ``bigdisk`` (1 GiB of real data: warm spawn against the image size,
+live snapshot throughput against a bare ``qemu-img convert``, how long the
+guest is paused), ``concurrency`` (8 spawns, then 8 snapshots, at once while
+another guest is paused and unpaused). Run as ``python -m benchmarks.ops
+SCENARIO``.
+"""
+
+import faulthandler
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import fixtures
+import libvirt
+from nova.tests import fixtures as nova_fixtures
+
+from nova_altdriver.tests.e2e import base
+
+DRIVERS = {'alt': 'nova_altdriver.AltDriver',
+           'intree': 'libvirt.LibvirtDriver'}
+TIMED = ('spawn', 'destroy', 'power_off', 'power_on', 'reboot', 'pause',
+         'unpause', 'suspend', 'resume', 'rescue', 'unrescue', 'snapshot')
+BIG_IMAGE = os.environ.get('BENCH_BIG_IMAGE')
+
+# The harness guards unit tests against touching the host; here the real
+# host is what is measured, and privileged calls run in this (root) process.
+nova_fixtures.GenericPoisonFixture = fixtures.Fixture
+nova_fixtures.SysFsPoisonFixture = fixtures.Fixture
+nova_fixtures.PrivsepNoHelperFixture = nova_fixtures.PrivsepFixture
+# The in-tree driver's libvirt event threads run, as in nova-compute. They
+# loop forever in nova's thread pools, so the clean-up must not wait for
+# those (the process ends right after the scenario).
+nova_fixtures.PoisonFunctions = fixtures.Fixture
+nova_fixtures.IsolatedExecutorFixture._cleanup_executors = lambda self: None
+
+
+class Bench(base.TestCase):
+
+    STATE_WAIT_RETRIES = 600  # 8 TCG guests booting at once on 2 cores
+
+    def setUp(self):
+        self.driver = os.environ['BENCH_DRIVER']
+        self.compute_driver = DRIVERS[self.driver]
+        super().setUp()
+        # stop = hard power off: the driver's time, not the guest's
+        self.flags(shutdown_timeout=0, shelved_offload_time=-1)
+        # 9 one-vCPU guests on a 2-CPU host (concurrency)
+        self.flags(cpu_allocation_ratio=16.0)
+        self.calls = []
+        self.phase = None
+        self._depth = threading.local()
+        self.compute = self.start_compute('bench')
+        self._time_driver(self.driver_of(self.compute))
+        self._time_uploads()
+        self.flavor = self.small_flavor()
+        self.image = self.upload_guest_image()
+
+    def start_compute(self, host='compute1', uri=base.URI, nodename=None):
+        if self.driver == 'alt':
+            return super().start_compute(host, uri, nodename)
+        self.flags(virt_type='qemu', connection_uri=uri, group='libvirt')
+        with self._node_identity(host):
+            self.computes[host] = self.start_service('compute', host=host)
+        return self.computes[host]
+
+    def _time_driver(self, driver):
+        for name in TIMED:
+            setattr(driver, name, self._timed(name, getattr(driver, name)))
+
+    def _time_uploads(self):
+        """Time spent handing snapshot data to (fake, in-memory) Glance,
+        a network transfer in a real cloud, so that the copy itself can be
+        compared with qemu-img.
+        """
+        self.uploads = []
+        update = self.glance.update
+
+        def timed_update(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return update(*args, **kwargs)
+            finally:
+                self.uploads.append((self.phase,
+                                     time.perf_counter() - start))
+        self.glance.update = timed_update
+
+    def _timed(self, name, call):
+        def timed(*args, **kwargs):
+            depth = getattr(self._depth, 'n', 0)
+            self._depth.n = depth + 1
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._depth.n = depth
+                if not depth:
+                    self.calls.append(
+                        (self.phase, name, time.perf_counter() - start))
+        return timed
+
+    def record(self, group, figure, value, unit='s'):
+        with open(os.environ['BENCH_OUT'], 'a') as f:
+            f.write(json.dumps({'group': group, 'figure': figure,
+                                'driver': self.driver, 'value': value,
+                                'unit': unit}) + '\n')
+
+    def measure(self, figure, method, action, count=1):
+        """Runs action (API call and wait) in phase figure; records the
+        time of the driver's method calls nova made meanwhile.
+        """
+        # Data an earlier step left to write back would otherwise be paid
+        # by whichever operation syncs next.
+        subprocess.run(['sync'], check=True)
+        self.phase = figure
+        action()
+        self._wait_for_assert(lambda: self.assertEqual(count, len(
+            self._times(figure, method))), max_retries=60)
+        self.phase = None
+        times = self._times(figure, method)
+        self.record('operation', figure, sum(times) / count)
+        return times
+
+    def _times(self, phase, method):
+        return [t for p, m, t in self.calls if p == phase and m == method]
+
+    def action(self, server, body, status):
+        def act():
+            self.api.post_server_action(server['id'], body)
+            self._wait_for_state_change(server, status)
+        return act
+
+    def boot_ready(self, image, flavor=None, figure=None):
+        """Boots a server until the guest says READY; spawn is timed as
+        figure.
+        """
+        holder = {}
+
+        def boot():
+            holder['server'] = self.boot(image, flavor or self.flavor)
+        if figure:
+            self.measure(figure, 'spawn', boot)
+        else:
+            boot()
+        self.wait_for_guest(holder['server'], 'ALTDRIVER-READY', timeout=600)
+        return holder['server']
+
+    def delete(self, server, figure=None):
+        def delete():
+            self._delete_server(server)
+        if figure:
+            self.measure(figure, 'destroy', delete)
+        else:
+            delete()
+
+    def snapshot(self, server, figure):
+        def snap():
+            self.create_snapshot(server, figure)
+            self._wait_for_server_parameter(
+                server, {'OS-EXT-STS:task_state': None})
+        self.measure(figure, 'snapshot', snap)
+
+    # ------------------------------------------------------------ scenarios
+    def test_ops(self):
+        rescue = self.upload_guest_image('rescue.qcow2')
+        # warm-up: code paths, libvirt, QEMU's binary in the page cache
+        self.delete(self.boot_ready(rescue))
+        server = self.boot_ready(self.image, figure='spawn (cold cache)')
+        warm = self.boot_ready(self.image, figure='spawn (warm cache)')
+        self.delete(warm, figure='destroy')
+        steps = [
+            ('power_off (hard)', 'power_off', {'os-stop': None}, 'SHUTOFF'),
+            ('power_on', 'power_on', {'os-start': None}, 'ACTIVE'),
+            ('hard reboot', 'reboot', {'reboot': {'type': 'HARD'}},
+             'ACTIVE'),
+            ('pause', 'pause', {'pause': None}, 'PAUSED'),
+            ('unpause', 'unpause', {'unpause': None}, 'ACTIVE'),
+            ('suspend', 'suspend', {'suspend': None}, 'SUSPENDED'),
+            ('resume', 'resume', {'resume': None}, 'ACTIVE'),
+            ('rescue', 'rescue', {'rescue': {'rescue_image_ref': rescue}},
+             'RESCUE'),
+            ('unrescue', 'unrescue', {'unrescue': None}, 'ACTIVE'),
+        ]
+        for figure, method, body, status in steps:
+            self.measure(figure, method, self.action(server, body, status))
+            if status in ('ACTIVE', 'RESCUE'):
+                self.wait_for_guest(server, 'ALTDRIVER-TICK')
+        self.snapshot(server, 'snapshot (running guest)')
+        self._stop_server(server)
+        self.snapshot(server, 'snapshot (stopped guest)')
+        self._start_server(server)
+        self.api.post_server_action(server['id'], {'shelve': {}})
+        self._wait_for_state_change(server, 'SHELVED')
+        self.measure('shelve-offload', 'destroy', self.action(
+            server, {'shelveOffload': None}, 'SHELVED_OFFLOADED'))
+        self.measure('unshelve', 'spawn', self.action(
+            server, {'unshelve': None}, 'ACTIVE'))
+        self.delete(server)
+
+    def test_bigdisk(self):
+        big = self.upload_image(BIG_IMAGE)
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=2)
+        self.delete(self.boot_ready(self.image))  # warm-up, caches the image
+        self.delete(self.boot_ready(self.image, figure='spawn 32 MiB image'))
+        self.delete(self.boot_ready(big, flavor))  # caches the big image
+        server = self.boot_ready(big, flavor, figure='spawn 1 GiB image')
+        self._snapshot_big(server)
+        self.delete(server)
+
+    def _snapshot_big(self, server):
+        """A live snapshot of 1 GiB of data: its time against a bare copy
+        of the same disk chain, and how long the guest does not run.
+        """
+        dom = self.hypervisor_of(self.compute).lookupByUUIDString(
+            server['id'])
+        stalls = []
+        done = threading.Event()
+
+        def watch():  # how long the vCPUs do not run, 2 ms resolution
+            stopped = None
+            while not done.is_set():
+                running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+                now = time.perf_counter()
+                if not running and stopped is None:
+                    stopped = now
+                elif running and stopped is not None:
+                    stalls.append(now - stopped)
+                    stopped = None
+                time.sleep(0.002)
+            if stopped is not None:
+                stalls.append(time.perf_counter() - stopped)
+        # The physical limit first; both copies start from a cold page
+        # cache (whichever ran second would otherwise read from memory).
+        disk = os.path.join(self.instances_path, server['id'], 'disk')
+        with tempfile.TemporaryDirectory(dir=self.instances_path) as tmp:
+            drop_page_cache()
+            start = time.perf_counter()
+            subprocess.run(['qemu-img', 'convert', '-U', '-O', 'qcow2',
+                            disk, os.path.join(tmp, 'copy')], check=True)
+            bare = time.perf_counter() - start
+        self.record('live snapshot', 'bare qemu-img convert of the chain',
+                    bare)
+        drop_page_cache()
+        watcher = threading.Thread(target=watch)
+        ticks_before = self.console(server).count('ALTDRIVER-TICK')
+        watcher.start()
+        start = time.perf_counter()
+        self.snapshot(server, 'snapshot 1 GiB (running guest)')
+        elapsed = time.perf_counter() - start
+        done.set()
+        watcher.join()
+        ticks = self.console(server).count('ALTDRIVER-TICK') - ticks_before
+        self.record('live snapshot', 'guest paused (total)',
+                    sum(stalls) * 1000, 'ms')
+        # the guest ticks every 2 s while it runs
+        self.record('live snapshot', 'guest progress (ticks / expected)',
+                    ticks / max(elapsed / 2, 1), 'ratio')
+        phase = 'snapshot 1 GiB (running guest)'
+        copy_time = self._times(phase, 'snapshot')[0] - sum(
+            t for p, t in self.uploads if p == phase)
+        self.record('live snapshot', 'snapshot 1 GiB without the upload',
+                    copy_time)
+        self.record('live snapshot', 'throughput vs bare convert',
+                    bare / copy_time, 'ratio')
+
+    def test_concurrency(self):
+        self.other = self.boot_ready(self.image)  # also the warm-up
+        for what, run in (('spawns', self._eight_spawns),
+                          ('snapshots', self._eight_snapshots)):
+            stop = threading.Event()
+            figure = 'pause while 8 %s run' % what
+            toggler = threading.Thread(target=self._pause_meanwhile,
+                                       args=(figure, stop))
+            toggler.start()
+            try:
+                start = time.perf_counter()
+                run()
+                self.record('concurrency', '8 %s at once (total)' % what,
+                            time.perf_counter() - start)
+            finally:
+                stop.set()
+                toggler.join()
+            self.record('concurrency', figure,
+                        statistics.median(self._times(figure, 'pause')))
+        self.measure('pause (idle host)', 'pause', self.action(
+            self.other, {'pause': None}, 'PAUSED'))
+
+    def _pause_meanwhile(self, figure, stop):
+        """Pauses and unpauses the other guest until stop is set."""
+        self.phase = figure
+        while not stop.is_set():
+            self.action(self.other, {'pause': None}, 'PAUSED')()
+            self.action(self.other, {'unpause': None}, 'ACTIVE')()
+        self.phase = None
+
+    def _eight_spawns(self):
+        body = self._build_server(image_uuid=self.image,
+                                  flavor_id=self.flavor, networks='none')
+        body.update(min_count=8, max_count=8, name='many')
+        self.api.post_server({'server': body})
+        self.many = [s for s in self.api.get_servers()
+                     if s['name'].startswith('many')]
+        for server in self.many:
+            self.remove_domain_at_cleanup(server['id'])
+        for server in self.many:
+            self._wait_for_state_change(server, 'ACTIVE')
+
+    def _eight_snapshots(self):
+        images = [self.api.post_server_action(
+            s['id'], {'createImage': {'name': 'many'}})['image_id']
+            for s in self.many]
+        for image in images:
+            self._wait_for_assert(lambda: self.assertEqual(
+                'active', self.glance.show(None, image)['status']),
+                max_retries=self.STATE_WAIT_RETRIES)
+
+
+def drop_page_cache():
+    subprocess.run(['sync'], check=True)
+    with open('/proc/sys/vm/drop_caches', 'w') as f:
+        f.write('3')
+
+
+def main():
+    """Runs one scenario: ``python -m benchmarks.ops SCENARIO``."""
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1: where it hangs
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(
+        Bench('test_' + sys.argv[1]))
+    sys.stdout.flush()
+    # No thread the drivers left behind can keep the process alive.
+    os._exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == '__main__':
+    main()
