@@ -52,6 +52,7 @@ class Runner(object):
         state = os.path.join(self.out, 'libvirt')
         self.uri = self._script('second-libvirtd.sh', 'start', state)
         self.env['ALTDRIVER_E2E_URI'] = self.uri
+        self.machine = machine(self.uri)
         try:
             for scenario in self.args.scenarios:
                 getattr(self, 'scenario_' + scenario)()
@@ -135,9 +136,9 @@ class Runner(object):
         with open(self.raw) as f:
             records = [json.loads(line) for line in f]
         with open(os.path.join(self.out, 'runs.json'), 'w') as f:
-            json.dump({'machine': machine(self.uri), 'runs': records}, f,
+            json.dump({'machine': self.machine, 'runs': records}, f,
                       indent=1)
-        text = machine_text(machine(self.uri)) + '\n' + tables(records)
+        text = machine_text(self.machine) + '\n' + tables(records)
         if self.failures:
             text += '\nFAILED runs (see their logs): %s\n' % ', '.join(
                 self.failures)

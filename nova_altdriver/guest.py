@@ -20,6 +20,11 @@ POWER_STATES = {
     libvirt.VIR_DOMAIN_CRASHED: power_state.CRASHED,
     libvirt.VIR_DOMAIN_PMSUSPENDED: power_state.SUSPENDED,
 }
+# Stopped from running in this daemon's life: only a managed save (reason
+# "saved") makes a saved memory image, so there is none to ask about.
+STOPPED_WITHOUT_SAVE = frozenset((
+    libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED,
+    libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_FAILED))
 
 
 class Guest(object):
@@ -36,8 +41,10 @@ class Guest(object):
         return self._domain.name()
 
     def power_state(self):
-        state, _reason = self._domain.state()
-        if state == libvirt.VIR_DOMAIN_SHUTOFF and self.has_saved_memory():
+        state, reason = self._domain.state()
+        if (state == libvirt.VIR_DOMAIN_SHUTOFF and
+                reason not in STOPPED_WITHOUT_SAVE and
+                self.has_saved_memory()):
             return power_state.SUSPENDED  # nova's suspend: a managed save
         return POWER_STATES.get(state, power_state.NOSTATE)
 

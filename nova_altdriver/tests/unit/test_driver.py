@@ -1,6 +1,8 @@
 import os
 import uuid
 
+import fixtures
+import libvirt
 from nova.compute import power_state
 from nova.compute import provider_tree
 from nova import exception
@@ -48,6 +50,23 @@ class DriverTest(base.TestCase):
         dom.suspend()
         self.assertEqual(power_state.PAUSED,
                          self.driver.get_info(instance).state)
+
+    def test_get_info_of_a_saved_and_of_a_stopped_guest(self):
+        instance, dom = self.define(start=True)
+        dom.managedSave(0)
+        self.assertEqual(power_state.SUSPENDED,
+                         self.driver.get_info(instance).state)
+        dom.create()  # restores the saved memory
+        dom.destroy()
+        asked = []
+        has_image = libvirt.virDomain.hasManagedSaveImage
+        self.useFixture(fixtures.MonkeyPatch(
+            'libvirt.virDomain.hasManagedSaveImage',
+            lambda self, flags: asked.append(1) or has_image(self, flags)))
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.driver.get_info(instance).state)
+        # stopped in this daemon's life: no saved-memory question
+        self.assertEqual([], asked)
 
     def test_get_info_of_an_unknown_instance(self):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
