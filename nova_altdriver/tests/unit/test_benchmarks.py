@@ -30,3 +30,18 @@ class TablesTest(testtools.TestCase):
                    if line.startswith('RSS'))
         self.assertEqual(['RSS', '130 (130-130) MiB', '-', '-'],
                          [c.strip() for c in rss.split('|')])
+
+
+class PausedSecondsTest(testtools.TestCase):
+    """Guest pause from libvirt lifecycle events."""
+
+    def test_pauses_add_up_and_a_pause_open_at_the_end_counts(self):
+        from benchmarks import ops
+        suspended = ops.libvirt.VIR_DOMAIN_EVENT_SUSPENDED
+        resumed = ops.libvirt.VIR_DOMAIN_EVENT_RESUMED
+        defined = ops.libvirt.VIR_DOMAIN_EVENT_DEFINED
+        events = [(1.0, suspended), (1.25, resumed), (2.0, defined),
+                  (3.0, suspended), (3.5, resumed), (4.0, suspended)]
+        self.assertAlmostEqual(0.25 + 0.5 + 0.5,
+                               ops.paused_seconds(events, end=4.5))
+        self.assertEqual(0.0, ops.paused_seconds([(1.0, resumed)], 2.0))
