@@ -127,21 +127,19 @@ class Bench(base.TestCase):
                                 'driver': self.driver, 'value': value,
                                 'unit': unit}) + '\n')
 
-    def measure(self, figure, method, action, count=1):
+    def measure(self, figure, method, action):
         """Runs action (API call and wait) in phase figure; records the
-        time of the driver's method calls nova made meanwhile.
+        time of the one call to the driver's method nova made meanwhile.
         """
         # Data an earlier step left to write back would otherwise be paid
         # by whichever operation syncs next.
         subprocess.run(['sync'], check=True)
         self.phase = figure
         action()
-        self._wait_for_assert(lambda: self.assertEqual(count, len(
+        self._wait_for_assert(lambda: self.assertEqual(1, len(
             self._times(figure, method))), max_retries=60)
         self.phase = None
-        times = self._times(figure, method)
-        self.record('operation', figure, sum(times) / count)
-        return times
+        self.record('operation', figure, self._times(figure, method)[0])
 
     def _times(self, phase, method):
         return [t for p, m, t in self.calls if p == phase and m == method]

@@ -142,23 +142,25 @@ def _qcow2_virtual_size(path):
 # so their header can be trusted: reading it spares a qemu-img process
 # (about 0.1 s each) per disk on spawn and rescue. (Guest disks are never
 # probed: see disks.recorded_format.)
+def _base_info(path):
+    """(format, virtual size) of a cached base file."""
+    size = _qcow2_virtual_size(path)
+    if size is not None:
+        return 'qcow2', size
+    if CONF.force_raw_images:  # fetch_to_raw converted anything else
+        return 'raw', os.path.getsize(path)
+    info = images.qemu_img_info(path)
+    return info.file_format, info.virtual_size
+
+
 def image_format(path):
     """qcow2 or raw: the format qemu sees in a cached base file."""
-    if _qcow2_virtual_size(path) is not None:
-        return 'qcow2'
-    if CONF.force_raw_images:
-        return 'raw'  # fetch_to_raw converted anything else
-    return images.qemu_img_info(path).file_format
+    return _base_info(path)[0]
 
 
 def virtual_size(path):
     """The disk size a guest sees in a cached base file."""
-    size = _qcow2_virtual_size(path)
-    if size is not None:
-        return size
-    if image_format(path) == 'raw':
-        return os.path.getsize(path)
-    return images.qemu_img_info(path).virtual_size
+    return _base_info(path)[1]
 
 
 class ImageCacheManager(imagecache.ImageCacheManager):
