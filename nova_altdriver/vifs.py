@@ -5,6 +5,7 @@ host through os-vif) and ``tap`` (a plain tap device libvirt creates). Linux
 bridge ports never reach a driver: nova 34 itself refuses them.
 """
 
+import os
 import threading
 
 from lxml import etree
@@ -15,6 +16,9 @@ import os_vif
 from os_vif.objects import vif as osv_vifs
 from oslo_log import log as logging
 
+import nova.conf
+
+CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 _os_vif_lock = threading.Lock()
@@ -54,8 +58,20 @@ def plug(instance, network_info):
 
 
 def unplug(instance, network_info):
-    """Unplugs what can be unplugged; a VIF already gone is no error."""
+    """Unplugs what can be unplugged; a VIF already gone is no error.
+
+    An instance evacuated away (cleaned up here when this host comes back)
+    has the same device names on its new host. A device that still exists
+    once this host's domain is gone (libvirt removes the taps it made) is
+    that host's, on a switch both hosts share: unplugging it would cut the
+    evacuated guest off.
+    """
+    moved_away = instance.host not in (None, CONF.host)
     for osvif, info in _each_os_vif(instance, network_info):
+        if moved_away and os.path.exists('/sys/class/net/' + osvif.vif_name):
+            LOG.info('Leaving %s alone: it belongs to host %s now',
+                     osvif.vif_name, instance.host, instance=instance)
+            continue
         try:
             os_vif.unplug(osvif, info)
         except Exception as e:

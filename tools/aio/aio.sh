@@ -6,6 +6,7 @@
 #   aio.sh up       install what is missing, configure, start everything (idempotent)
 #   aio.sh status   which services run, and whether their APIs answer
 #   aio.sh tour     boot the test guest and walk it through the operations
+#   aio.sh browser-tour [DIR]  the same through Horizon in headless Chromium
 #   aio.sh down     stop exactly the processes `up` started
 #   aio.sh kill S   SIGKILL one service of ours (the tour's host failure)
 #
@@ -34,11 +35,14 @@ LIBVIRT2_URI="qemu+unix:///system?socket=$LIBVIRT2_DIR/run/libvirt-sock"
 KEYSTONE=http://127.0.0.1:5000
 CLOUD=altdriver-aio
 # Start order; `down` stops in reverse.
-SERVICES=(mariadb epmd rabbitmq keystone placement glance neutron nova-api
-          nova-conductor nova-scheduler nova-compute virtlogd2 libvirtd2
-          nova-compute2)
+SERVICES=(mariadb epmd rabbitmq keystone placement glance ovsdb-server
+          ovs-vswitchd neutron nova-api nova-conductor nova-scheduler
+          nova-compute virtlogd2 libvirtd2 nova-compute2 horizon)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
-                 [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774)
+                 [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774
+                 [horizon]=8080)
+source "$AIO_DIR/network.sh"
+source "$AIO_DIR/horizon.sh"
 
 mysql_() { mysql --defaults-file="$ETC/my.cnf" "$@"; }
 dburl() { echo "mysql+pymysql://aio:$DBPASS@127.0.0.1:3306/$1?charset=utf8"; }
@@ -114,7 +118,8 @@ stop_one() {
 # ---------------------------------------------------------------- install
 install_aio_packages() {
     bash "$ALTDRIVER_TOP/tools/setup-host.sh"
-    install_packages mariadb-server mariadb-client rabbitmq-server curl
+    install_packages mariadb-server mariadb-client rabbitmq-server curl openvswitch-switch \
+        chromium chromium-driver
 }
 
 # ---------------------------------------------------------------- config
@@ -215,7 +220,7 @@ $(authtoken glance)
 EOF
     cp -f "$share/glance/glance-api-paste.ini" "$ETC/glance/"
 
-    # Neutron: ML2 with no agents and no mechanism driver (servers use --nic none)
+    # Neutron: ML2 with no agents; ml2/ binds every port to the OVS bridge
     cat >"$ETC/neutron/neutron.conf" <<EOF
 $common
 core_plugin = ml2
@@ -237,10 +242,13 @@ EOF
 [ml2]
 type_drivers = flat,vlan
 tenant_network_types =
-mechanism_drivers =
+mechanism_drivers = altdriver_aio
 extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = *
+[altdriver_aio]
+integration_bridge = $BRIDGE
+datapath_type = netdev
 EOF
     cp -f "$share/neutron/api-paste.ini" "$ETC/neutron/" 2>/dev/null || true
 
@@ -264,8 +272,12 @@ cpu_allocation_ratio = 16.0
 disk_allocation_ratio = 4.0
 osapi_compute_workers = 1
 metadata_workers = 1
-# shelve stops at SHELVED; the tour offloads explicitly
-shelved_offload_time = -1
+# shelved servers are offloaded after a minute: Horizon offers Unshelve
+# only for offloaded ones; the CLI tour unshelves one within that minute
+shelved_offload_time = 60
+shelved_poll_interval = 15
+# no DHCP: guests read their address from the config drive's network data
+force_config_drive = true
 [altdriver]
 connection_uri = $LIBVIRT_URI
 virt_type = qemu
@@ -302,6 +314,8 @@ enabled = false
 enabled = false
 [nova_sys_admin]
 helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova/nova.conf
+[os_vif_ovs]
+ovsdb_connection = unix:$OVS_DB_SOCK
 [vif_plug_ovs_privileged]
 helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova/nova.conf
 [vif_plug_linux_bridge_privileged]
@@ -519,6 +533,7 @@ cmd_up() {
         tools/aio/requirements.txt)
     mkdir -p "$STATE"; echo "$VENV" >"$STATE/venv"
     write_configs
+    install_ml2_driver
     write_clouds_yaml
     start_mariadb
     start_rabbitmq
@@ -529,6 +544,7 @@ cmd_up() {
     db_setup
     uwsgi_api placement OS_PLACEMENT_CONFIG_DIR
     uwsgi_api glance OS_GLANCE_CONFIG_DIR
+    start_ovs
     uwsgi_api neutron OS_NEUTRON_CONFIG_DIR
     uwsgi_api nova-api OS_NOVA_CONFIG_DIR nova
     local nova=(--config-file "$ETC/nova/nova.conf")
@@ -542,6 +558,7 @@ cmd_up() {
     wait_http placement http://127.0.0.1:8778/ 60
     wait_http glance http://127.0.0.1:9292/ 60
     wait_http neutron http://127.0.0.1:9696/ 60
+    network_setup
     wait_http nova-api http://127.0.0.1:8774/ 60
     # the scheduler maps new compute hosts into cell1 by itself
     local i s q="select count(*) from nova_api.host_mappings where host in
@@ -554,6 +571,7 @@ cmd_up() {
         sleep 0.2
     done
     [ "$i" -lt 600 ] || die "the compute hosts were not both mapped within 120 s"
+    start_horizon
     log "all-in-one cloud up in $((SECONDS - t0)) s: openstack --os-cloud $CLOUD server list"
 }
 
@@ -575,6 +593,9 @@ cmd_status() {
             elif [ "$s" = libvirtd2 ]; then
                 virsh -c "$LIBVIRT2_URI" version >/dev/null 2>&1 && ans=answers \
                     || { ans="NOT ANSWERING"; rc=1; }
+            elif [ "$s" = ovs-vswitchd ]; then
+                ovs-vsctl --timeout=5 br-exists "$BRIDGE" && ans="$BRIDGE up" \
+                    || { ans="NO $BRIDGE"; rc=1; }
             fi
             printf '%-15s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
         else
@@ -590,6 +611,7 @@ cmd_down() {
     # the OpenStack services in parallel (nova-compute may need long), then
     # the message queue and the database they used
     local s pids=()
+    stop_one horizon
     for s in nova-compute nova-compute2 nova-scheduler nova-conductor nova-api \
              neutron glance placement keystone; do
         if [[ $s == nova-compute* ]]; then STOP_WAIT=45 stop_one $s & else stop_one $s & fi
@@ -600,6 +622,8 @@ cmd_down() {
     # next `up` reconnects to them
     stop_one libvirtd2
     stop_one virtlogd2
+    stop_one ovs-vswitchd
+    stop_one ovsdb-server
     stop_one rabbitmq
     stop_one epmd
     stop_one mariadb
@@ -615,5 +639,6 @@ case ${1:-} in
         kill -KILL "$pid"
         rm -f "$RUN/$2.pid" "$RUN/$2.starttime" ;;
     tour) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tour.sh" "$@" ;;
-    *) echo "usage: $0 up|status|tour|down|kill SERVICE" >&2; exit 2 ;;
+    browser-tour) shift; exec "$(cat "$STATE/venv")/bin/python" "$AIO_DIR/browser_tour.py" "$@" ;;
+    *) echo "usage: $0 up|status|tour|browser-tour [OUTDIR]|down|kill SERVICE" >&2; exit 2 ;;
 esac

@@ -19,6 +19,7 @@ SERVER=$P-server
 SNAP=$P-snapshot
 SERVER2=$P-from-snapshot
 WAIT=${TOUR_WAIT:-240}
+NETWORK=aio-net  # aio.sh makes it; the host holds its gateway address
 
 osc() { openstack --os-cloud "$CLOUD" "$@"; }
 
@@ -121,6 +122,23 @@ ticks_frozen() {
     log "guest still ticking while it should not ($a / $b)"; return 1
 }
 
+# net_ok SERVER: the guest's latest boot configured the address neutron gave
+# its port (from the config drive) and the host reaches it through the bridge
+net_ok() {
+    local ip boot line i
+    ip=$(osc server show "$1" -f json -c addresses | python3 -c \
+        "import json, sys; print(json.load(sys.stdin)['addresses']['$NETWORK'][0])") ||
+        { log "$1 has no address on $NETWORK"; return 1; }
+    boot=$(console "$1" | awk '/ALTDRIVER-BOOT /{b = ""} {b = b $0 "\n"} END {printf "%s", b}')
+    line=$(grep -a 'ALTDRIVER-NET ' <<<"$boot" | tail -1)
+    [[ "$line " == *" ip=$ip "* ]] ||
+        { log "the guest's last boot configured '${line:-nothing}', neutron says $ip"; return 1; }
+    for ((i = 0; i < 15; i++)); do
+        ping -c 1 -W 2 "$ip" >/dev/null && { log "guest answers ping at $ip"; return 0; }
+    done
+    log "no answer to ping from $ip"; return 1
+}
+
 BOOTS=0
 # ------------------------------------------------------------------ steps
 s_cleanup() {
@@ -149,9 +167,9 @@ s_flavor() {
 }
 
 s_boot() {
-    osc server create --flavor "$FLAVOR" --image "$IMAGE" --nic none --host "$HOST1" \
-        "$SERVER" -f value -c id || return 1
-    wait_status "$SERVER" ACTIVE && BOOTS=1 && wait_boot "$SERVER" 1
+    osc server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NETWORK" \
+        --host "$HOST1" "$SERVER" -f value -c id || return 1
+    wait_status "$SERVER" ACTIVE && BOOTS=1 && wait_boot "$SERVER" 1 && net_ok "$SERVER"
 }
 
 s_stop() {
@@ -164,7 +182,7 @@ s_start() {
 }
 s_reboot() {  # soft|hard
     osc server reboot "--$1" "$SERVER" && wait_status "$SERVER" ACTIVE &&
-        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS
+        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS && net_ok "$SERVER"
 }
 s_pause() { osc server pause "$SERVER" && wait_status "$SERVER" PAUSED && ticks_frozen "$SERVER"; }
 s_unpause() { osc server unpause "$SERVER" && wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"; }
@@ -182,7 +200,7 @@ s_rescue() {
 s_unrescue() {
     osc server unrescue "$SERVER" && wait_status "$SERVER" ACTIVE &&
         BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS &&
-        wait_console "$SERVER" 'ALTDRIVER-RESCUED rescued-by-rescue-image'
+        wait_console "$SERVER" 'ALTDRIVER-RESCUED rescued-by-rescue-image' && net_ok "$SERVER"
 }
 s_snapshot() {
     osc server image create --name "$SNAP" --wait "$SERVER" -f value -c id &&
@@ -218,12 +236,12 @@ s_shelve_offload() {
 }
 s_unshelve() {
     osc server unshelve "$SERVER" && wait_status "$SERVER" ACTIVE &&
-        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS
+        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS && net_ok "$SERVER"
 }
 s_rebuild() {
     PREV_READY=$(last_ready "$SERVER")
     osc server rebuild --image "$IMAGE" "$SERVER" -f value -c id && wait_status "$SERVER" ACTIVE &&
-        BOOTS=1 && wait_boot "$SERVER" 1
+        BOOTS=1 && wait_boot "$SERVER" 1 && net_ok "$SERVER"
 }
 # The server's host fails: its nova-compute dies, the guest stops, the domain
 # stays defined (as after a power loss); an admin forces the service down
@@ -240,10 +258,11 @@ s_evacuate() {
         osc compute service set --down "$src" nova-compute || return 1
     osc server evacuate --host "$dst" "$SERVER" -f value -c id && wait_status "$SERVER" SHUTOFF &&
         [ "$(host_of "$SERVER")" = "$dst" ] || { log "server not on $dst"; return 1; }
-    s_start
+    s_start && net_ok "$SERVER"
 }
 # The failed host comes back: nova-compute removes the stale domain of the
-# evacuated server and keeps its disk, which the other host now uses.
+# evacuated server and keeps its disk and its network device, which the other
+# host now uses.
 s_source_back() {
     local src=$EVAC_SRC id=$EVAC_ID end=$((SECONDS + WAIT))
     bash "$ALTDRIVER_TOP/tools/aio/aio.sh" up || return 1
@@ -259,12 +278,18 @@ s_source_back() {
         sleep 2
     done
     [ -f "$STATE/instances/$id/disk" ] || { log "the disk of $id is gone"; return 1; }
-    wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
+    wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER" && net_ok "$SERVER"
 }
 s_delete() {
-    local id
-    id=$(osc server show "$SERVER" -f value -c id) || return 1
+    local id port
+    id=$(osc server show "$SERVER" -f value -c id) &&
+        port=$(osc port list --server "$id" -f value -c ID) || return 1
     osc server delete --wait "$SERVER" || return 1
+    # the guest's tap left the bridge and nova deleted the port it made
+    ovs-vsctl list-ports br-int | grep -q "^tap${port:0:11}$" &&
+        { log "tap${port:0:11} still on br-int"; return 1; }
+    [ -e "/sys/class/net/tap${port:0:11}" ] && { log "tap${port:0:11} still exists"; return 1; }
+    osc port show "$port" >/dev/null 2>&1 && { log "port $port left behind"; return 1; }
     osc server show "$SERVER" >/dev/null 2>&1 && { log "server still there"; return 1; }
     [ -z "$(defined_on "$id")" ] ||
         { log "libvirt domain $id still defined on $(defined_on "$id")"; return 1; }
