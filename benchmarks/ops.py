@@ -17,7 +17,6 @@ SCENARIO``.
 """
 
 import faulthandler
-import json
 import os
 import signal
 import statistics
@@ -32,10 +31,9 @@ import fixtures
 import libvirt
 from nova.tests import fixtures as nova_fixtures
 
+import benchmarks
 from nova_altdriver.tests.e2e import base
 
-DRIVERS = {'alt': 'nova_altdriver.AltDriver',
-           'intree': 'libvirt.LibvirtDriver'}
 TIMED = ('spawn', 'destroy', 'power_off', 'power_on', 'reboot', 'pause',
          'unpause', 'suspend', 'resume', 'rescue', 'unrescue', 'snapshot')
 BIG_IMAGE = os.environ.get('BENCH_BIG_IMAGE')
@@ -47,7 +45,7 @@ class Bench(base.TestCase):
 
     def setUp(self):
         self.driver = os.environ['BENCH_DRIVER']
-        self.compute_driver = DRIVERS[self.driver]
+        self.compute_driver = benchmarks.COMPUTE_DRIVERS[self.driver]
         # The harness guards unit tests against touching the host; here the
         # real host is what is measured, and privileged calls run in this
         # (root) process. The in-tree driver's libvirt event threads run,
@@ -122,10 +120,8 @@ class Bench(base.TestCase):
         return timed
 
     def record(self, group, figure, value, unit='s'):
-        with open(os.environ['BENCH_OUT'], 'a') as f:
-            f.write(json.dumps({'group': group, 'figure': figure,
-                                'driver': self.driver, 'value': value,
-                                'unit': unit}) + '\n')
+        benchmarks.append_records(os.environ['BENCH_OUT'], self.driver,
+                                  [(group, figure, value, unit)])
 
     def measure(self, figure, method, action):
         """Runs action (API call and wait) in phase figure; records the

@@ -27,15 +27,12 @@ from xml.sax import saxutils
 
 import libvirt
 
-# nova-compute runs on native threads. nova reads this when first imported,
-# which happens in the functions below (populate needs none of nova).
-os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', 'true')
+import benchmarks
 
 PREFIX = 'instance-'
 IMAGE_ID = '8a3e0f6c-6a54-4f1e-9d4b-2f1b3c5d7e90'  # the guests' "Glance" image
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
-DRIVERS = {'alt': ('nova_altdriver.AltDriver', 'altdriver'),
-           'intree': ('libvirt.LibvirtDriver', 'libvirt')}
+CONF_GROUPS = {'alt': 'altdriver', 'intree': 'libvirt'}
 DOMAIN_XML = """<domain type='qemu'>
   <name>{name}</name>
   <uuid>{uuid}</uuid>
@@ -151,7 +148,7 @@ def _configure(args):
     # As nova-compute does: the in-tree driver reports a failed libvirt
     # connection as a notification (sent nowhere: no notification driver).
     rpc.init(conf.CONF)
-    group = DRIVERS[args.driver][1]
+    group = CONF_GROUPS[args.driver]
     if args.driver == 'alt':
         # Imported only here: the in-tree driver's RSS must not include it.
         importlib.import_module('nova_altdriver.conf')
@@ -209,8 +206,8 @@ def measure(args):
                                   id=int(d['name'][len(PREFIX):], 16))
                  for d in domains]
     # No event listener: the guests never run, and nothing would use one.
-    drv = virt_driver.load_compute_driver(virtapi.VirtAPI(),
-                                          DRIVERS[args.driver][0])
+    drv = virt_driver.load_compute_driver(
+        virtapi.VirtAPI(), benchmarks.COMPUTE_DRIVERS[args.driver])
     if args.driver == 'intree':
         _intree_without_database(drv)
     _timed('init_host', lambda: drv.init_host('bench'))
@@ -241,12 +238,9 @@ def measure(args):
                for _ in range(args.repeat) for name, call in calls]
     results.append(('memory', 'compute RSS @%d domains' % n, _rss_mib(),
                     'MiB'))
-    with open(args.out, 'a') as f:
-        for group, figure, value, unit in results:
-            f.write(json.dumps({'group': group, 'figure': figure,
-                                'driver': args.driver, 'value': value,
-                                'unit': unit}) + '\n')
-            print('%s %s: %.4f %s' % (args.driver, figure, value, unit))
+    benchmarks.append_records(args.out, args.driver, results)
+    for _group, figure, value, unit in results:
+        print('%s %s: %.4f %s' % (args.driver, figure, value, unit))
 
 
 def main():
@@ -255,7 +249,7 @@ def main():
     pop = commands.add_parser('populate', help='define N inactive guests')
     pop.add_argument('--domains', type=int, required=True)
     mea = commands.add_parser('measure', help='time the periodic calls')
-    mea.add_argument('--driver', choices=sorted(DRIVERS), required=True)
+    mea.add_argument('--driver', choices=sorted(CONF_GROUPS), required=True)
     mea.add_argument('--repeat', type=int, default=3)
     mea.add_argument('--out', required=True)
     for sub in (pop, mea):

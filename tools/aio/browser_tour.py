@@ -43,6 +43,7 @@ SNAPSHOT = 'aio-browser-snapshot'
 READY = re.compile(r'ALTDRIVER-READY bootcount=(\d+) .*')
 TICK = re.compile(r'ALTDRIVER-TICK .*')
 IPV4 = re.compile(r'\b\d+\.\d+\.\d+\.\d+\b')
+NET = re.compile(r'ALTDRIVER-NET \S+ ip=(\S+) ')
 
 
 def log(msg):
@@ -309,11 +310,10 @@ class Tour(object):
         """The guest's latest boot configured the address Horizon shows for
         it (from the config drive) and the host reaches it over the bridge.
         """
-        shown = IPV4.findall(self.row_cells().get('IP Address', ''))
+        shown = IPV4.findall((self.row_cells() or {}).get('IP Address', ''))
         lines = self.console()
         boots = [i for i, x in enumerate(lines) if 'ALTDRIVER-BOOT ' in x]
-        net = self.last(re.compile(r'ALTDRIVER-NET \S+ ip=(\S+) '),
-                        lines[boots[-1] if boots else 0:])
+        net = self.last(NET, lines[boots[-1] if boots else 0:])
         if not shown or not net or ' ip=%s ' % shown[0] not in net:
             raise StepFailed('Horizon shows address %s, the guest\'s last '
                              'boot configured: %s' % (shown, net))

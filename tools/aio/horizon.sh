@@ -42,7 +42,7 @@ EOF
 # the environment or the settings changed since the last time
 prepare_horizon_static() {
     local key stamp=$HORIZON_DIR/.static-stamp
-    key=$(echo "$VENV" | cat - "$HORIZON_DIR/local/local_settings.py" | sha256sum | cut -c1-16)
+    key=$(content_hash <(echo "$VENV") "$HORIZON_DIR/local/local_settings.py")
     [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && [ -d "$HORIZON_DIR/static" ] && return 0
     log "horizon: collectstatic + compress"
     rm -rf "$HORIZON_DIR/static" "$stamp"

@@ -19,7 +19,8 @@ SERVER=$P-server
 SNAP=$P-snapshot
 SERVER2=$P-from-snapshot
 WAIT=${TOUR_WAIT:-240}
-NETWORK=aio-net  # aio.sh makes it; the host holds its gateway address
+# NETWORK (aio.sh makes it; the host holds its gateway address) and BRIDGE
+source "$(dirname "$0")/network.sh"
 
 osc() { openstack --os-cloud "$CLOUD" "$@"; }
 
@@ -286,8 +287,8 @@ s_delete() {
         port=$(osc port list --server "$id" -f value -c ID) || return 1
     osc server delete --wait "$SERVER" || return 1
     # the guest's tap left the bridge and nova deleted the port it made
-    ovs-vsctl list-ports br-int | grep -q "^tap${port:0:11}$" &&
-        { log "tap${port:0:11} still on br-int"; return 1; }
+    ovs-vsctl list-ports "$BRIDGE" | grep -q "^tap${port:0:11}$" &&
+        { log "tap${port:0:11} still on $BRIDGE"; return 1; }
     [ -e "/sys/class/net/tap${port:0:11}" ] && { log "tap${port:0:11} still exists"; return 1; }
     osc port show "$port" >/dev/null 2>&1 && { log "port $port left behind"; return 1; }
     osc server show "$SERVER" >/dev/null 2>&1 && { log "server still there"; return 1; }
