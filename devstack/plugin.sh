@@ -40,7 +40,8 @@ function configure_tempest_for_nova_altdriver {
     done
     # Not (yet) supported by the driver.
     for feature in resize cold_migration live_migration \
-            attach_encrypted_volume; do
+            attach_encrypted_volume interface_attach change_password \
+            spice_console serial_console; do
         iniset "$TEMPEST_CONFIG" compute-feature-enabled "$feature" False
     done
 }

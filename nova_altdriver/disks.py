@@ -20,7 +20,6 @@ from nova.compute import vm_states
 from nova import exception
 from nova.virt import configdrive
 from nova.virt import driver
-from nova.virt import images
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
@@ -49,17 +48,72 @@ def console_log(instance):
     return os.path.join(instance_dir(instance), 'console.log')
 
 
+def write_atomically(path, text):
+    """Either the old file or the whole new one, whatever happens (a crash,
+    a full disk): written beside it, synced, renamed over it.
+    """
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power loss
+    finally:
+        os.close(fd)
+
+
+def _disk_info(instance):
+    """disk.info as a dict; empty when missing or damaged."""
+    try:
+        with open(os.path.join(instance_dir(instance), 'disk.info')) as f:
+            info = jsonutils.loads(f.read())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _expected_bases(instance):
+    """Base files the disks of instance may be overlays of."""
+    image_ids = {instance.image_ref,
+                 instance.system_metadata.get('image_base_image_ref')}
+    return {imagecache.image_base_name(i) for i in image_ids if i}
+
+
 def recorded_format(instance, path):
     """The format of one of instance's disks, as recorded in disk.info.
 
-    A disk the guest wrote to is never probed when disk.info knows: a raw
-    disk holding a qcow2 header would otherwise open the host's files.
+    A disk the guest writes to is never trusted by its content: a raw disk
+    holding a qcow2 header would otherwise open the host's files. Without a
+    record (disk.info lost or damaged), qcow2 only where the header is what
+    this driver makes: an overlay of one of the instance's own cached
+    bases (or of none) and no external data file; raw otherwise.
     """
-    try:
-        with open(os.path.join(instance_dir(instance), 'disk.info')) as f:
-            return jsonutils.loads(f.read())[path]
-    except (OSError, ValueError, KeyError):
-        return images.qemu_img_info(path).file_format
+    fmt = _disk_info(instance).get(path)
+    if fmt in ('qcow2', 'raw'):
+        return fmt
+    LOG.warning('No format recorded for %s; reading it from its header',
+                path, instance=instance)
+    if not imagecache.is_plain_qcow2(path):
+        return 'raw'
+    backing = imagecache.backing_file(path)
+    if backing is None:
+        return 'qcow2'
+    name = os.path.basename(backing)
+    if (os.path.dirname(backing) == imagecache.base_dir() and
+            (name in _expected_bases(instance) or
+             name.startswith(('ephemeral_', 'swap_')))):
+        return 'qcow2'
+    return 'raw'
 
 
 def overlay(base, path, size=None):
@@ -245,8 +299,9 @@ class InstanceDisks(object):
         path = self.path('disk.info')
         if not os.path.exists(path):
             self.created.append(path)
-        with open(path, 'w') as f:
-            f.write(jsonutils.dumps(info))
+        elif _disk_info(self.instance) == info:
+            return
+        write_atomically(path, jsonutils.dumps(info))
 
 
 def all_disks(context, instance, image_meta, block_device_info,

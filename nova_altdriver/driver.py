@@ -9,6 +9,7 @@ host's cached images).
 import os
 
 from nova import exception
+from nova import utils
 from nova.virt import driver
 from nova.virt import node
 from oslo_concurrency import processutils
@@ -19,6 +20,7 @@ from nova_altdriver import disks
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import lifecycle
+from nova_altdriver import optional
 from nova_altdriver import paths
 from nova_altdriver import power
 from nova_altdriver import rescue
@@ -70,20 +72,30 @@ class AltDriver(driver.ComputeDriver):
         self._node_uuid = None
         self._nodename = None
         self._resources = resources.HostResources(self._host)
-        self._lifecycle = lifecycle.Lifecycle(self._host, virtapi)
-        self._power = power.Power(self._host, self._lifecycle)
-        self._rescue = rescue.Rescue(self._host, self._lifecycle, self._power)
         self._snapshot = snapshot.Snapshot(self._host)
+        self._lifecycle = lifecycle.Lifecycle(self._host, virtapi,
+                                              self._snapshot)
+        self._power = power.Power(self._host, self._lifecycle)
+        self._rescue = rescue.Rescue(self._host, self._lifecycle, self._power,
+                                     self._snapshot)
         self._image_cache = imagecache.ImageCacheManager()
 
     # -- service start and stop --------------------------------------------
 
     def init_host(self, host):
+        if not utils.concurrency_mode_threading():
+            # libvirt's event loop runs in a native thread of its own,
+            # which under eventlet's monkey patching blocks the hub.
+            raise exception.InternalError(
+                'nova_altdriver needs nova-compute in native threading '
+                'mode, and this one runs with eventlet: set [DEFAULT] '
+                'concurrency_backend = threading (or the environment '
+                'variable OS_NOVA_DISABLE_EVENTLET_PATCHING=1)')
         self._host.start_events()
         self._check_hypervisor()
         os.makedirs(self._instances_path, exist_ok=True)
         self._local_node_uuid()
-        self._snapshot.recover_interrupted()
+        self._snapshot.recover_interrupted(host)
 
     def _require(self, name, version, minimum):
         if version < _version_number(minimum):
@@ -272,3 +284,53 @@ class AltDriver(driver.ComputeDriver):
 
     def cache_image(self, context, image_id):
         return imagecache.cache_image(context, image_id)
+
+    # -- nova's optional calls: a crash dump; the rest not (yet) -----------
+    # Refused with a fault naming nova_altdriver; the server stays as it
+    # was (see optional.py). Left to nova's defaults: the os-hosts power
+    # and maintenance actions and server diagnostics (501), interface
+    # attach (400, supports_attach_interface), soft delete and restore
+    # (power off and on), inject_network_info (nothing to push: guests
+    # read their network from DHCP, the metadata service or the config
+    # drive). Never reached: the detach, swap and extend of a volume, and
+    # the steps of a migration after its refused first one.
+
+    def trigger_crash_dump(self, instance):
+        self._host.get_guest(instance).inject_nmi()
+
+    def get_volume_connector(self, instance):
+        # nova asks for it before Cinder connects anything and before
+        # attach_volume: an attach (or a boot from volume) stops here.
+        raise optional.Unsupported(what='attach Cinder volumes')
+
+    def detach_interface(self, context, instance, vif):
+        raise optional.Unsupported(what='detach network interfaces')
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        raise optional.resize_refused()
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        raise optional.live_migration_refused()
+
+    def get_spice_console(self, context, instance):
+        raise optional.console_refused('SPICE', 'VNC')
+
+    def get_serial_console(self, context, instance):
+        raise optional.console_refused('serial', 'VNC or the console log')
+
+    def get_mks_console(self, context, instance):
+        raise optional.console_refused('MKS', 'VNC')
+
+    def set_admin_password(self, instance, new_pass):
+        raise optional.admin_password_refused()
+
+    def poll_rebooting_instances(self, timeout, instances):
+        # A reboot is one synchronous call of the compute manager, which
+        # retries it after a restart: nothing to chase (as in the in-tree
+        # libvirt driver).
+        pass

@@ -1,4 +1,13 @@
-"""A thin wrapper over one libvirt domain, in nova's terms."""
+"""A thin wrapper over one libvirt domain, in nova's terms.
+
+A guest removed meanwhile (a delete racing another operation) reaches nova
+as InstanceNotFound, the exception its compute manager expects, not as a
+raw libvirtError.
+"""
+
+import errno
+import functools
+import time
 
 import libvirt
 from lxml import etree
@@ -27,19 +36,44 @@ STOPPED_WITHOUT_SAVE = frozenset((
     libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_FAILED))
 
 
+# QEMU stuck in uninterruptible I/O survives SIGKILL for a moment; libvirt
+# then fails destroy with EBUSY. Retried as the in-tree driver does.
+_DESTROY_ATTEMPTS = 6
+_DESTROY_RETRY_SECONDS = 1.0
+
+
+def _gone_is_not_found(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise exception.InstanceNotFound(instance_id=self.uuid)
+            raise
+    return wrapper
+
+
+class BlockJobEnded(exception.NovaException):
+    msg_fmt = ('The block job on disk %(target)s of %(uuid)s ended without '
+               'completing (aborted or failed)')
+
+
 class Guest(object):
 
     def __init__(self, domain):
         self._domain = domain
+        self._uuid = domain.UUIDString()  # kept: it names a guest gone
 
     @property
     def uuid(self):
-        return self._domain.UUIDString()
+        return self._uuid
 
     @property
     def name(self):
         return self._domain.name()
 
+    @_gone_is_not_found
     def power_state(self):
         state, reason = self._domain.state()
         if (state == libvirt.VIR_DOMAIN_SHUTOFF and
@@ -48,82 +82,131 @@ class Guest(object):
             return power_state.SUSPENDED  # nova's suspend: a managed save
         return POWER_STATES.get(state, power_state.NOSTATE)
 
+    @_gone_is_not_found
     def info(self):
         return hardware.InstanceInfo(state=self.power_state(),
                                      internal_id=self._domain.ID())
 
+    @_gone_is_not_found
     def start(self, paused=False):
         self._domain.createWithFlags(
             libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
 
+    @_gone_is_not_found
     def resume(self):
         self._domain.resume()
 
+    @_gone_is_not_found
     def is_active(self):
         return bool(self._domain.isActive())
 
+    @_gone_is_not_found
     def xml(self, inactive=False):
         """The live definition, or with inactive the persistent one."""
         return self._domain.XMLDesc(
             libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
 
     def _unless_off(self, operation):
-        """Runs operation; a guest already off is not an error."""
+        """Runs operation; a guest already off, or gone, is not an error."""
         try:
             operation()
         except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
             if (e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or
                     self.is_active()):
                 raise
 
+    def _destroy(self):
+        for attempt in range(1, _DESTROY_ATTEMPTS + 1):
+            try:
+                return self._domain.destroy()
+            except libvirt.libvirtError as e:
+                if (e.get_error_code() != libvirt.VIR_ERR_SYSTEM_ERROR or
+                        e.get_int1() != errno.EBUSY or
+                        attempt == _DESTROY_ATTEMPTS):
+                    raise
+                LOG.warning('QEMU of %s is busy; stopping it again (%s)',
+                            self.uuid, e)
+                time.sleep(_DESTROY_RETRY_SECONDS)
+
     def hard_stop(self):
         """Powers off at once."""
-        self._unless_off(self._domain.destroy)
+        self._unless_off(self._destroy)
 
     def undefine(self, keep_nvram=False):
         """Removes the definition with its managed save image, snapshot
-        metadata and (unless keep_nvram) its UEFI variable store.
+        metadata and (unless keep_nvram) its UEFI variable store; a guest
+        gone already is fine.
         """
         flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                  libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
         try:
-            self._domain.undefineFlags(
-                flags | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
-                (libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram
-                 else libvirt.VIR_DOMAIN_UNDEFINE_NVRAM))
+            try:
+                self._domain.undefineFlags(
+                    flags | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+                    (libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram
+                     else libvirt.VIR_DOMAIN_UNDEFINE_NVRAM))
+            except libvirt.libvirtError as e:
+                # Hypervisor drivers without NVRAM or checkpoints (libvirt's
+                # test driver) refuse those flags.
+                if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+                    raise
+                self._domain.undefineFlags(flags)
         except libvirt.libvirtError as e:
-            # Hypervisor drivers without NVRAM or checkpoints (libvirt's
-            # test driver) refuse those flags.
-            if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
-            self._domain.undefineFlags(flags)
 
     def shutdown(self):
         """Presses the ACPI power button (the guest decides what to do)."""
         self._unless_off(self._domain.shutdown)
 
+    @_gone_is_not_found
+    def inject_nmi(self):
+        """A crash dump as nova's in-tree libvirt driver triggers it: the
+        guest's kernel turns the NMI into a dump, a panic or a log line,
+        as it is configured to.
+        """
+        try:
+            self._domain.injectNMI(0)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                raise exception.InstanceNotRunning(instance_id=self.uuid)
+            raise
+
+    @_gone_is_not_found
     def pause(self):
         self._domain.suspend()
 
+    @_gone_is_not_found
     def save(self):
         """Saves memory to disk and stops (libvirt's managed save)."""
         self._domain.managedSave(0)
 
+    @_gone_is_not_found
     def has_saved_memory(self):
         return bool(self._domain.hasManagedSaveImage(0))
 
+    @_gone_is_not_found
     def discard_saved_memory(self):
         if self.has_saved_memory():
             self._domain.managedSaveRemove(0)
 
+    @_gone_is_not_found
+    def disk_files(self, inactive=False):
+        """{file: target device} of the disks backed by files."""
+        return {disk.find('source').get('file'): disk.find('target').get('dev')
+                for disk in etree.fromstring(self.xml(inactive)).xpath(
+                    'devices/disk[source/@file]')}
+
     def disk_target(self, path):
         """The target device (vda) of the disk backed by file path."""
-        for disk in etree.fromstring(self.xml()).findall('devices/disk'):
-            source = disk.find('source')
-            if source is not None and source.get('file') == path:
-                return disk.find('target').get('dev')
-        raise exception.DiskNotFound(location=path)
+        try:
+            return self.disk_files()[path]
+        except KeyError:
+            raise exception.DiskNotFound(location=path)
 
+    @_gone_is_not_found
     def redirect_writes(self, target, overlay, quiesce, require_quiesce):
         """External disk-only snapshot: target's writes go to the new
         overlay from now on, its current file becomes read-only.
@@ -153,6 +236,7 @@ class Guest(object):
                 LOG.info('Quiescing failed (%s); snapshotting without', e)
         self._domain.snapshotCreateXML(xml, flags)
 
+    @_gone_is_not_found
     def commit_active_layer(self, target):
         """Folds target's top layer into the layer right below it: only
         that one (SHALLOW), never deeper into a shared cached image.
@@ -161,18 +245,29 @@ class Guest(object):
                                  libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE |
                                  libvirt.VIR_DOMAIN_BLOCK_COMMIT_SHALLOW)
 
+    @_gone_is_not_found
+    def has_block_job(self, target):
+        return bool(self._domain.blockJobInfo(target, 0))
+
+    @_gone_is_not_found
     def block_job_ready(self, target):
         """The block job on target can be pivoted: libvirt marks the disk's
         mirror ready. cur == end alone comes earlier, and a pivot then
         fails with "not ready for pivot yet" (nova bug 1530275).
+
+        Raises BlockJobEnded when there is no job any more: an aborted or
+        failed job never becomes ready.
         """
         info = self._domain.blockJobInfo(target, 0)
-        if not info or info['end'] == 0 or info['cur'] != info['end']:
+        if not info:
+            raise BlockJobEnded(uuid=self.uuid, target=target)
+        if info['end'] == 0 or info['cur'] != info['end']:
             return False
         return bool(etree.fromstring(self.xml()).xpath(
             "devices/disk[target/@dev=$dev]/mirror[@ready='yes']",
             dev=target))
 
+    @_gone_is_not_found
     def pivot(self, target):
         self._domain.blockJobAbort(target,
                                    libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)

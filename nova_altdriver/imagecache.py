@@ -8,17 +8,21 @@ Blank ephemeral and swap disks are cached the same way. Guests use them
 through copy-on-write overlays (disks.py).
 """
 
+import glob
 import hashlib
 import os
 import struct
 import time
 
 import nova.conf
+from nova import exception
 import nova.privsep.fs
 from nova.virt import imagecache
 from nova.virt import images
 from oslo_concurrency import lockutils
+from oslo_concurrency import processutils
 from oslo_log import log as logging
+from oslo_utils import fileutils
 from oslo_utils import units
 
 from nova_altdriver import paths
@@ -29,6 +33,9 @@ LOG = logging.getLogger(__name__)
 # magic, version, backing file offset and size, cluster bits, virtual size
 _QCOW2_HEADER = struct.Struct('>4sIQIIQ')
 _QCOW2_MAGIC = b'QFI\xfb'
+_QCOW2_MAX_BACKING_NAME = 1023  # the qcow2 specification's limit
+_QCOW2_INCOMPATIBLE_FEATURES = 72  # offset of that field in version 3
+_QCOW2_EXTERNAL_DATA_FILE = 1 << 2
 
 
 def base_dir():
@@ -41,6 +48,10 @@ def _locked(name):
     return lockutils.lock(name, external=True,
                           lock_path=os.path.join(paths.instances_path(),
                                                  'locks'))
+
+
+# The kernel or ramdisk image <sha1 of image id> + this (see fetch_boot_file)
+BOOT_FILE_SUFFIX = '.boot'
 
 
 def image_base_name(image_id):
@@ -62,31 +73,88 @@ def _build(name, make):
     """Path of base file name, made by make(tmp path) unless cached.
 
     Made under a temporary name and renamed: a crash never leaves a
-    half-written base that later guests would use.
+    half-written base that later guests would use. Found or made under the
+    base's lock, which the cache manager takes too: a base handed out here
+    has just had its age restarted and is not removed under its user.
     """
     path = os.path.join(base_dir(), name)
-    if os.path.exists(path):
-        os.utime(path)  # in use: its age for the cache manager restarts
-        return path
     os.makedirs(base_dir(), exist_ok=True)
     with _locked(name):
-        if not os.path.exists(path):
-            tmp = path + '.tmp'
-            try:
-                make(tmp)
-                os.rename(tmp, path)
-            except Exception:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+        if os.path.exists(path):
+            os.utime(path)  # in use: its age for the cache manager restarts
+            return path
+        tmp = path + '.tmp'
+        try:
+            make(tmp)
+            os.rename(tmp, path)
+        except Exception:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return path
 
 
 def fetch_image(context, image_id, trusted_certs=None):
     """Path of the cached, inspected base file of a Glance image."""
     return _build(image_base_name(image_id),
-                  lambda tmp: images.fetch_to_raw(context, image_id, tmp,
-                                                  trusted_certs))
+                  lambda tmp: _fetch_disk_image(context, image_id, tmp,
+                                                trusted_certs))
+
+
+def _fetch_disk_image(context, image_id, path, trusted_certs):
+    """nova's fetch_to_raw, made of nova's own checks (format inspection,
+    content matching the declared format, no backing or data file, safe
+    VMDK types, conversion to raw unless force_raw_images is off) and one
+    more before anything reads the image: a qcow2 whose tables point past
+    its end (truncated, or made so) is refused where a conversion would
+    quietly read zeros.
+    """
+    part = path + '.part'
+    images.fetch(context, image_id, part, trusted_certs)
+    with fileutils.remove_path_on_error(part):
+        declared = None
+        if not CONF.workarounds.disable_deep_image_inspection:
+            declared = images.do_image_deep_inspection(
+                images.get_info(context, image_id), image_id, part)
+        info = images.qemu_img_info(part)
+        fmt = info.file_format
+        if fmt is None or (declared is not None and fmt != declared):
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason='Image content does not match disk_format')
+        data_file = (info.format_specific or {}).get('data', {}).get(
+            'data-file')
+        if info.backing_file is not None or data_file is not None:
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason='%s with a backing or data file' % fmt)
+        if fmt == 'vmdk':
+            images.check_vmdk_image(image_id, info)
+        if fmt == 'qcow2':
+            _check_qcow2_integrity(image_id, part)
+        if fmt == 'raw' or not CONF.force_raw_images:
+            os.rename(part, path)
+            return
+        with fileutils.remove_path_on_error(path):
+            images.convert_image(part, path, fmt, 'raw')
+            # What the guest would see holds another image: the host
+            # would open that one (nested qcow2 with a backing file).
+            seen = images.qemu_img_info(path).file_format
+            if seen != 'raw':
+                raise exception.ImageUnacceptable(
+                    image_id=image_id,
+                    reason='Converted to raw, but format is now %s' % seen)
+    os.unlink(part)
+
+
+def _check_qcow2_integrity(image_id, path):
+    try:
+        processutils.execute('qemu-img', 'check', '-q', '-f', 'qcow2', path)
+    except processutils.ProcessExecutionError as e:
+        raise exception.ImageUnacceptable(
+            image_id=image_id,
+            reason='qcow2 image fails its integrity check (%s)' % (
+                (e.stdout + e.stderr).strip().splitlines() or ['?'])[0])
 
 
 def fetch_boot_file(context, image_id, trusted_certs=None):
@@ -94,9 +162,12 @@ def fetch_boot_file(context, image_id, trusted_certs=None):
 
     QEMU loads these with -kernel / -initrd, never through its block layer,
     so the disk-format inspection does not apply (it rejects the legacy boot
-    sector every x86 bzImage starts with).
+    sector every x86 bzImage starts with). Kept under a name of their own:
+    an uninspected file must never be taken for the inspected disk base of
+    the same image (a qcow2 naming a host file as its backing file, once
+    someone's kernel_id, would otherwise be trusted as a disk later).
     """
-    return _build(image_base_name(image_id),
+    return _build(image_base_name(image_id) + BOOT_FILE_SUFFIX,
                   lambda tmp: images.fetch(context, image_id, tmp,
                                            trusted_certs))
 
@@ -127,15 +198,47 @@ def blank_swap(size_mb):
     return _build(swap_base_name(size_mb), make)
 
 
-def _qcow2_virtual_size(path):
-    """The virtual size in a qcow2 header, None for any other file."""
+def _qcow2_header(path):
+    """(backing file offset, its length, virtual size) from a qcow2
+    header; None for any other file.
+    """
     with open(path, 'rb') as f:
         header = f.read(_QCOW2_HEADER.size)
     if len(header) < _QCOW2_HEADER.size:
         return None
-    magic, _version, _backing_offset, _backing_size, _bits, size = \
+    magic, _version, backing_offset, backing_size, _bits, size = \
         _QCOW2_HEADER.unpack(header)
-    return size if magic == _QCOW2_MAGIC else None
+    if magic != _QCOW2_MAGIC:
+        return None
+    return backing_offset, backing_size, size
+
+
+def is_plain_qcow2(path):
+    """A qcow2 file that keeps its data in itself (no external data file,
+    which version 3 headers mark with incompatible feature bit 2).
+    """
+    header = _qcow2_header(path)
+    if header is None:
+        return False
+    with open(path, 'rb') as f:
+        f.seek(4)
+        version = struct.unpack('>I', f.read(4))[0]
+        if version < 3:
+            return True
+        f.seek(_QCOW2_INCOMPATIBLE_FEATURES)
+        features = f.read(8)
+    return (len(features) == 8 and
+            not struct.unpack('>Q', features)[0] & _QCOW2_EXTERNAL_DATA_FILE)
+
+
+def backing_file(path):
+    """The backing file a qcow2 file names, or None."""
+    header = _qcow2_header(path)
+    if not header or not header[0] or header[1] > _QCOW2_MAX_BACKING_NAME:
+        return None
+    with open(path, 'rb') as f:
+        f.seek(header[0])
+        return os.fsdecode(f.read(header[1]))
 
 
 # Base files are made here from images nova's format inspector accepted,
@@ -144,9 +247,9 @@ def _qcow2_virtual_size(path):
 # probed: see disks.recorded_format.)
 def _base_info(path):
     """(format, virtual size) of a cached base file."""
-    size = _qcow2_virtual_size(path)
-    if size is not None:
-        return 'qcow2', size
+    header = _qcow2_header(path)
+    if header is not None:
+        return 'qcow2', header[2]
     if CONF.force_raw_images:  # fetch_to_raw converted anything else
         return 'raw', os.path.getsize(path)
     info = images.qemu_img_info(path)
@@ -172,26 +275,19 @@ class ImageCacheManager(imagecache.ImageCacheManager):
         if not os.path.isdir(base_dir()):
             return
         running = self._list_running_instances(context, all_instances)
-        in_use = ({image_base_name(i) for i in running['used_images']} |
+        used_images = {image_base_name(i) for i in running['used_images']}
+        in_use = (used_images |
+                  {name + BOOT_FILE_SUFFIX for name in used_images} |
                   running['used_swap_images'] |
-                  running['used_ephemeral_images'])
-        max_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
-        now = time.time()
+                  running['used_ephemeral_images'] |
+                  _backing_files_in_use())
         for name in sorted(os.listdir(base_dir())):
             path = os.path.join(base_dir(), name)
             if name in in_use:
-                os.utime(path)
-                continue
-            if not self.remove_unused_base_images or name.endswith('.tmp'):
-                continue
-            if now - os.path.getmtime(path) < max_age:
-                continue
-            with _locked(name):
-                LOG.info('Removing unused cached image %s', path)
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
+                _touch(path)
+            elif (self.remove_unused_base_images and
+                    not name.endswith('.tmp')):
+                _remove_if_unused_long_enough(name, path)
 
     def _get_base(self):
         return base_dir()
@@ -201,3 +297,41 @@ class ImageCacheManager(imagecache.ImageCacheManager):
             return 0
         return sum(os.stat(os.path.join(base_dir(), n)).st_blocks * 512
                    for n in os.listdir(base_dir()))
+
+
+def _touch(path):
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        pass
+
+
+def _backing_files_in_use():
+    """Names of the base files some disk in an instance directory of this
+    instances path is an overlay of: nova's list of used images knows only
+    the first ephemeral disk of an instance, and none of a guest another
+    host of a shared instances path has just created.
+    """
+    names = set()
+    for disk in glob.glob(os.path.join(paths.instances_path(), '*', 'disk*')):
+        try:
+            backing = backing_file(disk)
+        except OSError:
+            continue
+        if backing and os.path.dirname(backing) == base_dir():
+            names.add(os.path.basename(backing))
+    return names
+
+
+def _remove_if_unused_long_enough(name, path):
+    max_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
+    with _locked(name):
+        # Checked under the lock _build hands bases out under: a base
+        # just handed out is young again.
+        try:
+            if time.time() - os.path.getmtime(path) < max_age:
+                return
+            LOG.info('Removing unused cached image %s', path)
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -16,6 +16,7 @@ from oslo_log import log as logging
 from oslo_utils import excutils
 
 import nova.conf
+import nova.privsep.path
 from nova_altdriver import disks as disks_mod
 from nova_altdriver import domain
 from nova_altdriver import vifs
@@ -36,16 +37,38 @@ def _vif_events(network_info):
             vif['vnic_type'] != network_model.VNIC_TYPE_REMOTE_MANAGED]
 
 
+def _tail(path, num):
+    """The last num bytes of a file ('' when there is none). virtlogd
+    writes console logs readable by root only: a nova-compute that does
+    not run as root reads them through nova's privsep daemon.
+    """
+    try:
+        with open(path, 'rb') as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - num))
+            return f.read()
+    except FileNotFoundError:
+        return b''
+    except PermissionError:
+        return nova.privsep.path.last_bytes(path, num)[0]
+
+
 class Lifecycle(object):
 
-    def __init__(self, host, virtapi):
+    def __init__(self, host, virtapi, snapshot):
         self._host = host
         self._virtapi = virtapi
+        self._snapshot = snapshot
 
     def domain_xml(self, context, instance, image_meta, network_info,
                    block_device_info, admin_password=None,
                    injected_files=None):
-        """(InstanceDisks, domain XML) of instance, disks made as needed."""
+        """(InstanceDisks, domain XML) of instance, disks made as needed.
+
+        A snapshot interrupted on this host, or on a failed host that
+        shared the instances path, may still hold the guest's last writes
+        in its overlay: they go into the disk first.
+        """
+        self._snapshot.settle(instance)
         disks, layout, kernel, ramdisk = disks_mod.all_disks(
             context, instance, image_meta, block_device_info,
             admin_password, network_info, injected_files)
@@ -128,18 +151,22 @@ class Lifecycle(object):
         if destroy_vifs:
             vifs.unplug(instance, network_info or [])
         if destroy_disks:
+            self._snapshot.forget(instance)
             disks_mod.remove_instance_dir(instance)
 
     # -- consoles ---------------------------------------------------------
 
     def console_output(self, instance):
+        """The last MAX_CONSOLE_BYTES of the serial console, reaching back
+        into the file virtlogd rotated away when the current one is short.
+        """
         self._host.get_guest(instance)  # InstanceNotFound, as nova expects
         path = disks_mod.console_log(instance)
-        if not os.path.exists(path):
-            return b''
-        with open(path, 'rb') as f:
-            f.seek(max(0, os.path.getsize(path) - MAX_CONSOLE_BYTES))
-            return f.read()
+        output = _tail(path, MAX_CONSOLE_BYTES)
+        if len(output) < MAX_CONSOLE_BYTES:
+            output = _tail(path + '.0',
+                           MAX_CONSOLE_BYTES - len(output)) + output
+        return output
 
     def vnc_console(self, instance):
         xml = etree.fromstring(self._host.get_guest(instance).xml())

@@ -9,8 +9,8 @@ with its NVRAM).
 
 import time
 
-import libvirt
 from nova.compute import power_state
+from nova import exception
 from oslo_log import log as logging
 
 import nova.conf
@@ -30,10 +30,8 @@ def _wait_until_off(guest, seconds):
         try:
             if not guest.is_active():
                 return True
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return True
-            raise
+        except exception.InstanceNotFound:
+            return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(_POLL_SECONDS)
@@ -68,12 +66,7 @@ class Power(object):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            try:
-                guest.shutdown()
-            except libvirt.libvirtError as e:
-                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                    return True
-                raise
+            guest.shutdown()  # a guest gone meanwhile is off: fine
             if _wait_until_off(guest, min(interval, remaining)):
                 LOG.info('Guest shut down cleanly', instance=instance)
                 return True

@@ -24,6 +24,7 @@ from lxml import etree
 from nova import objects
 from nova.virt import driver
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 import nova.conf
 from nova_altdriver import disks as disks_mod
@@ -41,50 +42,76 @@ def _path(instance, name):
     return os.path.join(disks_mod.instance_dir(instance), name)
 
 
-def _write_atomically(path, text):
-    """Either the old file or the whole new one, whatever happens."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-
-
 def is_rescue_definition(xml):
-    return disks_mod.RESCUE_DISK in xml
+    """Whether a domain definition boots a rescue disk (judged by its disk
+    files, not by text anywhere in it: a server's name is in it too).
+    """
+    return any(os.path.basename(source) == disks_mod.RESCUE_DISK
+               for source in etree.fromstring(xml).xpath(
+                   'devices/disk/source/@file'))
+
+
+def with_unique_devices(layout):
+    """layout with every disk that repeats an earlier disk's device name
+    moved to the next name free on its bus (the legacy rescue layout puts
+    the rescue disk where the root disk was).
+    """
+    used = set()
+    unique = []
+    for disk in layout:
+        if disk.dev in used:
+            disk = disk._replace(dev=next(
+                domain.device_name(disk.bus, i) for i in range(26)
+                if domain.device_name(disk.bus, i) not in used))
+        used.add(disk.dev)
+        unique.append(disk)
+    return unique
 
 
 class Rescue(object):
 
-    def __init__(self, host, lifecycle, power):
+    def __init__(self, host, lifecycle, power, snapshot):
         self._host = host
         self._lifecycle = lifecycle
         self._power = power
+        self._snapshot = snapshot
 
     def rescue(self, context, instance, network_info, image_meta,
                rescue_password, block_device_info):
         guest = self._host.get_guest(instance)
+        self._snapshot.settle(instance)  # the definition saved is the real one
         current = guest.xml(inactive=True)
         saved = _path(instance, UNRESCUE_XML)
         # After an interrupted rescue the definition may already be the
         # rescue one: the saved original is then the one to keep.
-        if not (is_rescue_definition(current) and os.path.exists(saved)):
-            _write_atomically(saved, current)
+        rescuing_again = (is_rescue_definition(current) and
+                          os.path.exists(saved))
+        if not rescuing_again:
+            disks_mod.write_atomically(saved, current)
         # A new rescue never reuses an old rescue disk (bug 1475652).
         disks_mod.remove_rescue_files(instance, keep_saved_definition=True)
 
         image_id = (image_meta.id if image_meta.obj_attr_is_set('id')
                     else CONF.altdriver.rescue_image_id or
                     instance.image_ref)
-        xml = domain.build(
-            instance, instance.image_meta,
-            self._layout(context, instance, image_meta, image_id,
-                         network_info, rescue_password, block_device_info),
-            [vifs.interface(vif, instance.image_meta)
-             for vif in network_info],
-            console_log=disks_mod.console_log(instance),
-            **self._rescue_kernel(context, instance))
+        try:
+            xml = domain.build(
+                instance, instance.image_meta,
+                self._layout(context, instance, image_meta, image_id,
+                             network_info, rescue_password,
+                             block_device_info),
+                [vifs.interface(vif, instance.image_meta)
+                 for vif in network_info],
+                console_log=disks_mod.console_log(instance),
+                **self._rescue_kernel(context, instance))
+            # Defined while the original still runs: a definition libvirt
+            # refuses leaves the server as it was.
+            self._host.define(xml)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if not rescuing_again:
+                    self._host.define(current)
+                    disks_mod.remove_rescue_files(instance)
         guest.hard_stop()
         self._lifecycle.create(instance, xml, network_info,
                                wait_for_vifs=False)
@@ -117,10 +144,9 @@ class Rescue(object):
                 device=props.get('hw_rescue_device') or 'disk',
                 boot_order=1)]
         bus = props.get('hw_disk_bus') or 'virtio'
-        return [domain.Disk(rescue_disk, 'qcow2',
-                            domain.device_name(bus, 0), bus),
-                root._replace(dev=domain.device_name(root.bus, 1))
-                if root.bus == bus else root] + config_drive
+        return with_unique_devices(
+            [domain.Disk(rescue_disk, 'qcow2', domain.device_name(bus, 0),
+                         bus), root] + config_drive)
 
     @staticmethod
     def _rescue_kernel(context, instance):

@@ -7,17 +7,28 @@ now-stable disk is converted at leisure, then an active block commit folds
 the overlay back and pivots the guest onto its own disk again. A stopped or
 suspended guest's disk is converted as it is; a suspended guest stays
 suspended.
+
+The overlay holds the guest's only copy of what it wrote meanwhile, so its
+work directory (``<uuid>-<random>`` in the snapshots directory, with the
+definition from before and the name of the host that made it) is removed
+only once the overlay is folded back. Whatever interrupts that - a failed
+commit, QEMU or libvirtd going away, nova-compute dying - the directory
+stays, and the overlay is folded back (online, or offline into the disk
+when the guest is off) by the next of: nova-compute's start on that host,
+a hard reboot, start, rescue or snapshot of the server, or its evacuation
+onto another host of a shared instances path.
 """
 
 import os
 import shutil
 import tempfile
 import time
+import uuid as uuid_mod
 
-from nova.compute import power_state
 from nova.compute import task_states
 from nova import exception
 from nova.image import glance
+from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 
@@ -29,10 +40,11 @@ CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 _JOB_POLL_SECONDS = 0.05
-# In a live snapshot's work directory (<uuid>-<random> in the snapshots
-# directory): what the guest writes meanwhile, and its definition before.
+# In a snapshot's work directory: what the guest writes meanwhile, its
+# definition before, and the nova-compute host that owns the directory.
 _OVERLAY = 'writes-meanwhile.qcow2'
 _DEFINITION = 'definition.xml'
+_OWNER = 'host'
 
 
 def image_metadata(instance, image_meta, disk_format):
@@ -63,6 +75,68 @@ def _convert(source, source_format, target):
     processutils.execute(*(args + [source, target]))
 
 
+def _instance_uuid(name):
+    """The instance a work directory's name belongs to, or None for
+    anything else in the directory (lost+found, the in-tree driver's
+    temporary directories).
+    """
+    try:
+        return str(uuid_mod.UUID(name[:36])) if name[36:37] == '-' else None
+    except ValueError:
+        return None
+
+
+def _work_dirs(instance_uuid=None):
+    """[(instance uuid, work directory)], oldest first: those of one
+    instance, or all.
+    """
+    root = paths.snapshots_directory()
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(root, name)
+        owner = _instance_uuid(name)
+        if (owner and instance_uuid in (None, owner) and
+                os.path.isfile(os.path.join(path, _OWNER))):
+            found.append((os.path.getmtime(path), owner, path))
+    return [(owner, path) for _mtime, owner, path in sorted(found)]
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def _owner(work):
+    try:
+        return _read(os.path.join(work, _OWNER)).strip()
+    except OSError:
+        return None
+
+
+def _locked(instance_uuid):
+    """One fold-back or snapshot of an instance at a time in this
+    process (a hard reboot may come while a snapshot folds back).
+    """
+    return lockutils.lock('altdriver-snapshot-' + instance_uuid)
+
+
+def _pending(work):
+    """Whether work still holds the guest's writes or its definition."""
+    return any(os.path.exists(os.path.join(work, name))
+               for name in (_OVERLAY, _DEFINITION))
+
+
+def _discard(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class Snapshot(object):
 
     def __init__(self, host):
@@ -76,23 +150,29 @@ class Snapshot(object):
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         root = os.path.join(disks.instance_dir(instance), 'disk')
         root_format = disks.recorded_format(instance, root)
-        os.makedirs(paths.snapshots_directory(), exist_ok=True)
-        work = tempfile.mkdtemp(prefix=instance.uuid + '-',
-                                dir=paths.snapshots_directory())
-        try:
+        with _locked(instance.uuid):
+            self._settle(instance.uuid)
+            work = self._new_work_dir(instance)
             out = os.path.join(work, 'image')
             try:
-                if guest.power_state() in (power_state.RUNNING,
-                                           power_state.PAUSED):
+                # Active also while shutting down or PM-suspended: QEMU
+                # still has the disk open for writing.
+                if guest.is_active():
                     self._live_copy(instance, guest, root, root_format, out,
                                     work)
                 else:
                     _convert(root, root_format, out)
             except Exception:
-                # Deleted meanwhile: nova then discards the image quietly.
-                if self._host.find_guest(instance.uuid) is None:
-                    raise exception.InstanceNotFound(instance_id=instance.uuid)
+                _discard(out)
+                gone = self._host.find_guest(instance.uuid) is None
+                if not _pending(work) or (gone and not os.path.isdir(
+                        disks.instance_dir(instance))):
+                    shutil.rmtree(work, ignore_errors=True)
+                if gone:  # deleted meanwhile: nova then discards the image
+                    raise exception.InstanceNotFound(
+                        instance_id=instance.uuid)
                 raise
+        try:
             update_task_state(task_state=task_states.IMAGE_UPLOADING,
                               expected_state=task_states.IMAGE_PENDING_UPLOAD)
             metadata = image_metadata(instance, instance.image_meta,
@@ -104,21 +184,25 @@ class Snapshot(object):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    @staticmethod
+    def _new_work_dir(instance):
+        os.makedirs(paths.snapshots_directory(), exist_ok=True)
+        work = tempfile.mkdtemp(prefix=instance.uuid + '-',
+                                dir=paths.snapshots_directory())
+        disks.write_atomically(os.path.join(work, _OWNER), instance.host)
+        return work
+
     def _live_copy(self, instance, guest, root, root_format, out, work):
         props = instance.image_meta.properties
         if props.get('os_require_quiesce') and not props.get(
                 'hw_qemu_guest_agent'):
             raise exception.QemuGuestAgentNotEnabled()
         target = guest.disk_target(root)
-        persistent = guest.xml(inactive=True)
-        # Kept on disk until the overlay is folded back: if nova-compute
-        # dies meanwhile, init_host finishes the job (recover_interrupted).
-        with open(os.path.join(work, _DEFINITION), 'w') as f:
-            f.write(persistent)
-            f.flush()
-            os.fsync(f.fileno())
-        overlay = os.path.join(work, _OVERLAY)
-        guest.redirect_writes(target, overlay,
+        # Kept on disk until the overlay is folded back: whoever finishes
+        # the job puts the definition back as it was.
+        disks.write_atomically(os.path.join(work, _DEFINITION),
+                               guest.xml(inactive=True))
+        guest.redirect_writes(target, os.path.join(work, _OVERLAY),
                               quiesce=bool(props.get('hw_qemu_guest_agent')),
                               require_quiesce=bool(
                                   props.get('os_require_quiesce')))
@@ -126,47 +210,112 @@ class Snapshot(object):
             # Stable now: the guest writes elsewhere.
             _convert(root, root_format, out)
         finally:
-            self._fold_back(guest, target, persistent)
+            self._fold_back_retrying(instance.uuid, work)
 
-    def _fold_back(self, guest, target, persistent):
-        """Commits the temporary overlay into the guest's own disk and
-        pivots onto it, leaving the chain exactly as before.
+    def _fold_back_retrying(self, instance_uuid, work):
+        """Folds back; once more when the first attempt failed (libvirtd
+        restarted under it, QEMU gone meanwhile: the second attempt sees
+        the guest as it is now).
+        """
+        try:
+            self._fold_back(instance_uuid, work)
+        except Exception as e:
+            LOG.warning('Folding back the snapshot overlay failed (%s); '
+                        'trying again', e, instance_uuid=instance_uuid)
+            self._fold_back(instance_uuid, work)
+
+    def _fold_back(self, instance_uuid, work):
+        """Puts the writes the overlay in work took back into the guest's
+        own disk, the guest back onto that disk and its definition back as
+        it was; then the overlay and saved definition go. Each step can be
+        repeated after a crash at any point.
+
+        No QEMU of this host running on the overlay (killed, host
+        rebooted, domain lost, or the guest evacuated here from a failed
+        host of a shared instances path): it is committed offline.
         """
         started = time.monotonic()
-        guest.commit_active_layer(target)
+        overlay = os.path.join(work, _OVERLAY)
+        guest = self._host.find_guest(instance_uuid)
+        if os.path.exists(overlay):
+            if guest is not None and guest.is_active():
+                target = guest.disk_files().get(overlay)
+                if target is not None:
+                    self._commit_online(guest, target)
+                # else pivoted already: what the overlay holds is in the
+                # disk, which the guest has written to since.
+            elif (guest is None or
+                  overlay in guest.disk_files(inactive=True)):
+                processutils.execute('qemu-img', 'commit', '-q', '-f',
+                                     'qcow2', overlay)
+            os.unlink(overlay)
+        definition = os.path.join(work, _DEFINITION)
+        if guest is not None and overlay in guest.disk_files(inactive=True):
+            self._host.define(_read(definition))
+        _discard(definition)
+        LOG.debug('Snapshot overlay of %s folded back in %.2f s',
+                  instance_uuid, time.monotonic() - started)
+
+    @staticmethod
+    def _commit_online(guest, target):
+        # A commit that outlived nova-compute is still running (or ready):
+        # started again it would fail.
+        if not guest.has_block_job(target):
+            guest.commit_active_layer(target)
         while not guest.block_job_ready(target):
             time.sleep(_JOB_POLL_SECONDS)
         guest.pivot(target)
-        # The persistent definition as it was (libvirt may have pointed it
-        # at the overlay): it was never undefined, only updated.
-        self._host.define(persistent)
-        LOG.debug('Overlay of %s folded back in %.2f s', guest.uuid,
-                  time.monotonic() - started)
 
-    def recover_interrupted(self):
-        """Finishes live snapshots nova-compute did not live to finish:
-        a guest still writing to a temporary overlay gets it committed back
-        (online, or offline when the host rebooted meanwhile) and its saved
-        definition; then the leftovers go.
+    def _settle(self, instance_uuid):
+        for _uuid, work in _work_dirs(instance_uuid):
+            if _pending(work):
+                LOG.warning('Finishing an interrupted snapshot',
+                            instance_uuid=instance_uuid)
+                self._fold_back_retrying(instance_uuid, work)
+                shutil.rmtree(work, ignore_errors=True)
+            # else an upload is under way (or died with nova-compute: the
+            # next start of nova-compute removes it)
+
+    def settle(self, instance):
+        """Finishes whatever an interrupted snapshot of instance left
+        before its domain is made again from nova's data (hard reboot,
+        start, rescue, evacuation onto a shared instances path). A work
+        directory whose overlay cannot be folded back stays, with the
+        guest's writes, and the error is raised.
         """
-        root = paths.snapshots_directory()
-        if not os.path.isdir(root):
-            return
-        for name in os.listdir(root):
-            work = os.path.join(root, name)
-            overlay = os.path.join(work, _OVERLAY)
-            guest = self._host.find_guest(name[:36])
-            # (the live definition, or the persistent one of a guest off)
-            if guest is not None and overlay in guest.xml():
-                LOG.warning('Committing back the overlay of a snapshot '
-                            'interrupted by a restart',
-                            instance_uuid=name[:36])
-                with open(os.path.join(work, _DEFINITION)) as f:
-                    persistent = f.read()
-                if guest.is_active():
-                    self._fold_back(guest, guest.disk_target(overlay),
-                                    persistent)
-                else:
-                    processutils.execute('qemu-img', 'commit', '-q', overlay)
-                    self._host.define(persistent)
-            shutil.rmtree(work, ignore_errors=True)
+        with _locked(instance.uuid):
+            self._settle(instance.uuid)
+
+    def forget(self, instance):
+        """Removes the work directories of an instance whose disks go."""
+        with _locked(instance.uuid):
+            for _uuid, work in _work_dirs(instance.uuid):
+                shutil.rmtree(work, ignore_errors=True)
+
+    def recover_interrupted(self, host):
+        """At nova-compute's start: finishes the snapshots this host did
+        not live to finish. Directories other hosts of a shared instances
+        path made are theirs. One that cannot be finished stays (with the
+        guest's writes) and nova-compute starts all the same.
+        """
+        for instance_uuid, work in _work_dirs():
+            if _owner(work) != host:
+                continue
+            try:
+                with _locked(instance_uuid):
+                    self._recover(instance_uuid, work)
+            except Exception:
+                LOG.exception('Could not finish the interrupted snapshot in '
+                              '%s; it is kept', work,
+                              instance_uuid=instance_uuid)
+
+    def _recover(self, instance_uuid, work):
+        if _pending(work) and os.path.isdir(
+                os.path.join(paths.instances_path(), instance_uuid)):
+            if self._host.find_guest(instance_uuid) is None:
+                LOG.warning('Interrupted snapshot of a guest this host no '
+                            'longer has: left for the host that starts it',
+                            instance_uuid=instance_uuid)
+                return
+            self._fold_back_retrying(instance_uuid, work)
+        shutil.rmtree(work, ignore_errors=True)

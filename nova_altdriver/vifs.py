@@ -98,7 +98,8 @@ def interface(vif, image_meta):
                 vif_type, vif['id']))
     etree.SubElement(el, 'mac', address=vif['address'])
     etree.SubElement(el, 'model', type=model)
-    etree.SubElement(el, 'target', dev=vif['devname'])
+    if vif.get('devname'):  # else libvirt names the device itself
+        etree.SubElement(el, 'target', dev=vif['devname'])
     mtu = vif['network'].get_meta('mtu') if vif.get('network') else None
     if mtu:
         etree.SubElement(el, 'mtu', size=str(mtu))

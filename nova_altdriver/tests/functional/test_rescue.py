@@ -4,6 +4,8 @@ import hashlib
 import os
 import subprocess
 
+import fixtures
+import libvirt
 from lxml import etree
 
 from nova_altdriver.tests.functional import base
@@ -130,3 +132,81 @@ class RescueTest(base.TestCase):
         self.compute = self.restart_compute_service(self.compute)
         self._unrescue_server(self.server)
         self.assertOriginal()
+
+
+class RescueEdgeTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.image_id = self.upload_image(self.make_qcow2())
+        self.flavor_id = self.small_flavor()
+
+    def boot(self, **extra):
+        return self._create_server(image_uuid=self.image_id,
+                                   flavor_id=self.flavor_id,
+                                   networks='none', **extra)
+
+    def targets(self, server):
+        return [(d.find('target').get('dev'),
+                 os.path.basename(d.find('source').get('file')))
+                for d in self.domain_xml(self.compute, server).findall(
+                    'devices/disk')]
+
+    def test_legacy_rescue_with_a_vfat_config_drive(self):
+        # The config drive on the disk bus took vdb, where the legacy
+        # layout moves the root disk.
+        self.flags(config_drive_format='vfat', force_config_drive=True)
+        # (nova mounts a vfat drive to fill it: root only, not here)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.configdrive.ConfigDriveBuilder._make_vfat',
+            lambda self, path, tmpdir: open(path, 'wb').close()))
+        server = self.boot()
+        self.api.post_server_action(server['id'], {'rescue': {}})
+        self._wait_for_state_change(server, 'RESCUE')
+        self.assertEqual([('vda', 'disk.rescue'), ('vdb', 'disk'),
+                          ('vdc', 'disk.config.rescue')],
+                         self.targets(server))
+        self._unrescue_server(server)
+        self.assertEqual([('vda', 'disk'), ('vdb', 'disk.config')],
+                         self.targets(server))
+
+    def test_a_server_named_after_the_rescue_disk_gets_its_definition(self):
+        # Its name is in the domain XML: that is no rescue definition.
+        server = self.boot(name='my disk.rescue server')
+        original = etree.tostring(self.domain_xml(
+            self.compute, server).find('devices'))
+        self.api.post_server_action(server['id'], {'rescue': {}})
+        self._wait_for_state_change(server, 'RESCUE')
+        self._unrescue_server(server)
+        self.assertEqual(original, etree.tostring(self.domain_xml(
+            self.compute, server).find('devices')))
+
+    def test_a_hostile_rescue_image_leaves_the_server_running(self):
+        server = self.boot()
+        hostile = self.upload_image(self.make_qcow2(
+            'hostile.qcow2', '64M', 'backing_file=/etc/shadow',
+            'backing_fmt=raw'))
+        original = etree.tostring(self.domain_xml(
+            self.compute, server).find('devices'))
+        self.api.post_server_action(server['id'], {
+            'rescue': {'rescue_image_ref': hostile}})
+        server = self._wait_for_state_change(server, 'ERROR')
+        self.assertIn('rescue', server['fault']['message'].lower())
+        # nova stops the guest before any rescue and marks the server ERROR
+        # when it fails; the guest's definition was never touched, nothing
+        # of the rescue is left, and nova's ordinary actions bring it back.
+        dom = self.hypervisor_of(self.compute).lookupByUUIDString(
+            server['id'])
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):  # live, persistent
+            self.assertEqual(original, etree.tostring(
+                etree.fromstring(xml).find('devices')))
+        self.assertEqual(['disk', 'disk.info'],
+                         sorted(os.listdir(self.instance_dir(server))))
+        self.assertEqual([], [n for n in os.listdir(self.base_dir())
+                              if n.startswith(
+                                  test_lifecycle.sha1(hostile))])
+        self.admin_api.post_server_action(server['id'], {
+            'os-resetState': {'state': 'active'}})
+        self._reboot_server(server, hard=True)
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, dom.state()[0])

@@ -6,6 +6,13 @@ from nova_altdriver import conf
 from nova_altdriver.tests import libvirt_test_driver
 
 
+class NoSleep(fixtures.MonkeyPatch):
+    """Retries and polls without waiting."""
+
+    def __init__(self):
+        super().__init__('time.sleep', lambda seconds: None)
+
+
 class TestCase(testtools.TestCase):
     """Fast tier: a private libvirt test-driver hypervisor per test."""
 

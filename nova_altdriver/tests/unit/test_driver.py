@@ -11,6 +11,7 @@ import os_resource_classes as orc
 from oslo_serialization import jsonutils
 
 from nova_altdriver import driver
+from nova_altdriver import lifecycle
 from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.unit import base
 
@@ -145,3 +146,60 @@ class InitHostTest(base.TestCase):
         error = self.assertRaises(exception.InternalError, drv.init_host,
                                   'compute1')
         self.assertIn('libvirt >= 99.0.0', str(error))
+
+    def test_eventlet_mode_is_refused_with_a_clear_message(self):
+        drv = driver.AltDriver(None)
+        self.addCleanup(drv.cleanup_host, 'compute1')
+        self.useFixture(fixtures.MockPatch(
+            'nova.utils.concurrency_mode_threading', return_value=False))
+        error = self.assertRaises(exception.InternalError, drv.init_host,
+                                  'compute1')
+        self.assertIn('concurrency_backend = threading', str(error))
+
+
+class ConsoleOutputTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.instance = objects.Instance(uuid=str(uuid.uuid4()), id=1)
+        self.driver._host.get_connection().defineXML(
+            libvirt_test_driver.domain_xml(self.instance.uuid, 'instance-1'))
+        self.log = os.path.join(self.tmp, self.instance.uuid, 'console.log')
+        os.makedirs(os.path.dirname(self.log))
+        self.patch(lifecycle, 'MAX_CONSOLE_BYTES', 10)
+
+    def write(self, path, text):
+        with open(path, 'w') as f:
+            f.write(text)
+
+    def test_the_tail_reaches_into_the_rotated_file(self):
+        self.write(self.log + '.0', 'older-line\n')
+        self.write(self.log, 'new\n')
+        self.assertEqual(b'-line\nnew\n',
+                         self.driver.get_console_output(None, self.instance))
+        self.write(self.log, 'a long new line\n')
+        self.assertEqual(b' new line\n',
+                         self.driver.get_console_output(None, self.instance))
+
+    def test_no_console_yet(self):
+        self.assertEqual(b'',
+                         self.driver.get_console_output(None, self.instance))
+
+    def test_read_through_privsep_when_not_root(self):
+        # virtlogd writes the log 0600 root; nova-compute may not be root
+        # (as root here, the refusal cannot happen for real)
+        self.write(self.log, 'x')
+        real_open = open
+
+        def refusing_open(path, *args, **kwargs):
+            if path == self.log:
+                raise PermissionError(13, 'Permission denied')
+            return real_open(path, *args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch('builtins.open', refusing_open))
+        self.useFixture(fixtures.MockPatch(
+            'nova.privsep.path.last_bytes', return_value=(b'privileged', 0)))
+        self.assertEqual(b'privileged',
+                         self.driver.get_console_output(None, self.instance))

@@ -1,4 +1,11 @@
+import errno
+import uuid
+
+import libvirt
+from nova import exception
+
 from nova_altdriver import guest as guest_mod
+from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.unit import base
 
 DISK_XML = """<domain><devices><disk type='file' device='disk'>
@@ -14,6 +21,9 @@ class BlockJobDomain(object):
     def __init__(self, cur, end, mirror):
         self.info = {'type': 4, 'bandwidth': 0, 'cur': cur, 'end': end}
         self.mirror = mirror
+
+    def UUIDString(self):
+        return '8b4e7a53-9f0c-4b8e-9a51-2f6d3c1e0a77'
 
     def blockJobInfo(self, target, flags):
         return self.info
@@ -41,7 +51,72 @@ class BlockJobReadyTest(base.TestCase):
             100, 100,
             "<mirror type='file' job='active-commit' ready='yes'/>"))
 
-    def test_not_ready_while_copying_or_without_a_job(self):
+    def test_not_ready_while_copying(self):
         self.assertFalse(self.ready(
             50, 100, "<mirror type='file' job='active-commit' ready='yes'/>"))
         self.assertFalse(self.ready(0, 0, ''))
+
+    def test_a_job_that_ended_without_getting_ready_is_an_error(self):
+        # An aborted or failed commit leaves no job: waiting for it to be
+        # ready would never end.
+        domain = BlockJobDomain(0, 0, '')
+        domain.info = {}
+        self.assertRaises(guest_mod.BlockJobEnded,
+                          guest_mod.Guest(domain).block_job_ready, 'vda')
+
+
+class BusyDomain(BlockJobDomain):
+    """QEMU stuck in I/O: destroy fails with EBUSY a few times (cannot be
+    brought about on purpose).
+    """
+
+    def __init__(self, failures):
+        super().__init__(0, 0, '')
+        self.failures = failures
+        self.calls = 0
+
+    def destroy(self):
+        self.calls += 1
+        if self.calls <= self.failures:
+            error = libvirt.libvirtError('Failed to terminate process')
+            error.err = (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_QEMU,
+                         'Device or resource busy', 2, None, None, None,
+                         errno.EBUSY, 0)
+            raise error
+
+
+class GoneGuestTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(base.NoSleep())
+        self.conn = libvirt.open(self.uri)
+        self.addCleanup(self.conn.close)
+        self.uuid = str(uuid.uuid4())
+        self.dom = self.conn.defineXML(libvirt_test_driver.domain_xml(
+            self.uuid, 'instance-1'))
+        self.guest = guest_mod.Guest(self.dom)
+
+    def test_a_guest_deleted_meanwhile_is_instance_not_found(self):
+        self.dom.undefine()
+        for call in (self.guest.power_state, self.guest.start,
+                     self.guest.xml, self.guest.disk_files):
+            e = self.assertRaises(exception.InstanceNotFound, call)
+            self.assertIn(self.uuid, str(e))
+
+    def test_stopping_and_removing_a_guest_gone_is_fine(self):
+        self.dom.undefine()
+        self.guest.hard_stop()
+        self.guest.shutdown()
+        self.guest.undefine()
+
+    def test_destroy_retries_while_qemu_is_busy(self):
+        domain = BusyDomain(failures=2)
+        guest_mod.Guest(domain).hard_stop()
+        self.assertEqual(3, domain.calls)
+
+    def test_destroy_gives_up_when_qemu_stays_busy(self):
+        domain = BusyDomain(failures=10)
+        self.assertRaises(libvirt.libvirtError,
+                          guest_mod.Guest(domain).hard_stop)
+        self.assertEqual(guest_mod._DESTROY_ATTEMPTS, domain.calls)

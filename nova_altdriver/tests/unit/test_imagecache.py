@@ -1,6 +1,8 @@
 import os
 import subprocess
 
+import fixtures
+from nova import exception
 from nova.virt import images
 
 from nova_altdriver import imagecache
@@ -38,3 +40,105 @@ class BaseFileInfoTest(base.TestCase):
         # only possible when bases keep their format (force_raw_images off)
         self.flags(force_raw_images=False)
         self.assertLikeQemuImg(self.make('vmdk', '64M'))
+
+
+class BootFileTest(base.TestCase):
+    """An image first seen as a kernel is fetched again, and inspected,
+    when a disk is made of it.
+    """
+
+    def test_a_kernel_is_never_the_base_of_a_disk(self):
+        fetched = []
+
+        def fetch(context, image_id, path, trusted_certs=None):
+            fetched.append(image_id)
+            subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F',
+                            'raw', '-b', '/etc/shadow', path], check=True)
+
+        self.useFixture(fixtures.MonkeyPatch('nova.virt.images.fetch', fetch))
+        # (Glance's view of the image is not needed for this)
+        self.flags(disable_deep_image_inspection=True, group='workarounds')
+        kernel = imagecache.fetch_boot_file(None, 'img')
+        self.assertRaises(exception.ImageUnacceptable,
+                          imagecache.fetch_image, None, 'img')
+        self.assertEqual(['img', 'img'], fetched)
+        self.assertEqual([os.path.basename(kernel)],
+                         os.listdir(imagecache.base_dir()))
+
+
+class AgeingTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags(remove_unused_original_minimum_age_seconds=3600,
+                   group='image_cache')
+        self.manager = imagecache.ImageCacheManager()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.imagecache.ImageCacheManager._list_running_instances',
+            lambda self, context, instances: {
+                'used_images': {}, 'used_swap_images': set(),
+                'used_ephemeral_images': set()}))
+
+    def old_base(self, name):
+        os.makedirs(imagecache.base_dir(), exist_ok=True)
+        path = os.path.join(imagecache.base_dir(), name)
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'raw', path, '1M'],
+                       check=True)
+        os.utime(path, (1, 1))
+        return path
+
+    def test_unused_old_bases_go(self):
+        path = self.old_base('ephemeral_1_0706d66')
+        self.manager.update(None, [])
+        self.assertFalse(os.path.exists(path))
+
+    def test_a_base_under_any_disk_stays(self):
+        # nova's list of used images names only an instance's first
+        # ephemeral disk
+        second = self.old_base('ephemeral_2_0706d66')
+        instance_dir = os.path.join(self.tmp, 'some-instance')
+        os.makedirs(instance_dir)
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F',
+                        'raw', '-b', second,
+                        os.path.join(instance_dir, 'disk.eph1')], check=True)
+        self.manager.update(None, [])
+        self.assertTrue(os.path.exists(second))
+
+    def test_a_base_handed_out_meanwhile_stays(self):
+        path = self.old_base('swap_512')
+        handed_out = []
+        remove = imagecache._remove_if_unused_long_enough
+
+        def cache_manager_after_a_spawn_took_it(name, path):
+            # a spawn takes the base between the cache manager's listing
+            # and its removal
+            handed_out.append(imagecache.blank_swap(512))
+            remove(name, path)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_altdriver.imagecache._remove_if_unused_long_enough',
+            cache_manager_after_a_spawn_took_it))
+        self.manager.update(None, [])
+        self.assertEqual([path], handed_out)
+        self.assertTrue(os.path.exists(path))
+
+
+class Qcow2HeaderTest(base.TestCase):
+
+    def make(self, name, *options):
+        path = os.path.join(self.tmp, name)
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2'] +
+                       list(options) + [path, '1M'], check=True)
+        return path
+
+    def test_backing_file_and_data_file(self):
+        plain = self.make('plain')
+        self.assertTrue(imagecache.is_plain_qcow2(plain))
+        self.assertIsNone(imagecache.backing_file(plain))
+        overlay = self.make('overlay', '-F', 'qcow2', '-b', plain)
+        self.assertEqual(plain, imagecache.backing_file(overlay))
+        external = self.make('external', '-o', 'data_file=%s' % os.path.join(
+            self.tmp, 'data'))
+        self.assertFalse(imagecache.is_plain_qcow2(external))
+        self.assertTrue(imagecache.is_plain_qcow2(
+            self.make('v2', '-o', 'compat=0.10')))

@@ -36,3 +36,13 @@ class UnplugTest(base.TestCase):
     def test_stale_device_of_an_evacuated_instance_unplugged(self):
         self.assertEqual(['tapnotthere0'],
                          self._unplug('new-host', 'tapnotthere0'))
+
+
+class InterfaceTest(base.TestCase):
+
+    def test_a_port_without_a_device_name_lets_libvirt_name_it(self):
+        vif = test_domain._vif('tap')
+        vif['devname'] = None
+        el = vifs.interface(vif, test_domain._image())
+        self.assertIsNone(el.find('target'))
+        self.assertEqual('fa:16:3e:00:00:01', el.find('mac').get('address'))

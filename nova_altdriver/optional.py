@@ -1,0 +1,49 @@
+"""The refusals of nova's optional driver calls this driver does not do
+(yet).
+
+A refusal is an exception that nova's compute manager turns into a clear
+answer - an HTTP error, or a failed instance action event whose details
+name nova_altdriver - leaving the server in the state it had, never ERROR.
+What travels back over RPC to nova-api or nova-conductor must be one of
+nova's own exceptions: any other class arrives there as a RemoteError,
+which nova-api answers with 500 and the conductor's live migration with
+ERROR.
+"""
+
+from nova import exception
+
+
+class Unsupported(exception.NotSupported, NotImplementedError):
+    """Also a NotImplementedError: where nova tolerates a driver without the
+    feature (it forgets a port Neutron deleted even when the driver cannot
+    unplug it), it still does, and where it shows a fault the user reads
+    this message rather than a bare class name. Only for calls whose fault
+    stays on the compute host.
+    """
+    msg_fmt = 'nova_altdriver does not %(what)s (yet)'
+
+
+def resize_refused():
+    # Raised before the guest is touched: nova puts the server back in the
+    # state it had (ACTIVE or SHUTOFF) and its allocations on the source.
+    return exception.InstanceFaultRollback(
+        Unsupported(what='resize or cold-migrate servers'))
+
+
+def live_migration_refused():
+    # A pre-check refusal: the scheduler tries the next host and, with none
+    # left, the conductor answers NoValidHost, the server running on.
+    return exception.MigrationPreCheckError(
+        reason='nova_altdriver does not live-migrate servers (yet)')
+
+
+def console_refused(name, instead):
+    return exception.ConsoleTypeUnavailable(
+        message='nova_altdriver offers no %s console; use %s' % (
+            name, instead))
+
+
+def admin_password_refused():
+    return exception.SetAdminPasswdNotSupported(
+        message='nova_altdriver does not change the password of a running '
+                'guest (yet)')

@@ -1,0 +1,118 @@
+"""Disk formats: what a guest writes into its disks never decides how the
+host opens them; disk.info is written so that a crash cannot damage it.
+"""
+
+import os
+import subprocess
+
+from nova import objects
+from oslo_serialization import jsonutils
+
+from nova_altdriver import disks
+from nova_altdriver import imagecache
+from nova_altdriver.tests.unit import base
+
+IMAGE = '6b0a1e2c-3a6e-4a8a-9c2f-1b2c3d4e5f60'
+
+
+def qemu_img(*args):
+    subprocess.run(['qemu-img'] + list(args), check=True,
+                   capture_output=True)
+
+
+class RecordedFormatTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.instance = objects.Instance(uuid=IMAGE.replace('6b', '7c'),
+                                         image_ref=IMAGE,
+                                         system_metadata={})
+        self.dir = disks.instance_dir(self.instance)
+        os.makedirs(self.dir)
+        os.makedirs(imagecache.base_dir())
+        self.base = os.path.join(imagecache.base_dir(),
+                                 imagecache.image_base_name(IMAGE))
+        qemu_img('create', '-f', 'raw', self.base, '1M')
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def guest_wrote_qcow2_header(self, name, *options):
+        """A raw disk whose guest wrote a qcow2 header into it."""
+        qemu_img('create', '-f', 'qcow2', *options, self.path(name), '1M')
+        return self.path(name)
+
+    def record(self, info):
+        with open(self.path('disk.info'), 'w') as f:
+            f.write(info)
+
+    def test_the_record_wins_over_the_content(self):
+        disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b',
+                                             '/etc/shadow')
+        self.record(jsonutils.dumps({disk: 'raw'}))
+        self.assertEqual('raw', disks.recorded_format(self.instance, disk))
+
+    def test_without_a_record_a_header_naming_a_host_file_is_raw(self):
+        disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b',
+                                             '/etc/shadow')
+        for damaged in (None, '', '{not json', '[]', '{}'):
+            if damaged is not None:
+                self.record(damaged)
+            self.assertEqual('raw', disks.recorded_format(self.instance,
+                                                          disk), damaged)
+
+    def test_without_a_record_another_tenants_base_is_raw(self):
+        other = os.path.join(imagecache.base_dir(),
+                             imagecache.image_base_name('someone-else'))
+        qemu_img('create', '-f', 'raw', other, '1M')
+        disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b', other)
+        self.assertEqual('raw', disks.recorded_format(self.instance, disk))
+
+    def test_without_a_record_an_external_data_file_is_raw(self):
+        disk = self.guest_wrote_qcow2_header(
+            'disk', '-o', 'data_file=%s' % self.path('data'))
+        self.assertEqual('raw', disks.recorded_format(self.instance, disk))
+
+    def test_without_a_record_the_driver_s_own_overlays_are_qcow2(self):
+        disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b',
+                                             self.base)
+        swap_base = os.path.join(imagecache.base_dir(), 'swap_512')
+        qemu_img('create', '-f', 'raw', swap_base, '1M')
+        swap = self.guest_wrote_qcow2_header('disk.swap', '-F', 'raw', '-b',
+                                             swap_base)
+        plain = self.guest_wrote_qcow2_header('disk.local')
+        for path in (disk, swap, plain):
+            self.assertEqual('qcow2', disks.recorded_format(self.instance,
+                                                            path))
+        raw = self.path('disk.config')
+        qemu_img('create', '-f', 'raw', raw, '1M')
+        self.assertEqual('raw', disks.recorded_format(self.instance, raw))
+
+
+class DiskInfoTest(base.TestCase):
+
+    def test_written_whole_and_only_when_it_changes(self):
+        instance = objects.Instance(uuid=IMAGE)
+        made = disks.InstanceDisks(instance, objects.ImageMeta.from_dict({}))
+        os.makedirs(made.dir)
+        layout = [disks.domain.Disk(made.path('disk'), 'qcow2', 'vda',
+                                    'virtio')]
+        made.write_disk_info(layout)
+        path = made.path('disk.info')
+        self.assertEqual({made.path('disk'): 'qcow2'},
+                         jsonutils.loads(open(path).read()))
+        inode = os.stat(path).st_ino
+        made.write_disk_info(layout)
+        self.assertEqual(inode, os.stat(path).st_ino)  # not rewritten
+        made.write_disk_info(layout + [disks.domain.Disk(
+            made.path('disk.config'), 'raw', 'hda', 'ide', 'cdrom')])
+        self.assertNotEqual(inode, os.stat(path).st_ino)  # replaced whole
+        self.assertEqual(['disk.info'], os.listdir(made.dir))
+
+    def test_a_failed_write_keeps_the_old_file(self):
+        path = os.path.join(self.tmp, 'file')
+        disks.write_atomically(path, 'old')
+        self.assertRaises(TypeError, disks.write_atomically, path, object())
+        self.assertEqual('old', open(path).read())
+        self.assertEqual(['file'], [n for n in os.listdir(self.tmp)
+                                    if n.startswith('file')])
