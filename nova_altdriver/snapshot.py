@@ -31,6 +31,7 @@ from nova.image import glance
 from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 import nova.conf
 from nova_altdriver import disks
@@ -200,12 +201,18 @@ class Snapshot(object):
         target = guest.disk_target(root)
         # Kept on disk until the overlay is folded back: whoever finishes
         # the job puts the definition back as it was.
-        disks.write_atomically(os.path.join(work, _DEFINITION),
-                               guest.xml(inactive=True))
-        guest.redirect_writes(target, os.path.join(work, _OVERLAY),
-                              quiesce=bool(props.get('hw_qemu_guest_agent')),
-                              require_quiesce=bool(
-                                  props.get('os_require_quiesce')))
+        definition = os.path.join(work, _DEFINITION)
+        disks.write_atomically(definition, guest.xml(inactive=True))
+        overlay = os.path.join(work, _OVERLAY)
+        try:
+            guest.redirect_writes(
+                target, overlay,
+                quiesce=bool(props.get('hw_qemu_guest_agent')),
+                require_quiesce=bool(props.get('os_require_quiesce')))
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if not os.path.exists(overlay):  # nothing was redirected
+                    _discard(definition)
         try:
             # Stable now: the guest writes elsewhere.
             _convert(root, root_format, out)

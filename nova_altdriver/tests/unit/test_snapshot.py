@@ -98,9 +98,13 @@ class RecoveryTest(base.TestCase):
         self.assertFalse(os.path.exists(work))
 
     def test_other_hosts_snapshots_are_left_alone(self):
-        # Two hosts share the instances path: the other one is copying.
+        # Two hosts share the instances path: the other one is copying, and
+        # this one still has the domain from before the guest was evacuated
+        # there.
         instance_uuid, disk, work = self.interrupted(owner='compute2',
                                                      define=False)
+        plain = libvirt_test_driver.domain_xml(instance_uuid, instance_uuid)
+        self.host.define(with_disk(plain, disk))
         self.snapshot.recover_interrupted('compute1')
         self.assertTrue(os.path.exists(os.path.join(work,
                                                     snapshot._OVERLAY)))
@@ -143,6 +147,15 @@ class RecoveryTest(base.TestCase):
         plain = libvirt_test_driver.domain_xml(instance_uuid, instance_uuid)
         self.host.define(with_disk(plain, disk)).start()
         qemu_io(disk, 'write -P 3 0 64k')  # the guest after the pivot
+        self.snapshot.recover_interrupted('compute1')
+        self.assertTrue(holds(disk, 3), 'newer writes overwritten')
+        self.assertFalse(os.path.exists(work))
+
+    def test_a_pivoted_guest_stopped_since_has_its_overlay_dropped(self):
+        instance_uuid, disk, work = self.interrupted(define=False)
+        plain = libvirt_test_driver.domain_xml(instance_uuid, instance_uuid)
+        self.host.define(with_disk(plain, disk))  # on its disk, stopped
+        qemu_io(disk, 'write -P 3 0 64k')
         self.snapshot.recover_interrupted('compute1')
         self.assertTrue(holds(disk, 3), 'newer writes overwritten')
         self.assertFalse(os.path.exists(work))
