@@ -8,6 +8,7 @@ import collections
 import time
 
 from lxml import etree
+from nova import exception
 from nova.objects import fields
 from nova import version
 
@@ -28,9 +29,26 @@ _DEV_PREFIX = {'virtio': 'vd', 'scsi': 'sd', 'sata': 'sd', 'usb': 'sd',
                'ide': 'hd'}
 
 
+_LETTERS = 'abcdefghijklmnopqrstuvwxyz'
+
+
 def device_name(bus, index):
     """vda, vdb, ... sdc: the index-th device name on a bus."""
-    return _DEV_PREFIX[bus] + 'abcdefghijklmnopqrstuvwxyz'[index]
+    if bus not in _DEV_PREFIX or index >= len(_LETTERS):
+        # (nova gives up on a build that fails with InvalidInput, where it
+        # would try other hosts in vain)
+        raise exception.InvalidInput(
+            reason='nova_altdriver has no device for disk %d on bus %s' % (
+                index + 1, bus))
+    return _DEV_PREFIX[bus] + _LETTERS[index]
+
+
+def free_device_name(bus, used):
+    """The first device name on bus that is not in used."""
+    index = 0
+    while device_name(bus, index) in used:
+        index += 1
+    return device_name(bus, index)
 
 
 def _sub(parent, tag, text=None, **attrs):

@@ -60,9 +60,7 @@ def with_unique_devices(layout):
     unique = []
     for disk in layout:
         if disk.dev in used:
-            disk = disk._replace(dev=next(
-                domain.device_name(disk.bus, i) for i in range(26)
-                if domain.device_name(disk.bus, i) not in used))
+            disk = disk._replace(dev=domain.free_device_name(disk.bus, used))
         used.add(disk.dev)
         unique.append(disk)
     return unique
@@ -136,9 +134,7 @@ class Rescue(object):
             layout = ([root] + original.ephemerals(block_device_info) +
                       original.swap(block_device_info) + config_drive)
             bus = props.get('hw_rescue_bus') or 'virtio'
-            used = {d.dev for d in layout}
-            dev = next(domain.device_name(bus, i) for i in range(26)
-                       if domain.device_name(bus, i) not in used)
+            dev = domain.free_device_name(bus, {d.dev for d in layout})
             return layout + [domain.Disk(
                 rescue_disk, 'qcow2', dev, bus,
                 device=props.get('hw_rescue_device') or 'disk',

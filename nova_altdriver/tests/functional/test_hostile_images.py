@@ -218,3 +218,54 @@ class HostileImageTest(base.TestCase):
             os.path.join(self.base_dir(), test_lifecycle.sha1(good)))))
         for case, image_id, _reason in cases:
             self.assertNotCached(case, image_id)
+
+
+class OddNamesAndDevicesTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.compute = self.start_compute()
+        self.flavor_id = self.small_flavor()
+
+    def test_a_name_made_of_markup_stays_a_name(self):
+        name = '</nova:name><devices><disk/></devices> "&\' disk.rescue ü'
+        image_id = self.upload_image(self.make_qcow2())
+        server = self._create_server(name=name, image_uuid=image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks='none')
+        xml = self.domain_xml(self.compute, server)
+        self.assertEqual(name, xml.findtext(
+            'metadata/{http://openstack.org/xmlns/libvirt/nova/1.1}instance/'
+            '{http://openstack.org/xmlns/libvirt/nova/1.1}name'))
+        self.assertEqual(1, len(xml.findall('devices/disk')))
+        self.api.post_server_action(server['id'], {'rescue': {}})
+        self._wait_for_state_change(server, 'RESCUE')
+        self._unrescue_server(server)
+        self.assertEqual(1, len(self.domain_xml(
+            self.compute, server).findall('devices/disk')))
+
+    def test_buses_the_driver_has_no_devices_for(self):
+        image_id = self.upload_image(self.make_qcow2(), hw_disk_bus='fdc')
+        server = self._create_server(image_uuid=image_id,
+                                     flavor_id=self.flavor_id,
+                                     networks='none', expected_state='ERROR')
+        self.assertIn('nova_altdriver has no device for disk 1 on bus',
+                      server['fault']['message'])
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+
+        good = self.upload_image(self.make_qcow2())
+        server = self._create_server(image_uuid=good,
+                                     flavor_id=self.flavor_id,
+                                     networks='none')
+        rescue = self.upload_image(self.make_qcow2('rescue.qcow2'),
+                                   hw_rescue_bus='uml')
+        self.api.post_server_action(server['id'], {
+            'rescue': {'rescue_image_ref': rescue}})
+        server = self._wait_for_state_change(server, 'ERROR')
+        self.assertIn('nova_altdriver has no device for disk 1 on bus',
+                      server['fault']['message'])
+        self.admin_api.post_server_action(server['id'], {
+            'os-resetState': {'state': 'active'}})
+        self._reboot_server(server, hard=True)
+        self.assertEqual(['disk', 'disk.info'],
+                         sorted(os.listdir(self.instance_dir(server))))

@@ -174,13 +174,17 @@ class RescueEdgeTest(base.TestCase):
     def test_a_server_named_after_the_rescue_disk_gets_its_definition(self):
         # Its name is in the domain XML: that is no rescue definition.
         server = self.boot(name='my disk.rescue server')
-        original = etree.tostring(self.domain_xml(
-            self.compute, server).find('devices'))
+        # Marked so that the saved definition tells itself apart from one
+        # made again from nova's data.
+        conn = self.hypervisor_of(self.compute)
+        xml = self.domain_xml(self.compute, server)
+        etree.SubElement(xml, 'description').text = 'the saved one'
+        conn.defineXML(etree.tostring(xml, encoding='unicode'))
         self.api.post_server_action(server['id'], {'rescue': {}})
         self._wait_for_state_change(server, 'RESCUE')
         self._unrescue_server(server)
-        self.assertEqual(original, etree.tostring(self.domain_xml(
-            self.compute, server).find('devices')))
+        self.assertEqual('the saved one', self.domain_xml(
+            self.compute, server).findtext('description'))
 
     def test_a_hostile_rescue_image_leaves_the_server_running(self):
         server = self.boot()
