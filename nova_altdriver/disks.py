@@ -168,8 +168,13 @@ class InstanceDisks(object):
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir)
             self.created.append(self.dir)
-        with fileutils.remove_path_on_error(path):
-            make(path)
+        # Made whole under another name: a disk that exists is reused as
+        # the guest's (above), so a half-made one must never carry the name
+        # (nova-compute killed in the middle of an unshelve's rebase).
+        part = path + '.part'
+        with fileutils.remove_path_on_error(part):
+            make(part)
+            os.rename(part, path)
         self.created.append(path)
         return path, fmt
 
