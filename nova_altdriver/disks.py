@@ -337,7 +337,8 @@ def remove_rescue_files(instance, keep_saved_definition=False):
     names = glob.glob(os.path.join(instance_dir(instance),
                                    '*' + RESCUE_SUFFIX))
     if not keep_saved_definition:
-        names.append(os.path.join(instance_dir(instance), UNRESCUE_XML))
+        names += [os.path.join(instance_dir(instance), UNRESCUE_XML),
+                  os.path.join(instance_dir(instance), UNRESCUE_XML + '.tmp')]
     for path in names:
         try:
             os.unlink(path)

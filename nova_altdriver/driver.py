@@ -96,6 +96,7 @@ class AltDriver(driver.ComputeDriver):
         os.makedirs(self._instances_path, exist_ok=True)
         self._local_node_uuid()
         self._snapshot.recover_interrupted(host)
+        self._image_cache.remove_unfinished()
 
     def _require(self, name, version, minimum):
         if version < _version_number(minimum):

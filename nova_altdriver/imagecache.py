@@ -286,8 +286,22 @@ class ImageCacheManager(imagecache.ImageCacheManager):
             if name in in_use:
                 _touch(path)
             elif (self.remove_unused_base_images and
-                    not name.endswith('.tmp')):
+                    '.tmp' not in name):
                 _remove_if_unused_long_enough(name, path)
+        self.remove_unfinished()
+
+    def remove_unfinished(self):
+        """Removes what fetches that died left in the cache (``.tmp``,
+        ``.tmp.part``): under the base's lock, so never a file a living
+        fetch writes.
+        """
+        if not os.path.isdir(base_dir()):
+            return
+        for name in os.listdir(base_dir()):
+            base, dot, _rest = name.partition('.tmp')
+            if dot:
+                with _locked(base):
+                    _discard(os.path.join(base_dir(), name))
 
     def _get_base(self):
         return base_dir()
@@ -297,6 +311,13 @@ class ImageCacheManager(imagecache.ImageCacheManager):
             return 0
         return sum(os.stat(os.path.join(base_dir(), n)).st_blocks * 512
                    for n in os.listdir(base_dir()))
+
+
+def _discard(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _touch(path):

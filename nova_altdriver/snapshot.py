@@ -106,6 +106,22 @@ def _work_dirs(instance_uuid=None):
     return [(owner, path) for _mtime, owner, path in sorted(found)]
 
 
+def _remove_unfinished_work_dirs():
+    """Work directories a nova-compute did not live to give an owner: they
+    never held anything (the owner is written before anything else).
+    """
+    root = paths.snapshots_directory()
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(root, name)
+        if (_instance_uuid(name) and os.path.isdir(path) and
+                set(os.listdir(path)) <= {_OWNER + '.tmp'}):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _read(path):
     with open(path) as f:
         return f.read()
@@ -305,6 +321,7 @@ class Snapshot(object):
         path made are theirs. One that cannot be finished stays (with the
         guest's writes) and nova-compute starts all the same.
         """
+        _remove_unfinished_work_dirs()
         for instance_uuid, work in _work_dirs():
             if _owner(work) != host:
                 continue

@@ -116,3 +116,16 @@ class DiskInfoTest(base.TestCase):
         self.assertEqual('old', open(path).read())
         self.assertEqual(['file'], [n for n in os.listdir(self.tmp)
                                     if n.startswith('file')])
+
+
+class RescueFilesTest(base.TestCase):
+
+    def test_a_rescue_killed_while_saving_the_definition_leaves_nothing(self):
+        instance = objects.Instance(uuid=IMAGE)
+        os.makedirs(disks.instance_dir(instance))
+        for name in ('disk', 'disk.rescue', 'disk.config.rescue',
+                     'unrescue.xml', 'unrescue.xml.tmp'):
+            open(os.path.join(disks.instance_dir(instance), name),
+                 'w').close()
+        disks.remove_rescue_files(instance)
+        self.assertEqual(['disk'], os.listdir(disks.instance_dir(instance)))

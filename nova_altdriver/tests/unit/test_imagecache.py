@@ -142,3 +142,16 @@ class Qcow2HeaderTest(base.TestCase):
         self.assertFalse(imagecache.is_plain_qcow2(external))
         self.assertTrue(imagecache.is_plain_qcow2(
             self.make('v2', '-o', 'compat=0.10')))
+
+
+class UnfinishedFetchTest(base.TestCase):
+
+    def test_what_a_dead_fetch_left_goes_and_the_bases_stay(self):
+        os.makedirs(imagecache.base_dir())
+        names = ['abc', 'abc.tmp', 'abc.tmp.part', 'def.boot',
+                 'def.boot.tmp', 'swap_512']
+        for name in names:
+            open(os.path.join(imagecache.base_dir(), name), 'w').close()
+        imagecache.ImageCacheManager().remove_unfinished()
+        self.assertEqual(['abc', 'def.boot', 'swap_512'],
+                         sorted(os.listdir(imagecache.base_dir())))

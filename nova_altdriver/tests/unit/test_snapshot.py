@@ -126,6 +126,7 @@ class RecoveryTest(base.TestCase):
         for name in ('lost+found', 'tmpab12cd34',
                      str(uuid.uuid4()) + '-without-owner-file'):
             os.makedirs(os.path.join(self.snapshots, name))
+            open(os.path.join(self.snapshots, name, 'theirs'), 'w').close()
         open(os.path.join(self.snapshots, 'stray-file'), 'w').close()
         instance_uuid, disk, work = self.interrupted()
         self.snapshot.recover_interrupted('compute1')
@@ -164,3 +165,14 @@ class RecoveryTest(base.TestCase):
         instance_uuid, disk, work = self.interrupted()
         self.snapshot.forget(objects.Instance(uuid=instance_uuid))
         self.assertFalse(os.path.exists(work))
+
+    def test_a_work_directory_that_never_got_an_owner_goes(self):
+        # nova-compute killed between making the directory and naming its
+        # owner: nothing was ever redirected into it
+        unnamed = os.path.join(self.snapshots, str(uuid.uuid4()) + '-abc')
+        os.makedirs(unnamed)
+        half_named = os.path.join(self.snapshots, str(uuid.uuid4()) + '-d')
+        os.makedirs(half_named)
+        open(os.path.join(half_named, 'host.tmp'), 'w').close()
+        self.snapshot.recover_interrupted('compute1')
+        self.assertEqual([], os.listdir(self.snapshots))
