@@ -43,14 +43,25 @@ _DESTROY_RETRY_SECONDS = 1.0
 
 
 def _gone_is_not_found(method):
+    """A domain call: a guest removed meanwhile is InstanceNotFound, and a
+    call that met a libvirtd restart (the connection broke under it) is
+    made once more on a new connection.
+    """
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise exception.InstanceNotFound(instance_id=self.uuid)
-            raise
+        for attempt in (1, 2):
+            try:
+                return method(self, *args, **kwargs)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    raise exception.InstanceNotFound(instance_id=self.uuid)
+                fresh = (self._reconnect(self._domain, e)
+                         if self._reconnect and attempt == 1 else None)
+                if fresh is None:
+                    raise
+                LOG.warning('libvirtd went away under a call on %s (%s); '
+                            'calling again', self.uuid, e)
+                self._domain = fresh
     return wrapper
 
 
@@ -61,8 +72,12 @@ class BlockJobEnded(exception.NovaException):
 
 class Guest(object):
 
-    def __init__(self, domain):
+    def __init__(self, domain, reconnect=None):
+        """:param reconnect: reconnect(domain, error) gives the domain on a
+            new connection when error says libvirtd went away, else None
+        """
         self._domain = domain
+        self._reconnect = reconnect
         self._uuid = domain.UUIDString()  # kept: it names a guest gone
 
     @property
@@ -130,6 +145,7 @@ class Guest(object):
                             self.uuid, e)
                 time.sleep(_DESTROY_RETRY_SECONDS)
 
+    @_gone_is_not_found
     def hard_stop(self):
         """Powers off at once."""
         self._unless_off(self._destroy)
@@ -157,6 +173,7 @@ class Guest(object):
             if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
 
+    @_gone_is_not_found
     def shutdown(self):
         """Presses the ACPI power button (the guest decides what to do)."""
         self._unless_off(self._domain.shutdown)

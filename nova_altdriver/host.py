@@ -259,8 +259,20 @@ class Host(object):
 
     # -- guests -----------------------------------------------------------
 
+    def _guest(self, domain):
+        return guest_mod.Guest(domain, reconnect=self._domain_again)
+
+    def _domain_again(self, domain, error):
+        """domain on a new connection when error says libvirtd went away
+        (its restart breaks open connections), else None.
+        """
+        if not is_connection_lost(error):
+            return None
+        self._forget_connection(domain.connect())
+        return self.call(lambda c: c.lookupByUUIDString(domain.UUIDString()))
+
     def list_guests(self):
-        return [guest_mod.Guest(d)
+        return [self._guest(d)
                 for d in self.call(lambda c: c.listAllDomains(0))]
 
     def guest_states(self):
@@ -276,12 +288,12 @@ class Host(object):
 
     def define(self, xml):
         """Defines (or redefines) a persistent domain; returns its Guest."""
-        return guest_mod.Guest(self.call(lambda c: c.defineXML(xml)))
+        return self._guest(self.call(lambda c: c.defineXML(xml)))
 
     def find_guest(self, uuid):
         """The guest with this UUID, or None."""
         try:
-            return guest_mod.Guest(
+            return self._guest(
                 self.call(lambda c: c.lookupByUUIDString(uuid)))
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:

@@ -126,3 +126,53 @@ class EventTest(base.TestCase):
         self.assertNotIn('altdriver-events',
                          [t.name for t in threading.enumerate()])
         self.assertRaises(libvirt.libvirtError, conn.getHostname)
+
+
+class GuestAfterRestartTest(base.TestCase):
+    """A Guest found before libvirtd restarted still works after it."""
+
+    class BrokenOnce(object):
+        """The domain as a restart leaves it: its next call fails with the
+        error a broken connection gives (a restart cannot be staged on the
+        test driver).
+        """
+
+        def __init__(self, domain):
+            self._domain = domain
+            self.broken = True
+
+        def __getattr__(self, name):
+            attr = getattr(self._domain, name)
+            if name in ('connect', 'UUIDString') or not self.broken:
+                return attr
+
+            def lost(*args):
+                self.broken = False
+                error = libvirt.libvirtError('Cannot write data: Broken pipe')
+                error.err = (libvirt.VIR_ERR_SYSTEM_ERROR,
+                             libvirt.VIR_FROM_RPC, 'Broken pipe', 2, None,
+                             None, None, 32, 0)
+                raise error
+            return lost
+
+    def test_a_call_is_made_again_on_a_new_connection(self):
+        host = host_mod.Host(self.uri)
+        self.addCleanup(host.close)
+        instance_uuid = str(uuid.uuid4())
+        guest = host.define(libvirt_test_driver.domain_xml(
+            instance_uuid, 'instance-1'))
+        first = host.get_connection()
+        # (a libvirtd keeps definitions across its restart)
+        libvirt_test_driver.persist_domains(first, self.uri)
+        guest._domain = self.BrokenOnce(guest._domain)
+        guest.hard_stop()
+        self.assertFalse(guest.is_active())
+        self.assertIsNot(first, host.get_connection())
+
+    def test_other_errors_are_not_made_again(self):
+        host = host_mod.Host(self.uri)
+        self.addCleanup(host.close)
+        guest = host.define(libvirt_test_driver.domain_xml(
+            str(uuid.uuid4()), 'instance-1'))
+        guest.start()
+        self.assertRaises(libvirt.libvirtError, guest.start)  # running
