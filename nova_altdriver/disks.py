@@ -196,8 +196,10 @@ class InstanceDisks(object):
     def root(self, context):
         path = self.path('disk')
         base = None
-        if (not os.path.exists(path) or
-                recorded_format(self.instance, path) == 'qcow2'):
+        shelved = self.instance.system_metadata.get('shelved_image_id')
+        if not os.path.exists(path):
+            base, from_shelve_image = self._root_base(context, shelved)
+        elif recorded_format(self.instance, path) == 'qcow2':
             # Also brings back a base the cache lost under an existing
             # overlay (hard reboot is the repair tool).
             base = imagecache.fetch_image(
@@ -213,12 +215,32 @@ class InstanceDisks(object):
                 _full_copy(base, path, max(size, virtual))
                 return
             overlay(base, path, max(size, virtual))
-            if self.instance.vm_state == vm_states.SHELVED_OFFLOADED:
+            if from_shelve_image:
                 self._detach_from_shelve_image(context, path)
         path, fmt = self._ensure('disk', make,
                                  'qcow2' if CONF.use_cow_images else 'raw')
         return domain.Disk(path, fmt, self._device(self.disk_bus),
                            self.disk_bus)
+
+    def _root_base(self, context, shelved):
+        """(base, whether it is the shelve image) of a new root disk. An
+        unshelve that never finished (nova-compute died in it; a hard reboot
+        is the repair) left the guest's data in the shelve image only.
+        """
+        image_id = self.image_meta.id
+        if shelved and (image_id == shelved or self.instance.vm_state !=
+                        vm_states.SHELVED_OFFLOADED):
+            try:
+                return imagecache.fetch_image(
+                    context, shelved, self.instance.trusted_certs), True
+            except exception.ImageNotFound:
+                LOG.warning('Shelve image %s is gone: the disk starts from '
+                            'image %s', shelved, image_id,
+                            instance=self.instance)
+        base = imagecache.fetch_image(context, image_id,
+                                      self.instance.trusted_certs)
+        return base, (self.instance.vm_state ==
+                      vm_states.SHELVED_OFFLOADED)
 
     def _detach_from_shelve_image(self, context, path):
         """Unshelve boots from the shelve snapshot, which nova deletes right

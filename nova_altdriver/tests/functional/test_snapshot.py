@@ -2,6 +2,7 @@
 cannot snapshot running guests: that path runs on real QEMU, e2e tier)."""
 
 import os
+import subprocess
 
 from nova import context as nova_context
 from nova import objects
@@ -111,3 +112,31 @@ class SnapshotShelveTest(base.TestCase):
         self.assertEqual('compute2', server['OS-EXT-SRV-ATTR:host'])
         self.assertIsNotNone(self.hypervisor_of(other).lookupByUUIDString(
             self.server['id']))
+
+    def test_hard_reboot_after_an_unshelve_nova_compute_did_not_finish(self):
+        # nova-compute died during the unshelve's spawn, before the disk
+        # was whole: on restart nova marks the server ERROR on this host,
+        # and the guest's data is in the shelve image only.
+        self.flags(shelved_offload_time=0)
+        root = os.path.join(self.instance_dir(self.server), 'disk')
+        subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 9 0 64k',
+                        root], check=True, capture_output=True)
+        self._shelve_server(self.server)
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, self.server['id'])
+        instance.vm_state, instance.task_state = 'error', None
+        instance.host = instance.node = 'compute1'
+        instance.compute_id = objects.ComputeNode.get_by_nodename(
+            ctxt, 'compute1').id
+        instance.save()
+
+        self.admin_api.post_server_action(self.server['id'], {
+            'os-resetState': {'state': 'active'}})
+        self._reboot_server(self.server, hard=True)
+        read = subprocess.run(['qemu-io', '-f', 'qcow2', '-c',
+                               'read -P 9 0 64k', root],
+                              capture_output=True, text=True)
+        self.assertNotIn('Pattern verification failed', read.stdout)
+        self.assertEqual(   # not left on the shelve image
+            os.path.join(self.base_dir(), test_lifecycle.sha1(self.image_id)),
+            test_lifecycle.backing_file(root))
