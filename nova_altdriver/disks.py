@@ -196,9 +196,9 @@ class InstanceDisks(object):
     def root(self, context):
         path = self.path('disk')
         base = None
-        shelved = self.instance.system_metadata.get('shelved_image_id')
+        from_shelve_image = False
         if not os.path.exists(path):
-            base, from_shelve_image = self._root_base(context, shelved)
+            base, from_shelve_image = self._root_base(context)
         elif recorded_format(self.instance, path) == 'qcow2':
             # Also brings back a base the cache lost under an existing
             # overlay (hard reboot is the repair tool).
@@ -222,25 +222,17 @@ class InstanceDisks(object):
         return domain.Disk(path, fmt, self._device(self.disk_bus),
                            self.disk_bus)
 
-    def _root_base(self, context, shelved):
-        """(base, whether it is the shelve image) of a new root disk. An
-        unshelve that never finished (nova-compute died in it; a hard reboot
-        is the repair) left the guest's data in the shelve image only.
+    def _root_base(self, context):
+        """(base, whether it is the shelve image) of a new root disk: the
+        shelve image is detached from once the disk is made, also when the
+        unshelve never finished (nova-compute died in it, and nova left the
+        server on the shelve image for a hard reboot to repair).
         """
-        image_id = self.image_meta.id
-        if shelved and (image_id == shelved or self.instance.vm_state !=
-                        vm_states.SHELVED_OFFLOADED):
-            try:
-                return imagecache.fetch_image(
-                    context, shelved, self.instance.trusted_certs), True
-            except exception.ImageNotFound:
-                LOG.warning('Shelve image %s is gone: the disk starts from '
-                            'image %s', shelved, image_id,
-                            instance=self.instance)
-        base = imagecache.fetch_image(context, image_id,
+        shelved = self.instance.system_metadata.get('shelved_image_id')
+        base = imagecache.fetch_image(context, self.image_meta.id,
                                       self.instance.trusted_certs)
-        return base, (self.instance.vm_state ==
-                      vm_states.SHELVED_OFFLOADED)
+        return base, (self.image_meta.id == shelved or
+                      self.instance.vm_state == vm_states.SHELVED_OFFLOADED)
 
     def _detach_from_shelve_image(self, context, path):
         """Unshelve boots from the shelve snapshot, which nova deletes right
@@ -362,10 +354,7 @@ def remove_rescue_files(instance, keep_saved_definition=False):
         names += [os.path.join(instance_dir(instance), UNRESCUE_XML),
                   os.path.join(instance_dir(instance), UNRESCUE_XML + '.tmp')]
     for path in names:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        fileutils.delete_if_exists(path)
 
 
 # -- is the instances path shared with another host? ------------------------

@@ -301,7 +301,7 @@ class ImageCacheManager(imagecache.ImageCacheManager):
             base, dot, _rest = name.partition('.tmp')
             if dot:
                 with _locked(base):
-                    _discard(os.path.join(base_dir(), name))
+                    fileutils.delete_if_exists(os.path.join(base_dir(), name))
 
     def _get_base(self):
         return base_dir()
@@ -311,13 +311,6 @@ class ImageCacheManager(imagecache.ImageCacheManager):
             return 0
         return sum(os.stat(os.path.join(base_dir(), n)).st_blocks * 512
                    for n in os.listdir(base_dir()))
-
-
-def _discard(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _touch(path):

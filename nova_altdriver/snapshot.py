@@ -32,6 +32,7 @@ from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import excutils
+from oslo_utils import fileutils
 
 import nova.conf
 from nova_altdriver import disks
@@ -147,13 +148,6 @@ def _pending(work):
                for name in (_OVERLAY, _DEFINITION))
 
 
-def _discard(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 class Snapshot(object):
 
     def __init__(self, host):
@@ -180,7 +174,7 @@ class Snapshot(object):
                 else:
                     _convert(root, root_format, out)
             except Exception:
-                _discard(out)
+                fileutils.delete_if_exists(out)
                 gone = self._host.find_guest(instance.uuid) is None
                 if not _pending(work) or (gone and not os.path.isdir(
                         disks.instance_dir(instance))):
@@ -228,7 +222,7 @@ class Snapshot(object):
         except Exception:
             with excutils.save_and_reraise_exception():
                 if not os.path.exists(overlay):  # nothing was redirected
-                    _discard(definition)
+                    fileutils.delete_if_exists(definition)
         try:
             # Stable now: the guest writes elsewhere.
             _convert(root, root_format, out)
@@ -275,7 +269,7 @@ class Snapshot(object):
         definition = os.path.join(work, _DEFINITION)
         if guest is not None and overlay in guest.disk_files(inactive=True):
             self._host.define(_read(definition))
-        _discard(definition)
+        fileutils.delete_if_exists(definition)
         LOG.debug('Snapshot overlay of %s folded back in %.2f s',
                   instance_uuid, time.monotonic() - started)
 

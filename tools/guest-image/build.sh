@@ -190,7 +190,7 @@ TIMEOUT 0
 LABEL altdriver
   KERNEL /vmlinuz
   INITRD /initrd.img
-  APPEND console=ttyS0 quiet altdriver.role=guest
+  APPEND console=ttyS0 quiet no_timer_check altdriver.role=guest
 EOF
 printf 'guest\n' >"$W/altdriver-role"
 printf 'base-image\n' >"$W/marker.txt"

@@ -2,8 +2,9 @@
 # Boot the test guest image under the local libvirtd + QEMU (TCG) and check
 # what the project relies on:
 #   boot markers, boot counter on a qcow2 overlay, ACPI shutdown (virsh
-#   shutdown) and a second boot, rescue image writing to the guest disk and
-#   the guest reading it back.  With --all also: direct kernel boot and a
+#   shutdown) and a second boot, the heartbeat surviving both and a killed
+#   QEMU, rescue image writing to the guest disk (but no heartbeat) and the
+#   guest reading it back.  With --all also: direct kernel boot and a
 #   config drive (iso9660 cdrom on the ide bus).
 #
 #   tools/guest-image/verify.sh [--all] [IMAGE_DIR]
@@ -95,7 +96,32 @@ running() { virsh -q -c "$URI" domstate "$1" 2>/dev/null | grep -q running; }
 stop() { # destroy if still there
     virsh -q -c "$URI" destroy "$1" >/dev/null 2>&1 || true
 }
-show() { echo "---- $1"; tr -d '\r' <"$1" | grep -a ALTDRIVER- | grep -v TICK | sed 's/^/    /'; }
+show() {
+    echo "---- $1"
+    tr -d '\r' <"$1" | grep -a ALTDRIVER- | grep -av -e TICK -e 'ALTDRIVER-HB ' | sed 's/^/    /'
+}
+# hb CONSOLE [FOUND]: the last heartbeat the guest announced (with FOUND:
+# the counter it found at boot), 0 when none
+hb() {
+    local m='ALTDRIVER-HB'
+    [ -n "${2:-}" ] && m=ALTDRIVER-HB-FOUND
+    tr -d '\r' <"$1" | awk -v m="$m" '$1 == m { n = $2 } END { print n + 0 }'
+}
+# hb_found CONSOLE LOW HIGH WHAT: the guest found between LOW and HIGH
+hb_found() {
+    local found
+    wait_for "$1" '^ALTDRIVER-HB-FOUND' 10
+    found=$(hb "$1" found)
+    if [ "$found" -ge "$2" ] && [ "$found" -le "$3" ]; then
+        ok "$4: heartbeat found $found (announced $2)"
+    else
+        bad "$4: heartbeat found $found, expected $2..$3"
+    fi
+}
+kill_qemu() { # SIGKILL: no flush, no clean close of the disk images
+    kill -9 "$(cat "/run/libvirt/qemu/$1.pid")"
+    for _ in $(seq 50); do running "$1" || break; sleep 0.1; done
+}
 
 for f in disk.qcow2 rescue.qcow2 vmlinuz initrd.img; do
     [ -f "$IMG/$f" ] || die "$IMG/$f missing"
@@ -116,6 +142,8 @@ for m in '^ALTDRIVER-BOOT' '^ALTDRIVER-DISKS vda' '^ALTDRIVER-SELF vda role=gues
     expect "$C" "$m" "boot 1 ${m#^ALTDRIVER-}"
 done
 wait_for "$C" '^ALTDRIVER-TICK' 10 && ok "boot 1 TICK" || bad "boot 1 TICK"
+expect "$C" '^ALTDRIVER-HB-FOUND 0[^0-9]' "boot 1 HB-FOUND 0"
+wait_for "$C" '^ALTDRIVER-HB 3[^0-9]' 10 && ok "boot 1 heartbeat" || bad "boot 1 heartbeat"
 t=$(now)
 virsh -q -c "$URI" shutdown "$PREFIX-boot1" >/dev/null
 for _ in $(seq 100); do running "$PREFIX-boot1" || break; sleep 0.1; done
@@ -133,6 +161,11 @@ C=$T/boot2.log
 start "$PREFIX-boot2" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)"
 wait_for "$C" '^ALTDRIVER-READY' && ok "boot 2 READY after $(since "$STARTED") s" || bad "boot 2 READY"
 expect "$C" '^ALTDRIVER-BOOTCOUNT 2' "boot 2 BOOTCOUNT 2"
+n=$(hb "$T/boot1.log")
+hb_found "$C" "$n" "$n" "boot 2 after ACPI shutdown"
+wait_for "$C" "^ALTDRIVER-HB $((n + 3))[^0-9]" 10 || bad "boot 2 heartbeat"
+kill_qemu "$PREFIX-boot2"
+running "$PREFIX-boot2" && bad "boot 2: QEMU survived SIGKILL"
 stop "$PREFIX-boot2"
 
 # 3. rescue: rescue disk first, guest disk second
@@ -143,6 +176,8 @@ wait_for "$C" '^ALTDRIVER-READY' && ok "rescue READY after $(since "$STARTED") s
 expect "$C" '^ALTDRIVER-SELF vda role=rescue' "rescue SELF vda role=rescue"
 expect "$C" '^ALTDRIVER-OTHER vdb marker=base-image' "rescue OTHER vdb"
 expect "$C" '^ALTDRIVER-RESCUE-WROTE vdb' "rescue RESCUE-WROTE vdb"
+sleep 2
+grep -aq '^ALTDRIVER-HB' "$C" && bad "rescue guest wrote a heartbeat" || ok "rescue: no heartbeat"
 stop "$PREFIX-rescue"
 show "$C"
 
@@ -152,6 +187,9 @@ start "$PREFIX-boot3" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)"
 wait_for "$C" '^ALTDRIVER-READY' && ok "boot 3 READY after $(since "$STARTED") s" || bad "boot 3 READY"
 expect "$C" '^ALTDRIVER-RESCUED rescued-by-rescue-image at boot 1' "boot 3 RESCUED"
 expect "$C" '^ALTDRIVER-BOOTCOUNT 3' "boot 3 BOOTCOUNT 3"
+# one more than announced: a write that landed just before the kill
+n=$(hb "$T/boot2.log")
+hb_found "$C" "$n" "$((n + 1))" "boot 3 after QEMU was killed"
 stop "$PREFIX-boot3"
 show "$C"
 

@@ -150,12 +150,13 @@ class TestCase(base.TestCase):
                 text, timeout, f.read()[-3000:]))
 
 
-def restart_libvirtd():
-    """Restarts libvirtd as an operator's package upgrade would; running
-    guests survive, open connections break.
+def restart_libvirtd(pid_file='/run/libvirtd.pid', start=('libvirtd', '-d'),
+                     uri=URI):
+    """Restarts a libvirtd (by default the main one) as an operator's
+    package upgrade would; running guests survive, open connections break.
     """
-    # The main daemon only (its pid file): other tests' daemons live on.
-    with open('/run/libvirtd.pid') as f:
+    # The daemon of that pid file only: other tests' daemons live on.
+    with open(pid_file) as f:
         pid = int(f.read())
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
@@ -163,11 +164,11 @@ def restart_libvirtd():
         if time.monotonic() > deadline:
             raise RuntimeError('libvirtd did not stop')
         time.sleep(0.2)
-    subprocess.run(['libvirtd', '-d'], check=True)
+    subprocess.run(list(start), check=True)
     deadline = time.monotonic() + 60
     while True:
         try:
-            libvirt.open(URI).close()
+            libvirt.open(uri).close()
             return
         except libvirt.libvirtError:
             if time.monotonic() > deadline:

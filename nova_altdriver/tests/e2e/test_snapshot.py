@@ -37,6 +37,14 @@ def ticks(console):
             if line.startswith('ALTDRIVER-TICK ')]
 
 
+def heartbeats(console, marker='ALTDRIVER-HB '):
+    """The heartbeat counters the guest announced once they were on its
+    disk (or with marker 'ALTDRIVER-HB-FOUND ', what it found at boot).
+    """
+    return [int(line.split()[1]) for line in console.splitlines()
+            if line.startswith(marker)]
+
+
 class SnapshotTest(base.TestCase):
 
     def setUp(self):
@@ -117,6 +125,14 @@ class SnapshotTest(base.TestCase):
                 side_effect=exception.ImageNotFound(image_id=image_id)):
             self.assertRaises(exception.ImageNotFound, snapshot)
         assertUnharmed()
+        # ... quiescing, required, fails (no agent answers) ...
+        meta = instance.system_metadata  # (what image_meta is made from)
+        meta['image_hw_qemu_guest_agent'] = 'yes'
+        meta['image_os_require_quiesce'] = 'yes'
+        self.assertRaises(exception.InstanceQuiesceFailed, snapshot)
+        assertUnharmed()
+        del meta['image_hw_qemu_guest_agent']
+        del meta['image_os_require_quiesce']
         # ... the guest is deleted meanwhile: nova is told so.
 
         def delete_guest(*args):
@@ -154,6 +170,79 @@ class SnapshotTest(base.TestCase):
         ticks_before = len(ticks(self.console(server)))
         time.sleep(4)
         self.assertGreater(len(ticks(self.console(server))), ticks_before)
+
+    def assertWritesKept(self, server, before):
+        """The guest's next boot finds every heartbeat it announced before
+        (console up to before), none lost.
+        """
+        console = self.wait_for_guest(server, 'ALTDRIVER-HB-FOUND', 120)
+        while len(heartbeats(console, 'ALTDRIVER-HB-FOUND ')) < 2:
+            time.sleep(1)
+            console = self.console(server)
+        announced = max(heartbeats(before))
+        found = heartbeats(console, 'ALTDRIVER-HB-FOUND ')[-1]
+        self.assertGreaterEqual(found, announced,
+                                'the guest lost writes it saw completed')
+
+    def test_a_failed_fold_back_keeps_the_guests_writes(self):
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-HB 3')
+        root = os.path.join(self.instance_dir(server), 'disk')
+        before = chain(root)
+        # The commit back fails (every attempt): the guest goes on writing
+        # to the temporary overlay, which must outlive the failed snapshot.
+        with fixtures.MockPatch(
+                'nova_altdriver.guest.Guest.commit_active_layer',
+                side_effect=exception.NovaException('commit failed')):
+            self.api.post_server_action(
+                server['id'], {'createImage': {'name': 'snap'}})
+            # (the API set a task state; the failure ends it)
+            self._wait_for_server_parameter(
+                server, {'OS-EXT-STS:task_state': None})
+        time.sleep(3)  # more writes into the overlay
+        self.assertNotEqual(root, self.domain_disk(server))
+        console = self.console(server)
+
+        # nova's ordinary action brings the writes back into the disk.
+        self._reboot_server(server, hard=True)
+        self.assertWritesKept(server, console)
+        self.assertEqual(before, chain(root))
+        self.assertEqual([], os.listdir(
+            os.path.join(self.instances_path, 'snapshots')))
+
+    def test_a_commit_that_outlived_nova_compute_is_finished(self):
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-HB 3')
+        root = os.path.join(self.instance_dir(server), 'disk')
+        before = chain(root)
+
+        def die_after_starting_the_commit(instance_uuid, work):
+            guest = self.driver_of(self.compute)._host.find_guest(
+                instance_uuid)
+            guest.commit_active_layer(guest.disk_target(
+                os.path.join(work, 'writes-meanwhile.qcow2')))
+            raise SystemExit('nova-compute killed')  # runs no clean-up
+
+        with fixtures.MockPatch(
+                'nova_altdriver.snapshot.Snapshot._fold_back_retrying',
+                side_effect=die_after_starting_the_commit):
+            self.api.post_server_action(
+                server['id'], {'createImage': {'name': 'snap'}})
+            self._wait_for_assert(lambda: self.assertTrue(
+                self.conn.lookupByUUIDString(server['id']).blockJobInfo(
+                    'vda', 0)))
+        console = self.console(server)
+
+        self.compute = self.restart_compute_service(self.compute)
+
+        self.assertEqual(root, self.domain_disk(server))
+        self.assertEqual({}, self.conn.lookupByUUIDString(
+            server['id']).blockJobInfo('vda', 0))
+        self.assertEqual(before, chain(root))
+        self.assertEqual([], os.listdir(
+            os.path.join(self.instances_path, 'snapshots')))
+        self._reboot_server(server, hard=True)
+        self.assertWritesKept(server, console)
 
     def domain_disk(self, server):
         """The file the guest's vda is now backed by (live definition)."""

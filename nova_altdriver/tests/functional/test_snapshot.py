@@ -113,10 +113,11 @@ class SnapshotShelveTest(base.TestCase):
         self.assertIsNotNone(self.hypervisor_of(other).lookupByUUIDString(
             self.server['id']))
 
-    def test_hard_reboot_after_an_unshelve_nova_compute_did_not_finish(self):
+    def test_hard_reboot_after_an_unshelve_nova_compute_did_not_end(self):
         # nova-compute died during the unshelve's spawn, before the disk
         # was whole: on restart nova marks the server ERROR on this host,
-        # and the guest's data is in the shelve image only.
+        # its image the shelve image (saved by the resource claim), which
+        # alone holds the guest's data.
         self.flags(shelved_offload_time=0)
         root = os.path.join(self.instance_dir(self.server), 'disk')
         subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 9 0 64k',
@@ -124,6 +125,7 @@ class SnapshotShelveTest(base.TestCase):
         self._shelve_server(self.server)
         ctxt = nova_context.get_admin_context()
         instance = objects.Instance.get_by_uuid(ctxt, self.server['id'])
+        instance.image_ref = instance.system_metadata['shelved_image_id']
         instance.vm_state, instance.task_state = 'error', None
         instance.host = instance.node = 'compute1'
         instance.compute_id = objects.ComputeNode.get_by_nodename(
