@@ -38,6 +38,7 @@ LOG = logging.getLogger(__name__)
 RESCUE_SUFFIX = '.rescue'
 RESCUE_DISK = 'disk' + RESCUE_SUFFIX
 UNRESCUE_XML = 'unrescue.xml'  # the definition a rescue replaced
+UNFINISHED_SUFFIX = '.part'  # a disk being made (renamed once whole)
 
 
 def instance_dir(instance):
@@ -171,7 +172,7 @@ class InstanceDisks(object):
         # Made whole under another name: a disk that exists is reused as
         # the guest's (above), so a half-made one must never carry the name
         # (nova-compute killed in the middle of an unshelve's rebase).
-        part = path + '.part'
+        part = path + UNFINISHED_SUFFIX
         with fileutils.remove_path_on_error(part):
             make(part)
             os.rename(part, path)
@@ -329,6 +330,7 @@ def all_disks(context, instance, image_meta, block_device_info,
     if driver.block_device_info_get_mapping(block_device_info):
         raise exception.NovaException(
             'nova_altdriver does not attach volumes yet')
+    _remove_unfinished(instance)
     disks = InstanceDisks(instance, image_meta)
     try:
         layout = [disks.root(context)]
@@ -344,10 +346,21 @@ def all_disks(context, instance, image_meta, block_device_info,
     return disks, layout, kernel, ramdisk
 
 
-def remove_rescue_files(instance, keep_saved_definition=False):
-    """Deletes every *.rescue file of instance and, unless told to keep it,
-    the definition a rescue saved.
+def _remove_unfinished(instance, pattern='*'):
+    """Deletes the disks an operation nova-compute did not finish was
+    making (pattern: which disks' names).
     """
+    for path in glob.glob(os.path.join(instance_dir(instance),
+                                       pattern + UNFINISHED_SUFFIX)):
+        LOG.info('Removing unfinished disk %s', path, instance=instance)
+        fileutils.delete_if_exists(path)
+
+
+def remove_rescue_files(instance, keep_saved_definition=False):
+    """Deletes every *.rescue file of instance (made or being made) and,
+    unless told to keep it, the definition a rescue saved.
+    """
+    _remove_unfinished(instance, '*' + RESCUE_SUFFIX)
     names = glob.glob(os.path.join(instance_dir(instance),
                                    '*' + RESCUE_SUFFIX))
     if not keep_saved_definition:

@@ -8,6 +8,7 @@ host's cached images).
 
 import os
 
+from nova import context as nova_context
 from nova import exception
 from nova import utils
 from nova.virt import driver
@@ -97,6 +98,8 @@ class AltDriver(driver.ComputeDriver):
         self._local_node_uuid()
         self._snapshot.recover_interrupted(host)
         self._image_cache.remove_unfinished()
+        self._lifecycle.remove_unfinished_evacuations(
+            nova_context.get_admin_context(), host)
 
     def _require(self, name, version, minimum):
         if version < _version_number(minimum):

@@ -4,6 +4,8 @@ Spawn builds the instance's disks (disks.py), its domain XML (domain.py)
 and plugs its network (vifs.py), waits for neutron to report the ports
 plugged, and starts it. When anything fails it removes exactly what it made:
 disks that were there before (an evacuation onto shared storage) stay.
+An evacuation to this host that nova-compute did not finish leaves a guest
+nova places elsewhere: it goes when nova-compute starts again.
 """
 
 import os
@@ -12,6 +14,7 @@ from lxml import etree
 from nova.console import type as ctype
 from nova import exception
 from nova.network import model as network_model
+from nova import objects
 from oslo_log import log as logging
 from oslo_utils import excutils
 
@@ -135,6 +138,43 @@ class Lifecycle(object):
                   instance=instance)
         if CONF.vif_plugging_is_fatal:
             raise exception.VirtualInterfaceCreateException()
+
+    def remove_unfinished_evacuations(self, context, host):
+        """Stops and undefines the guests an evacuation to this host left
+        when nova-compute died in it (between the definition and nova's
+        power-off of a stopped server): nova places the server on another
+        host, which a hard reboot or another evacuation starts it on, and
+        nothing in nova ever looks at this host's copy again. A copy left
+        running would be a second QEMU on the server's disks.
+
+        Only where the server's newest move is that evacuation: a guest
+        evacuated away from this host is nova's own to clean up. The disks
+        stay (on a shared instances path they are the server's own).
+        """
+        by_uuid = {g.uuid: g for g in self._host.list_guests()}
+        if not by_uuid:
+            return
+        strangers = objects.InstanceList.get_by_filters(
+            context, {'uuid': list(by_uuid)}, expected_attrs=[])
+        for instance in strangers:
+            if instance.host in (None, host):
+                continue
+            moves = objects.MigrationList.get_by_filters(
+                context, {'instance_uuid': instance.uuid})
+            newest = max(moves, key=lambda m: m.id, default=None)
+            if (newest is None or newest.migration_type != 'evacuation' or
+                    newest.dest_compute != host):
+                continue
+            LOG.warning('Removing the guest of an evacuation to this host '
+                        'that did not finish (migration %s, %s); the server '
+                        'is on host %s', newest.uuid, newest.status,
+                        instance.host, instance=instance)
+            guest = by_uuid[instance.uuid]
+            try:
+                guest.hard_stop()
+            except exception.InstanceNotFound:
+                continue
+            guest.undefine()
 
     def _remove_domain(self, instance, keep_nvram=False):
         guest = self._host.find_guest(instance.uuid)

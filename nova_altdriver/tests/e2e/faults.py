@@ -91,7 +91,7 @@ FAULTS = collections.OrderedDict([
     ('glance', 'Glance upload failed'),
     ('peer', 'other host restarted'),
 ])
-# The Glance upload is one step: the other faults meet every step.
+# The step a failed Glance upload meets.
 UPLOAD = 'glance upload'
 
 # ComputeDriver methods that change guests: a step counts inside them only.
@@ -109,10 +109,12 @@ QUERIES = frozenset((
     'capabilities', 'lib_version', 'hypervisor_type', 'hypervisor_version',
     'node_info', 'memory_stats', 'cpu_stats', 'get_connection'))
 
+# Any operation of the small test guest ends well within this on 2 cores.
 OP_TIMEOUT = 150
 UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                   r'[0-9a-f]{12}')
 
+# In a step's name: what was called @ where from (innermost first).
 STEP_MARK = '@'
 
 
@@ -520,8 +522,10 @@ class LoopFilesystem(fixtures.Fixture):
             os.unlink(self.filler)
 
 
-class SecondLibvirtd(fixtures.Fixture):
-    """A second libvirtd (tools/second-libvirtd.sh) that can be restarted."""
+class PrivateLibvirtd(fixtures.Fixture):
+    """A libvirtd of the test's own (tools/second-libvirtd.sh): restarting
+    it disturbs no other test, and no other test's guests are on it.
+    """
 
     def _setUp(self):
         self.state = self.useFixture(fixtures.TempDir()).path
@@ -850,11 +854,15 @@ class FaultTestCase(base.TestCase):
 
     # -- hosts ----------------------------------------------------------------
 
-    def start_host(self, name, libvirtd=None):
-        """A compute host on the system libvirtd, or on a SecondLibvirtd."""
-        uri = libvirtd.uri if libvirtd else base.URI
-        self.hosts[name] = {'uri': uri, 'libvirtd': libvirtd}
-        self.hosts[name]['compute'] = self.start_compute(name, uri=uri)
+    def start_host(self, name):
+        """A compute host on a libvirtd of its own. Started after the loop
+        mount: the daemon's mount namespace is a copy, and its guests need
+        to see the instances.
+        """
+        libvirtd = self.useFixture(PrivateLibvirtd())
+        self.hosts[name] = {'uri': libvirtd.uri, 'libvirtd': libvirtd}
+        self.hosts[name]['compute'] = self.start_compute(name,
+                                                         uri=libvirtd.uri)
         return self.hosts[name]['compute']
 
     def restart_host(self, name):
@@ -871,11 +879,7 @@ class FaultTestCase(base.TestCase):
         return self.driver_of(self.hosts[name]['compute'])
 
     def restart_libvirtd(self, name):
-        libvirtd = self.hosts[name]['libvirtd']
-        if libvirtd is None:
-            base.restart_libvirtd()
-        else:
-            libvirtd.restart()
+        self.hosts[name]['libvirtd'].restart()
         return True
 
     def host_of(self, server):
@@ -1138,9 +1142,10 @@ class FaultTestCase(base.TestCase):
                     'SUSPENDED': ('resume', {'resume': None}),
                 }.get(status)
             if act is None and status == 'ACTIVE':
+                # (a guest just started needs its boot first)
                 if self.running(server) and self.wait_for_beats(
-                        server, timeout=30 if actions[-1:] == [
-                            'hard reboot'] else 15):
+                        server, timeout=60 if actions[-1:] != [
+                            'restart nova-compute'] else 20):
                     return server
                 act = ('hard reboot', {'reboot': {'type': 'HARD'}})
             taken[act and act[0]] += 1

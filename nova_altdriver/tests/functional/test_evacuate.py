@@ -8,6 +8,7 @@ import subprocess
 
 import fixtures
 
+from nova_altdriver import lifecycle
 from nova_altdriver.tests.functional import base
 from nova_altdriver.tests.functional import test_lifecycle
 
@@ -131,4 +132,40 @@ class EvacuateTest(base.TestCase):
             self._evacuate_server(server, expected_state='ERROR',
                                   expected_migration_status='failed')
 
+        self.assertEqual(before, digest(root))
+
+    def test_evacuating_again_after_the_destination_died_in_it(self):
+        """nova-compute on the destination died with the guest started and
+        before nova recorded the move (none of the spawn's own clean-up
+        ran): nova still places the server on the failed host. Started
+        again, the destination removes its copy, and the operator's
+        evacuation again brings the server up there, its disk intact.
+        """
+        server, root = self.boot_on_compute1(self.instances_path)
+        before = digest(root)
+        self.fail_compute1()
+        compute2 = self.start_compute('compute2',
+                                      instances_path=self.instances_path)
+        create = lifecycle.Lifecycle.create
+
+        def create_then_die(self, *args, **kwargs):
+            create(self, *args, **kwargs)
+            raise RuntimeError('nova-compute died here')
+
+        with fixtures.MonkeyPatch(
+                'nova_altdriver.lifecycle.Lifecycle.create',
+                create_then_die), fixtures.MockPatchObject(
+                lifecycle.Lifecycle, '_remove_domain'):
+            self._evacuate_server(server, expected_state='ERROR',
+                                  expected_migration_status='failed')
+        self.assertTrue(self.hypervisor_of(compute2).lookupByUUIDString(
+            server['id']).isActive())  # a second QEMU on the disk, unowned
+
+        compute2 = self.restart_compute_service(compute2)
+        self.assertEqual([], self.hypervisor_of(compute2).listAllDomains())
+
+        self._evacuate_server(server, expected_host='compute2',
+                              expected_state='ACTIVE')
+        self.assertTrue(self.hypervisor_of(compute2).lookupByUUIDString(
+            server['id']).isActive())
         self.assertEqual(before, digest(root))

@@ -1,5 +1,7 @@
 """Power actions through nova's API on the libvirt test driver."""
 
+import os
+
 import libvirt
 from nova.compute import power_state
 from nova import context as nova_context
@@ -58,6 +60,20 @@ class PowerTest(base.TestCase):
         self.assertStates('ACTIVE', power_state.RUNNING,
                           libvirt.VIR_DOMAIN_RUNNING)
         self.assertTrue(self.domain().isPersistent())
+
+    def test_hard_reboot_removes_disks_a_killed_operation_was_making(self):
+        """nova-compute killed while making a disk (an unshelve, a rescue)
+        leaves it under its unfinished name; the next hard reboot removes
+        it and keeps the whole ones.
+        """
+        instance_dir = self.instance_dir(self.server)
+        whole = sorted(os.listdir(instance_dir))
+        for name in ('disk.eph0.part', 'disk.config.rescue.part'):
+            open(os.path.join(instance_dir, name), 'w').close()
+        self._reboot_server(self.server, hard=True)
+        self.assertStates('ACTIVE', power_state.RUNNING,
+                          libvirt.VIR_DOMAIN_RUNNING)
+        self.assertEqual(whole, sorted(os.listdir(instance_dir)))
 
     def test_pause_and_unpause(self):
         self.action({'pause': None}, 'PAUSED')

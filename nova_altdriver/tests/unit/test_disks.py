@@ -124,7 +124,8 @@ class RescueFilesTest(base.TestCase):
         instance = objects.Instance(uuid=IMAGE)
         os.makedirs(disks.instance_dir(instance))
         for name in ('disk', 'disk.rescue', 'disk.config.rescue',
-                     'unrescue.xml', 'unrescue.xml.tmp'):
+                     'disk.config.rescue.part', 'unrescue.xml',
+                     'unrescue.xml.tmp'):
             open(os.path.join(disks.instance_dir(instance), name),
                  'w').close()
         disks.remove_rescue_files(instance)
