@@ -1,19 +1,16 @@
-"""An instance's directory and its disks, in the in-tree libvirt layout.
+"""An instance's disks, where paths.Layout puts them.
 
-``$instances_path/<uuid>/``: ``disk`` (root), ``disk.local`` / ``disk.eph<N>``
-(ephemeral), ``disk.swap``, ``disk.config`` (config drive), ``disk.info``
-and ``console.log``. Disks are qcow2 overlays on the image cache (creation
-time does not depend on the image size) unless ``use_cow_images = False``.
+Disks are qcow2 overlays on the image cache (creation time does not depend
+on the image size) unless ``use_cow_images = False``; ``disk.info`` records
+each one's format.
 
 A disk that already exists is reused, never recreated: that is what keeps an
 evacuation onto shared storage from wiping the guest's data. Whatever this
 module creates is recorded, so that a failed spawn removes exactly that.
 """
 
-import glob
 import os
 import shutil
-import tempfile
 
 from nova.api.metadata import base as instance_metadata
 from nova.compute import vm_states
@@ -35,48 +32,10 @@ CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 
-RESCUE_SUFFIX = '.rescue'
-RESCUE_DISK = 'disk' + RESCUE_SUFFIX
-UNRESCUE_XML = 'unrescue.xml'  # the definition a rescue replaced
-UNFINISHED_SUFFIX = '.part'  # a disk being made (renamed once whole)
-
-
-def instance_dir(instance):
-    return os.path.join(paths.instances_path(), instance.uuid)
-
-
-def console_log(instance):
-    return os.path.join(instance_dir(instance), 'console.log')
-
-
-def write_atomically(path, text):
-    """Either the old file or the whole new one, whatever happens (a crash,
-    a full disk): written beside it, synced, renamed over it.
-    """
-    tmp = path + '.tmp'
-    try:
-        with open(tmp, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a power loss
-    finally:
-        os.close(fd)
-
-
-def _disk_info(instance):
+def _disk_info(layout, instance):
     """disk.info as a dict; empty when missing or damaged."""
     try:
-        with open(os.path.join(instance_dir(instance), 'disk.info')) as f:
+        with open(layout.disk_info(instance)) as f:
             info = jsonutils.loads(f.read())
     except (OSError, ValueError):
         return {}
@@ -90,7 +49,7 @@ def _expected_bases(instance):
     return {imagecache.image_base_name(i) for i in image_ids if i}
 
 
-def recorded_format(instance, path):
+def recorded_format(cache, instance, path):
     """The format of one of instance's disks, as recorded in disk.info.
 
     A disk the guest writes to is never trusted by its content: a raw disk
@@ -99,7 +58,7 @@ def recorded_format(instance, path):
     this driver makes: an overlay of one of the instance's own cached
     bases (or of none) and no external data file; raw otherwise.
     """
-    fmt = _disk_info(instance).get(path)
+    fmt = _disk_info(cache.layout, instance).get(path)
     if fmt in ('qcow2', 'raw'):
         return fmt
     LOG.warning('No format recorded for %s; reading it from its header',
@@ -110,7 +69,7 @@ def recorded_format(instance, path):
     if backing is None:
         return 'qcow2'
     name = os.path.basename(backing)
-    if (os.path.dirname(backing) == imagecache.base_dir() and
+    if (cache.is_base(backing) and
             (name in _expected_bases(instance) or
              name.startswith(('ephemeral_', 'swap_')))):
         return 'qcow2'
@@ -138,10 +97,11 @@ def _full_copy(base, path, size):
 class InstanceDisks(object):
     """Creates (or finds) the disks of one instance."""
 
-    def __init__(self, instance, image_meta):
+    def __init__(self, cache, instance, image_meta):
+        self.cache = cache
         self.instance = instance
         self.image_meta = image_meta
-        self.dir = instance_dir(instance)
+        self.dir = cache.layout.instance_dir(instance.uuid)
         self.created = []  # paths made here, newest last
         props = image_meta.properties
         self.disk_bus = props.get('hw_disk_bus') or 'virtio'
@@ -165,17 +125,14 @@ class InstanceDisks(object):
         if os.path.exists(path):
             LOG.info('Reusing existing disk %s', path,
                      instance=self.instance)
-            return path, recorded_format(self.instance, path)
+            return path, recorded_format(self.cache, self.instance, path)
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir)
             self.created.append(self.dir)
         # Made whole under another name: a disk that exists is reused as
         # the guest's (above), so a half-made one must never carry the name
         # (nova-compute killed in the middle of an unshelve's rebase).
-        part = path + UNFINISHED_SUFFIX
-        with fileutils.remove_path_on_error(part):
-            make(part)
-            os.rename(part, path)
+        paths.make_whole(path, make)
         self.created.append(path)
         return path, fmt
 
@@ -195,15 +152,15 @@ class InstanceDisks(object):
     # -- the disks --------------------------------------------------------
 
     def root(self, context):
-        path = self.path('disk')
+        path = self.path(paths.DISK)
         base = None
         from_shelve_image = False
         if not os.path.exists(path):
             base, from_shelve_image = self._root_base(context)
-        elif recorded_format(self.instance, path) == 'qcow2':
+        elif recorded_format(self.cache, self.instance, path) == 'qcow2':
             # Also brings back a base the cache lost under an existing
             # overlay (hard reboot is the repair tool).
-            base = imagecache.fetch_image(
+            base = self.cache.fetch_image(
                 context, self.image_meta.id, self.instance.trusted_certs)
 
         def make(path):
@@ -218,7 +175,7 @@ class InstanceDisks(object):
             overlay(base, path, max(size, virtual))
             if from_shelve_image:
                 self._detach_from_shelve_image(context, path)
-        path, fmt = self._ensure('disk', make,
+        path, fmt = self._ensure(paths.DISK, make,
                                  'qcow2' if CONF.use_cow_images else 'raw')
         return domain.Disk(path, fmt, self._device(self.disk_bus),
                            self.disk_bus)
@@ -230,7 +187,7 @@ class InstanceDisks(object):
         server on the shelve image for a hard reboot to repair).
         """
         shelved = self.instance.system_metadata.get('shelved_image_id')
-        base = imagecache.fetch_image(context, self.image_meta.id,
+        base = self.cache.fetch_image(context, self.image_meta.id,
                                       self.instance.trusted_certs)
         return base, (self.image_meta.id == shelved or
                       self.instance.vm_state == vm_states.SHELVED_OFFLOADED)
@@ -243,7 +200,7 @@ class InstanceDisks(object):
         """
         original = self.instance.system_metadata.get('image_base_image_ref')
         try:
-            base = imagecache.fetch_image(context, original,
+            base = self.cache.fetch_image(context, original,
                                           self.instance.trusted_certs)
             args = ['-F', imagecache.image_format(base), '-b', base]
         except Exception as e:
@@ -260,7 +217,7 @@ class InstanceDisks(object):
         disks = []
         for num, spec in enumerate(specs):
             name = spec.get('name') or 'disk.eph%d' % spec.get('num', num)
-            base = imagecache.blank_ephemeral(spec['size'],
+            base = self.cache.blank_ephemeral(spec['size'],
                                               self.instance.os_type)
             path, fmt = self._ensure(
                 name, lambda path, base=base: overlay(base, path), 'qcow2')
@@ -274,7 +231,7 @@ class InstanceDisks(object):
                    else self.instance.flavor.swap)
         if not size_mb:
             return []
-        base = imagecache.blank_swap(size_mb)
+        base = self.cache.blank_swap(size_mb)
         path, fmt = self._ensure('disk.swap',
                                  lambda path: overlay(base, path), 'qcow2')
         return [domain.Disk(path, fmt, self._device(self.disk_bus),
@@ -306,32 +263,32 @@ class InstanceDisks(object):
         kernel = ramdisk = None
         certs = self.instance.trusted_certs
         if self.instance.kernel_id:
-            kernel = imagecache.fetch_boot_file(
+            kernel = self.cache.fetch_boot_file(
                 context, self.instance.kernel_id, certs)
             if self.instance.ramdisk_id:
-                ramdisk = imagecache.fetch_boot_file(
+                ramdisk = self.cache.fetch_boot_file(
                     context, self.instance.ramdisk_id, certs)
         return kernel, ramdisk
 
     def write_disk_info(self, disks):
         """disk.info: {path: format}, as the in-tree driver keeps it."""
         info = {d.source: d.format for d in disks if d.source}
-        path = self.path('disk.info')
+        path = self.cache.layout.disk_info(self.instance)
         if not os.path.exists(path):
             self.created.append(path)
-        elif _disk_info(self.instance) == info:
+        elif _disk_info(self.cache.layout, self.instance) == info:
             return
-        write_atomically(path, jsonutils.dumps(info))
+        paths.write_atomically(path, jsonutils.dumps(info))
 
 
-def all_disks(context, instance, image_meta, block_device_info,
+def all_disks(cache, context, instance, image_meta, block_device_info,
               admin_password=None, network_info=None, injected_files=None):
     """(InstanceDisks, [domain.Disk] in device order, kernel, ramdisk)."""
     if driver.block_device_info_get_mapping(block_device_info):
         raise exception.NovaException(
             'nova_altdriver does not attach volumes yet')
-    _remove_unfinished(instance)
-    disks = InstanceDisks(instance, image_meta)
+    _remove(cache.layout.unfinished_disks(instance), instance)
+    disks = InstanceDisks(cache, instance, image_meta)
     try:
         layout = [disks.root(context)]
         layout += disks.ephemerals(block_device_info)
@@ -346,67 +303,25 @@ def all_disks(context, instance, image_meta, block_device_info,
     return disks, layout, kernel, ramdisk
 
 
-def _remove_unfinished(instance, pattern='*'):
-    """Deletes the disks an operation nova-compute did not finish was
-    making (pattern: which disks' names).
-    """
-    for path in glob.glob(os.path.join(instance_dir(instance),
-                                       pattern + UNFINISHED_SUFFIX)):
-        LOG.info('Removing unfinished disk %s', path, instance=instance)
+def _remove(files, instance):
+    for path in files:
+        LOG.info('Removing %s', path, instance=instance)
         fileutils.delete_if_exists(path)
 
 
-def remove_rescue_files(instance, keep_saved_definition=False):
+def remove_rescue_files(layout, instance, keep_saved_definition=False):
     """Deletes every *.rescue file of instance (made or being made) and,
     unless told to keep it, the definition a rescue saved.
     """
-    _remove_unfinished(instance, '*' + RESCUE_SUFFIX)
-    names = glob.glob(os.path.join(instance_dir(instance),
-                                   '*' + RESCUE_SUFFIX))
+    files = layout.rescue_files(instance)
     if not keep_saved_definition:
-        names += [os.path.join(instance_dir(instance), UNRESCUE_XML),
-                  os.path.join(instance_dir(instance), UNRESCUE_XML + '.tmp')]
-    for path in names:
-        fileutils.delete_if_exists(path)
+        files += [layout.unrescue_xml(instance),
+                  layout.unrescue_xml(instance) + '.tmp']
+    _remove(files, instance)
 
 
-# -- is the instances path shared with another host? ------------------------
-
-def place_probe(instance):
-    """A probe file in instance's directory, named relative to the
-    instances path (hosts may mount a shared one at different places);
-    None when the directory is not here at all.
-    """
-    if not os.path.isdir(instance_dir(instance)):
-        return None
-    fd, path = tempfile.mkstemp(prefix='shared-storage-probe-',
-                                dir=instance_dir(instance))
-    os.close(fd)
-    return {'filename': os.path.relpath(path, paths.instances_path())}
-
-
-def _probe_path(data):
-    root = paths.instances_path()
-    path = os.path.normpath(os.path.join(root, data['filename']))
-    if os.path.dirname(os.path.dirname(path)) != os.path.normpath(root):
-        raise exception.NovaException(
-            'Not a shared-storage probe: %s' % data['filename'])
-    return path
-
-
-def probe_visible(data):
-    return os.path.exists(_probe_path(data))
-
-
-def remove_probe(data):
-    try:
-        os.unlink(_probe_path(data))
-    except FileNotFoundError:
-        pass
-
-
-def remove_instance_dir(instance):
+def remove_instance_dir(layout, instance):
     """Deletes the instance directory; True when nothing is left of it."""
-    path = instance_dir(instance)
+    path = layout.instance_dir(instance.uuid)
     shutil.rmtree(path, ignore_errors=True)
     return not os.path.exists(path)

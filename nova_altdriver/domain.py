@@ -4,7 +4,7 @@ Pure functions: nothing here talks to libvirt or touches files, so every
 layout (boot, rescue, hard reboot) is built the same way and tested as text.
 """
 
-import collections
+import dataclasses
 import time
 
 from lxml import etree
@@ -18,11 +18,18 @@ CONF = nova.conf.CONF
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 
-# One disk of the domain. source is a path (file) or None (empty cdrom);
-# boot_order is set only where the boot device must be explicit (rescue).
-Disk = collections.namedtuple(
-    'Disk', 'source format dev bus device boot_order serial')
-Disk.__new__.__defaults__ = ('disk', None, None)
+
+@dataclasses.dataclass(frozen=True)
+class Disk(object):
+    """One disk of the domain."""
+    source: str  # a file, or None (an empty cdrom)
+    format: str
+    dev: str
+    bus: str
+    device: str = 'disk'
+    boot_order: int = None  # only where it must be explicit (rescue)
+    serial: str = None
+
 
 # Device name prefix per bus, as guests name them.
 _DEV_PREFIX = {'virtio': 'vd', 'scsi': 'sd', 'sata': 'sd', 'usb': 'sd',
@@ -49,6 +56,52 @@ def free_device_name(bus, used):
     while device_name(bus, index) in used:
         index += 1
     return device_name(bus, index)
+
+
+def _with_unique_devices(disks):
+    """disks with every disk that repeats an earlier disk's device name
+    moved to the next name free on its bus.
+    """
+    used = set()
+    unique = []
+    for disk in disks:
+        if disk.dev in used:
+            disk = dataclasses.replace(
+                disk, dev=free_device_name(disk.bus, used))
+        used.add(disk.dev)
+        unique.append(disk)
+    return unique
+
+
+def is_stable_rescue(rescue_props):
+    """Whether a rescue image asks for stable device rescue."""
+    return bool(rescue_props.get('hw_rescue_device') or
+                rescue_props.get('hw_rescue_bus'))
+
+
+def rescue_disks(rescue_disk, root, others, config_drive, rescue_props):
+    """The disks of a rescue domain, in device order, from the rescue
+    disk's file, the original's root Disk, its ephemeral and swap Disks
+    (stable device rescue only), the rescue's config drive ([Disk] or [])
+    and the rescue image's properties.
+
+    Stable device rescue: the original devices unchanged, the rescue disk
+    added on the first free name of its bus with boot order 1. Legacy: the
+    rescue disk where the root disk was, the root disk next, then the
+    config drive (no repeated names: a vfat one is on the disk bus too).
+    """
+    if is_stable_rescue(rescue_props):
+        disks = [root] + others + config_drive
+        bus = rescue_props.get('hw_rescue_bus') or 'virtio'
+        dev = free_device_name(bus, {d.dev for d in disks})
+        return disks + [Disk(
+            rescue_disk, 'qcow2', dev, bus,
+            device=rescue_props.get('hw_rescue_device') or 'disk',
+            boot_order=1)]
+    bus = rescue_props.get('hw_disk_bus') or 'virtio'
+    return _with_unique_devices(
+        [Disk(rescue_disk, 'qcow2', device_name(bus, 0), bus), root] +
+        config_drive)
 
 
 def _sub(parent, tag, text=None, **attrs):

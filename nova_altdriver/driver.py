@@ -32,21 +32,7 @@ from nova_altdriver import vifs
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
-MIN_LIBVIRT_VERSION = (8, 0, 0)
-MIN_QEMU_VERSION = (6, 2, 0)
 
-
-def _version_number(version):
-    major, minor, micro = version
-    return major * 1000000 + minor * 1000 + micro
-
-
-def _version_text(number):
-    return '%d.%d.%d' % (number // 1000000, number // 1000 % 1000,
-                         number % 1000)
-
-
-@paths.pin_per_instance
 class AltDriver(driver.ComputeDriver):
 
     capabilities = dict(
@@ -69,17 +55,19 @@ class AltDriver(driver.ComputeDriver):
             event_handler=self.emit_event,
             stopped_event_delay=CONF.altdriver.stopped_event_delay)
         self._configured_nodename = CONF.altdriver.hypervisor_hostname
-        self._instances_path = CONF.instances_path
+        self._layout = paths.Layout.from_config()
         self._node_uuid = None
         self._nodename = None
-        self._resources = resources.HostResources(self._host)
-        self._snapshot = snapshot.Snapshot(self._host)
+        self._cache = imagecache.ImageCache(self._layout)
+        self._resources = resources.HostResources(self._host, self._layout)
+        self._snapshot = snapshot.Snapshot(self._host, self._cache)
         self._lifecycle = lifecycle.Lifecycle(self._host, virtapi,
-                                              self._snapshot)
-        self._power = power.Power(self._host, self._lifecycle)
-        self._rescue = rescue.Rescue(self._host, self._lifecycle, self._power,
+                                              self._snapshot, self._cache)
+        self._power = power.Power(self._host, self._layout, self._lifecycle)
+        self._rescue = rescue.Rescue(self._host, self._cache,
+                                     self._lifecycle, self._power,
                                      self._snapshot)
-        self._image_cache = imagecache.ImageCacheManager()
+        self._image_cache = imagecache.ImageCacheManager(self._cache)
 
     # -- service start and stop --------------------------------------------
 
@@ -93,35 +81,13 @@ class AltDriver(driver.ComputeDriver):
                 'concurrency_backend = threading (or the environment '
                 'variable OS_NOVA_DISABLE_EVENTLET_PATCHING=1)')
         self._host.start_events()
-        self._check_hypervisor()
-        os.makedirs(self._instances_path, exist_ok=True)
+        self._host.check_hypervisor(CONF.altdriver.virt_type)
+        os.makedirs(self._layout.root, exist_ok=True)
         self._local_node_uuid()
         self._snapshot.recover_interrupted(host)
         self._image_cache.remove_unfinished()
         self._lifecycle.remove_unfinished_evacuations(
             nova_context.get_admin_context(), host)
-
-    def _require(self, name, version, minimum):
-        if version < _version_number(minimum):
-            raise exception.InternalError(
-                'nova_altdriver needs %s >= %s, %s runs %s' % (
-                    name, _version_text(_version_number(minimum)),
-                    self._host.uri, _version_text(version)))
-
-    def _check_hypervisor(self):
-        self._require('libvirt', self._host.lib_version(),
-                      MIN_LIBVIRT_VERSION)
-        if self._host.hypervisor_type() == 'QEMU':
-            self._require('QEMU', self._host.hypervisor_version(),
-                          MIN_QEMU_VERSION)
-        virt_type = CONF.altdriver.virt_type
-        domain_types = {d.get('type') for d in
-                        self._host.capabilities().findall('guest/arch/domain')}
-        if virt_type == 'kvm' and 'kvm' not in domain_types:
-            raise exception.InternalError(
-                '[altdriver] virt_type = kvm, but %s cannot run KVM guests '
-                '(no usable /dev/kvm?); use virt_type = qemu for software '
-                'emulation' % self._host.uri)
 
     def cleanup_host(self, host):
         self._host.close()
@@ -177,7 +143,7 @@ class AltDriver(driver.ComputeDriver):
 
     def get_host_cpu_stats(self):
         stats = self._host.cpu_stats()
-        stats['frequency'] = self._host.node_info()[3]
+        stats['frequency'] = self._host.node_info().mhz
         return stats
 
     # -- a guest's life ----------------------------------------------------
@@ -203,19 +169,19 @@ class AltDriver(driver.ComputeDriver):
 
     def instance_on_disk(self, instance):
         # Only where the instances path is shared with the dead host.
-        return os.path.isdir(disks.instance_dir(instance))
+        return os.path.isdir(self._layout.instance_dir(instance.uuid))
 
     def check_instance_shared_storage_local(self, context, instance):
-        return disks.place_probe(instance)
+        return self._layout.place_probe(instance)
 
     def check_instance_shared_storage_remote(self, context, data):
-        return disks.probe_visible(data)
+        return self._layout.probe_visible(data)
 
     def check_instance_shared_storage_cleanup(self, context, data):
-        disks.remove_probe(data)
+        self._layout.remove_probe(data)
 
     def delete_instance_files(self, instance):
-        return disks.remove_instance_dir(instance)
+        return disks.remove_instance_dir(self._layout, instance)
 
     def plug_vifs(self, instance, network_info):
         vifs.plug(instance, network_info)
@@ -242,10 +208,8 @@ class AltDriver(driver.ComputeDriver):
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
-        if reboot_type == 'SOFT' and self._power.soft_reboot(instance):
-            return
-        self._power.hard_reboot(context, instance, network_info,
-                                block_device_info)
+        self._power.reboot(context, instance, network_info, reboot_type,
+                           block_device_info)
 
     def pause(self, instance):
         self._power.pause(instance)
@@ -287,7 +251,7 @@ class AltDriver(driver.ComputeDriver):
         self._image_cache.update(context, all_instances)
 
     def cache_image(self, context, image_id):
-        return imagecache.cache_image(context, image_id)
+        return self._cache.cache_image(context, image_id)
 
     # -- nova's optional calls: a crash dump; the rest not (yet) -----------
     # Refused with a fault naming nova_altdriver; the server stays as it

@@ -7,6 +7,7 @@ raw libvirtError.
 
 import errno
 import functools
+import os
 import time
 
 import libvirt
@@ -15,6 +16,8 @@ from nova.compute import power_state
 from nova import exception
 from nova.virt import hardware
 from oslo_log import log as logging
+
+from nova_altdriver import paths
 
 LOG = logging.getLogger(__name__)
 
@@ -40,6 +43,31 @@ STOPPED_WITHOUT_SAVE = frozenset((
 # then fails destroy with EBUSY. Retried as the in-tree driver does.
 _DESTROY_ATTEMPTS = 6
 _DESTROY_RETRY_SECONDS = 1.0
+
+
+def disk_files_of(xml):
+    """{file: target device} of the file-backed disks of a domain
+    definition (text).
+    """
+    return {disk.find('source').get('file'): disk.find('target').get('dev')
+            for disk in etree.fromstring(xml).xpath(
+                'devices/disk[source/@file]')}
+
+
+def is_rescue_definition(xml):
+    """Whether a domain definition (text) boots a rescue disk: judged by
+    its disk files, not by text anywhere in it (a server's name is in it).
+    """
+    return any(os.path.basename(path) == paths.RESCUE_DISK
+               for path in disk_files_of(xml))
+
+
+def uuid_of(xml):
+    """The UUID a domain definition (text) names; None if it is damaged."""
+    try:
+        return etree.fromstring(xml).findtext('uuid')
+    except etree.XMLSyntaxError:
+        return None
 
 
 def _gone_is_not_found(method):
@@ -150,10 +178,9 @@ class Guest(object):
         """Powers off at once."""
         self._unless_off(self._destroy)
 
-    def undefine(self, keep_nvram=False):
+    def undefine(self):
         """Removes the definition with its managed save image, snapshot
-        metadata and (unless keep_nvram) its UEFI variable store; a guest
-        gone already is fine.
+        metadata and UEFI variable store; a guest gone already is fine.
         """
         flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                  libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
@@ -161,8 +188,7 @@ class Guest(object):
             try:
                 self._domain.undefineFlags(
                     flags | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
-                    (libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram
-                     else libvirt.VIR_DOMAIN_UNDEFINE_NVRAM))
+                    libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
             except libvirt.libvirtError as e:
                 # Hypervisor drivers without NVRAM or checkpoints (libvirt's
                 # test driver) refuse those flags.
@@ -209,12 +235,16 @@ class Guest(object):
         if self.has_saved_memory():
             self._domain.managedSaveRemove(0)
 
-    @_gone_is_not_found
     def disk_files(self, inactive=False):
         """{file: target device} of the disks backed by files."""
-        return {disk.find('source').get('file'): disk.find('target').get('dev')
-                for disk in etree.fromstring(self.xml(inactive)).xpath(
-                    'devices/disk[source/@file]')}
+        return disk_files_of(self.xml(inactive))
+
+    def vnc_port(self):
+        """The port of the guest's VNC server, or None."""
+        graphics = etree.fromstring(self.xml()).find(
+            "devices/graphics[@type='vnc']")
+        port = int(graphics.get('port', -1)) if graphics is not None else -1
+        return port if port > 0 else None
 
     def disk_target(self, path):
         """The target device (vda) of the disk backed by file path."""

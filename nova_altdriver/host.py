@@ -7,6 +7,7 @@ libvirt's event loop thread and reach nova from a dispatcher thread of their
 own, so a slow nova never stalls libvirt.
 """
 
+import collections
 import queue
 import threading
 import time
@@ -20,6 +21,12 @@ from oslo_log import log as logging
 from nova_altdriver import guest as guest_mod
 
 LOG = logging.getLogger(__name__)
+
+MIN_LIBVIRT_VERSION = (8, 0, 0)
+MIN_QEMU_VERSION = (6, 2, 0)
+
+# What virNodeGetInfo says of the host (it returns a list).
+NodeInfo = collections.namedtuple('NodeInfo', 'memory_mb cpus mhz')
 
 # libvirt prints every error to stderr unless told otherwise; the errors
 # reach the caller as exceptions and are logged there.
@@ -58,6 +65,10 @@ def is_connection_lost(error):
 
 class LibvirtUnavailable(exception.HypervisorUnavailable):
     msg_fmt = 'Cannot connect to libvirt at %(uri)s: %(reason)s'
+
+
+def _dotted(version):
+    return '.'.join(str(n) for n in version)
 
 
 _TRANSITIONS = {
@@ -236,10 +247,31 @@ class Host(object):
         return self.call(lambda c: c.getVersion())
 
     def node_info(self):
-        """virNodeGetInfo: [model, memory MiB, cpus, MHz, nodes, sockets,
-        cores, threads].
+        _model, memory_mb, cpus, mhz = self.call(lambda c: c.getInfo())[:4]
+        return NodeInfo(memory_mb, cpus, mhz)
+
+    def check_hypervisor(self, virt_type):
+        """Refuses (InternalError, saying why) a libvirt or QEMU older than
+        this driver needs, or KVM guests where the host cannot run them.
         """
-        return self.call(lambda c: c.getInfo())
+        self._require('libvirt', self.lib_version(), MIN_LIBVIRT_VERSION)
+        if self.hypervisor_type() == 'QEMU':
+            self._require('QEMU', self.hypervisor_version(),
+                          MIN_QEMU_VERSION)
+        domain_types = {d.get('type') for d in
+                        self.capabilities().findall('guest/arch/domain')}
+        if virt_type == 'kvm' and 'kvm' not in domain_types:
+            raise exception.InternalError(
+                '[altdriver] virt_type = kvm, but %s cannot run KVM guests '
+                '(no usable /dev/kvm?); use virt_type = qemu for software '
+                'emulation' % self.uri)
+
+    def _require(self, name, number, minimum):
+        version = (number // 1000000, number // 1000 % 1000, number % 1000)
+        if version < minimum:
+            raise exception.InternalError(
+                'nova_altdriver needs %s >= %s, %s runs %s' % (
+                    name, _dotted(minimum), self.uri, _dotted(version)))
 
     def memory_stats(self):
         """Host memory in KiB (total, free, buffers, cached), or None when
@@ -299,6 +331,15 @@ class Host(object):
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
             raise
+
+    def stop_guest(self, uuid):
+        """Powers the guest with this UUID off at once, if there is one;
+        returns it (None when there is none).
+        """
+        guest = self.find_guest(uuid)
+        if guest is not None:
+            guest.hard_stop()
+        return guest
 
     def get_guest(self, instance):
         guest = self.find_guest(instance.uuid)

@@ -8,7 +8,6 @@ Blank ephemeral and swap disks are cached the same way. Guests use them
 through copy-on-write overlays (disks.py).
 """
 
-import glob
 import hashlib
 import os
 import struct
@@ -38,20 +37,10 @@ _QCOW2_INCOMPATIBLE_FEATURES = 72  # offset of that field in version 3
 _QCOW2_EXTERNAL_DATA_FILE = 1 << 2
 
 
-def base_dir():
-    return os.path.join(paths.instances_path(),
-                        CONF.image_cache.subdirectory_name)
-
-
-def _locked(name):
-    """A lock on one base file, shared by every process using the cache."""
-    return lockutils.lock(name, external=True,
-                          lock_path=os.path.join(paths.instances_path(),
-                                                 'locks'))
-
-
 # The kernel or ramdisk image <sha1 of image id> + this (see fetch_boot_file)
 BOOT_FILE_SUFFIX = '.boot'
+# A base file being made: <name>.tmp (a fetch's download: <name>.tmp.part)
+_UNFINISHED = '.tmp'
 
 
 def image_base_name(image_id):
@@ -69,36 +58,102 @@ def swap_base_name(size_mb):
     return 'swap_%d' % size_mb
 
 
-def _build(name, make):
-    """Path of base file name, made by make(tmp path) unless cached.
+class ImageCache(object):
+    """The base files of one host's layout (paths.Layout)."""
 
-    Made under a temporary name and renamed: a crash never leaves a
-    half-written base that later guests would use. Found or made under the
-    base's lock, which the cache manager takes too: a base handed out here
-    has just had its age restarted and is not removed under its user.
-    """
-    path = os.path.join(base_dir(), name)
-    os.makedirs(base_dir(), exist_ok=True)
-    with _locked(name):
-        if os.path.exists(path):
-            os.utime(path)  # in use: its age for the cache manager restarts
-            return path
-        tmp = path + '.tmp'
-        try:
-            make(tmp)
-            os.rename(tmp, path)
-        except Exception:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    return path
+    def __init__(self, layout):
+        self.layout = layout
 
+    def locked(self, name, blocking=True):
+        """A lock on one base file, shared by every process using the
+        cache.
+        """
+        return lockutils.lock(name, external=True,
+                              lock_path=self.layout.locks_dir,
+                              blocking=blocking)
 
-def fetch_image(context, image_id, trusted_certs=None):
-    """Path of the cached, inspected base file of a Glance image."""
-    return _build(image_base_name(image_id),
-                  lambda tmp: _fetch_disk_image(context, image_id, tmp,
-                                                trusted_certs))
+    def _build(self, name, make):
+        """Path of base file name, made by make(tmp path) unless cached.
+
+        Made under a temporary name and renamed: a crash never leaves a
+        half-written base that later guests would use. Found or made under
+        the base's lock, which the cache manager takes too: a base handed
+        out here has just had its age restarted and is not removed under
+        its user.
+        """
+        path = os.path.join(self.layout.base_dir, name)
+        os.makedirs(self.layout.base_dir, exist_ok=True)
+        with self.locked(name):
+            if os.path.exists(path):
+                os.utime(path)  # in use: its age for the cache manager
+                return path     # restarts
+            paths.make_whole(path, make, _UNFINISHED)
+        return path
+
+    def fetch_image(self, context, image_id, trusted_certs=None):
+        """Path of the cached, inspected base file of a Glance image."""
+        return self._build(image_base_name(image_id),
+                           lambda tmp: _fetch_disk_image(
+                               context, image_id, tmp, trusted_certs))
+
+    def fetch_boot_file(self, context, image_id, trusted_certs=None):
+        """Path of the cached kernel or ramdisk image (aki / ari).
+
+        QEMU loads these with -kernel / -initrd, never through its block
+        layer, so the disk-format inspection does not apply (it rejects the
+        legacy boot sector every x86 bzImage starts with). Kept under a name
+        of their own: an uninspected file must never be taken for the
+        inspected disk base of the same image (a qcow2 naming a host file
+        as its backing file, once someone's kernel_id, would otherwise be
+        trusted as a disk later).
+        """
+        return self._build(image_base_name(image_id) + BOOT_FILE_SUFFIX,
+                           lambda tmp: images.fetch(context, image_id, tmp,
+                                                    trusted_certs))
+
+    def cache_image(self, context, image_id):
+        """Pre-caches an image; False when it was cached already."""
+        if os.path.exists(os.path.join(self.layout.base_dir,
+                                       image_base_name(image_id))):
+            return False
+        self.fetch_image(context, image_id)
+        return True
+
+    def blank_ephemeral(self, size_gb, os_type):
+        def make(tmp):
+            with open(tmp, 'wb') as f:
+                f.truncate(size_gb * units.Gi)
+            nova.privsep.fs.configurable_mkfs(
+                os_type, 'ephemeral0', tmp, run_as_root=False,
+                default_ephemeral_format=CONF.default_ephemeral_format)
+        return self._build(ephemeral_base_name(size_gb, os_type), make)
+
+    def blank_swap(self, size_mb):
+        def make(tmp):
+            with open(tmp, 'wb') as f:
+                f.truncate(size_mb * units.Mi)
+            nova.privsep.fs.unprivileged_mkfs('swap', tmp)
+        return self._build(swap_base_name(size_mb), make)
+
+    def is_base(self, path):
+        """Whether path is one of this cache's files."""
+        return os.path.dirname(path) == self.layout.base_dir
+
+    def backing_files_in_use(self):
+        """Names of the base files some disk in an instance directory of
+        this instances path is an overlay of: nova's list of used images
+        knows only the first ephemeral disk of an instance, and none of a
+        guest another host of a shared instances path has just created.
+        """
+        names = set()
+        for disk in self.layout.every_instance_disk():
+            try:
+                backing = backing_file(disk)
+            except OSError:
+                continue
+            if backing and self.is_base(backing):
+                names.add(os.path.basename(backing))
+        return names
 
 
 def _fetch_disk_image(context, image_id, path, trusted_certs):
@@ -155,47 +210,6 @@ def _check_qcow2_integrity(image_id, path):
             image_id=image_id,
             reason='qcow2 image fails its integrity check (%s)' % (
                 (e.stdout + e.stderr).strip().splitlines() or ['?'])[0])
-
-
-def fetch_boot_file(context, image_id, trusted_certs=None):
-    """Path of the cached kernel or ramdisk image (aki / ari).
-
-    QEMU loads these with -kernel / -initrd, never through its block layer,
-    so the disk-format inspection does not apply (it rejects the legacy boot
-    sector every x86 bzImage starts with). Kept under a name of their own:
-    an uninspected file must never be taken for the inspected disk base of
-    the same image (a qcow2 naming a host file as its backing file, once
-    someone's kernel_id, would otherwise be trusted as a disk later).
-    """
-    return _build(image_base_name(image_id) + BOOT_FILE_SUFFIX,
-                  lambda tmp: images.fetch(context, image_id, tmp,
-                                           trusted_certs))
-
-
-def cache_image(context, image_id):
-    """Pre-caches an image; False when it was cached already."""
-    if os.path.exists(os.path.join(base_dir(), image_base_name(image_id))):
-        return False
-    fetch_image(context, image_id)
-    return True
-
-
-def blank_ephemeral(size_gb, os_type):
-    def make(tmp):
-        with open(tmp, 'wb') as f:
-            f.truncate(size_gb * units.Gi)
-        nova.privsep.fs.configurable_mkfs(
-            os_type, 'ephemeral0', tmp, run_as_root=False,
-            default_ephemeral_format=CONF.default_ephemeral_format)
-    return _build(ephemeral_base_name(size_gb, os_type), make)
-
-
-def blank_swap(size_mb):
-    def make(tmp):
-        with open(tmp, 'wb') as f:
-            f.truncate(size_mb * units.Mi)
-        nova.privsep.fs.unprivileged_mkfs('swap', tmp)
-    return _build(swap_base_name(size_mb), make)
 
 
 def _qcow2_header(path):
@@ -271,8 +285,13 @@ class ImageCacheManager(imagecache.ImageCacheManager):
     path still uses, once they are older than nova's [image_cache] ages.
     """
 
+    def __init__(self, cache):
+        super().__init__()
+        self._cache = cache
+        self._base_dir = cache.layout.base_dir
+
     def update(self, context, all_instances):
-        if not os.path.isdir(base_dir()):
+        if not os.path.isdir(self._base_dir):
             return
         running = self._list_running_instances(context, all_instances)
         used_images = {image_base_name(i) for i in running['used_images']}
@@ -280,37 +299,56 @@ class ImageCacheManager(imagecache.ImageCacheManager):
                   {name + BOOT_FILE_SUFFIX for name in used_images} |
                   running['used_swap_images'] |
                   running['used_ephemeral_images'] |
-                  _backing_files_in_use())
-        for name in sorted(os.listdir(base_dir())):
-            path = os.path.join(base_dir(), name)
+                  self._cache.backing_files_in_use())
+        for name in sorted(os.listdir(self._base_dir)):
+            path = os.path.join(self._base_dir, name)
             if name in in_use:
                 _touch(path)
             elif (self.remove_unused_base_images and
-                    '.tmp' not in name):
-                _remove_if_unused_long_enough(name, path)
+                    _UNFINISHED not in name):
+                self._remove_if_unused_long_enough(name, path)
         self.remove_unfinished()
 
     def remove_unfinished(self):
         """Removes what fetches that died left in the cache (``.tmp``,
         ``.tmp.part``): under the base's lock, so never a file a living
-        fetch writes.
+        fetch writes. A lock held is such a fetch (on this host, or another
+        of a shared instances path): nothing waits for it to end.
         """
-        if not os.path.isdir(base_dir()):
+        if not os.path.isdir(self._base_dir):
             return
-        for name in os.listdir(base_dir()):
-            base, dot, _rest = name.partition('.tmp')
-            if dot:
-                with _locked(base):
-                    fileutils.delete_if_exists(os.path.join(base_dir(), name))
+        for name in os.listdir(self._base_dir):
+            base, dot, _rest = name.partition(_UNFINISHED)
+            if not dot:
+                continue
+            try:
+                with self._cache.locked(base, blocking=False):
+                    fileutils.delete_if_exists(
+                        os.path.join(self._base_dir, name))
+            except lockutils.AcquireLockFailedException:
+                LOG.debug('%s is being fetched; left alone', base)
+
+    def _remove_if_unused_long_enough(self, name, path):
+        max_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
+        with self._cache.locked(name):
+            # Checked under the lock _build hands bases out under: a base
+            # just handed out is young again.
+            try:
+                if time.time() - os.path.getmtime(path) < max_age:
+                    return
+                LOG.info('Removing unused cached image %s', path)
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def _get_base(self):
-        return base_dir()
+        return self._base_dir
 
     def get_disk_usage(self):
-        if not os.path.isdir(base_dir()):
+        if not os.path.isdir(self._base_dir):
             return 0
-        return sum(os.stat(os.path.join(base_dir(), n)).st_blocks * 512
-                   for n in os.listdir(base_dir()))
+        return sum(os.stat(os.path.join(self._base_dir, n)).st_blocks * 512
+                   for n in os.listdir(self._base_dir))
 
 
 def _touch(path):
@@ -318,34 +356,3 @@ def _touch(path):
         os.utime(path)
     except FileNotFoundError:
         pass
-
-
-def _backing_files_in_use():
-    """Names of the base files some disk in an instance directory of this
-    instances path is an overlay of: nova's list of used images knows only
-    the first ephemeral disk of an instance, and none of a guest another
-    host of a shared instances path has just created.
-    """
-    names = set()
-    for disk in glob.glob(os.path.join(paths.instances_path(), '*', 'disk*')):
-        try:
-            backing = backing_file(disk)
-        except OSError:
-            continue
-        if backing and os.path.dirname(backing) == base_dir():
-            names.add(os.path.basename(backing))
-    return names
-
-
-def _remove_if_unused_long_enough(name, path):
-    max_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
-    with _locked(name):
-        # Checked under the lock _build hands bases out under: a base
-        # just handed out is young again.
-        try:
-            if time.time() - os.path.getmtime(path) < max_age:
-                return
-            LOG.info('Removing unused cached image %s', path)
-            os.unlink(path)
-        except FileNotFoundError:
-            pass

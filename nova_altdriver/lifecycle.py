@@ -10,7 +10,6 @@ nova places elsewhere: it goes when nova-compute starts again.
 
 import os
 
-from lxml import etree
 from nova.console import type as ctype
 from nova import exception
 from nova.network import model as network_model
@@ -57,8 +56,10 @@ def _tail(path, num):
 
 class Lifecycle(object):
 
-    def __init__(self, host, virtapi, snapshot):
+    def __init__(self, host, virtapi, snapshot, cache):
         self._host = host
+        self._cache = cache
+        self._layout = cache.layout
         self._virtapi = virtapi
         self._snapshot = snapshot
 
@@ -73,18 +74,26 @@ class Lifecycle(object):
         """
         self._snapshot.settle(instance)
         disks, layout, kernel, ramdisk = disks_mod.all_disks(
-            context, instance, image_meta, block_device_info,
+            self._cache, context, instance, image_meta, block_device_info,
             admin_password, network_info, injected_files)
         try:
-            xml = domain.build(
-                instance, image_meta, layout,
-                [vifs.interface(vif, image_meta) for vif in network_info],
-                console_log=disks_mod.console_log(instance),
-                kernel=kernel, ramdisk=ramdisk)
+            xml = self.build_xml(instance, image_meta, layout, network_info,
+                                 kernel, ramdisk)
         except Exception:
             with excutils.save_and_reraise_exception():
                 disks.remove_created()
         return disks, xml
+
+    def build_xml(self, instance, image_meta, disks, network_info,
+                  kernel=None, ramdisk=None):
+        """The domain XML of instance with these disks (any layout: boot,
+        rescue), its ports and its logged serial console.
+        """
+        return domain.build(
+            instance, image_meta, disks,
+            [vifs.interface(vif, image_meta) for vif in network_info],
+            console_log=self._layout.console_log(instance),
+            kernel=kernel, ramdisk=ramdisk)
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, network_info, block_device_info, power_on):
@@ -169,18 +178,13 @@ class Lifecycle(object):
                         'that did not finish (migration %s, %s); the server '
                         'is on host %s', newest.uuid, newest.status,
                         instance.host, instance=instance)
-            guest = by_uuid[instance.uuid]
-            try:
-                guest.hard_stop()
-            except exception.InstanceNotFound:
-                continue
-            guest.undefine()
+            by_uuid[instance.uuid].hard_stop()
+            by_uuid[instance.uuid].undefine()
 
-    def _remove_domain(self, instance, keep_nvram=False):
-        guest = self._host.find_guest(instance.uuid)
+    def _remove_domain(self, instance):
+        guest = self._host.stop_guest(instance.uuid)
         if guest is not None:
-            guest.hard_stop()
-            guest.undefine(keep_nvram=keep_nvram)
+            guest.undefine()
 
     def destroy(self, instance, network_info, destroy_disks=True):
         self._remove_domain(instance)
@@ -192,7 +196,7 @@ class Lifecycle(object):
             vifs.unplug(instance, network_info or [])
         if destroy_disks:
             self._snapshot.forget(instance)
-            disks_mod.remove_instance_dir(instance)
+            disks_mod.remove_instance_dir(self._layout, instance)
 
     # -- consoles ---------------------------------------------------------
 
@@ -201,7 +205,7 @@ class Lifecycle(object):
         into the file virtlogd rotated away when the current one is short.
         """
         self._host.get_guest(instance)  # InstanceNotFound, as nova expects
-        path = disks_mod.console_log(instance)
+        path = self._layout.console_log(instance)
         output = _tail(path, MAX_CONSOLE_BYTES)
         if len(output) < MAX_CONSOLE_BYTES:
             output = _tail(path + '.0',
@@ -209,9 +213,8 @@ class Lifecycle(object):
         return output
 
     def vnc_console(self, instance):
-        xml = etree.fromstring(self._host.get_guest(instance).xml())
-        graphics = xml.find("devices/graphics[@type='vnc']")
-        if graphics is None or int(graphics.get('port', -1)) <= 0:
+        port = self._host.get_guest(instance).vnc_port()
+        if port is None:
             raise exception.ConsoleTypeUnavailable(console_type='vnc')
         return ctype.ConsoleVNC(host=CONF.vnc.server_proxyclient_address,
-                                port=int(graphics.get('port')))
+                                port=port)

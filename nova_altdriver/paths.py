@@ -1,55 +1,157 @@
-"""Where this host keeps its instances: nova's ``instances_path``.
+"""Where this driver keeps what it makes, named once: one host's layout.
 
-Read through here, never from CONF directly: the driver pins the value it
-was created with for the length of each of its calls, so that several
-compute services in one process (nova's functional tests: two hosts that
-share an instances path, or do not) each keep their own, as separate hosts
-would.
+The layout is the in-tree libvirt driver's, which lets an operator switch a
+host between the two drivers with its guests in place::
+
+    $instances_path/
+        <uuid>/                 one instance
+            disk                root disk
+            disk.local          ephemeral disk (disk.eph<N> when several)
+            disk.swap           swap disk
+            disk.config         config drive
+            disk.info           {disk path: format}, the formats to open
+            console.log         the serial console, written by virtlogd
+            disk.rescue         while rescued: the rescue disk,
+            disk.config.rescue  its config drive,
+            unrescue.xml        and the definition the rescue replaced
+            <name>.part         a disk being made (renamed once whole)
+            shared-storage-probe-*  a moment's probe: is this shared?
+        _base/                  the image cache ([image_cache]
+                                subdirectory_name)
+        locks/                  the image cache's file locks
+        snapshots/              live snapshots' work directories
+                                ([altdriver] snapshots_directory)
+
+A driver captures its layout once, when it is created: several compute
+services in one process (nova's functional tests, two hosts that share an
+instances path or do not) each keep their own, as separate hosts would.
+
+Files that must never be seen half-written are made here too: under a
+temporary name, synced, renamed.
 """
 
-import contextlib
-import functools
+import glob
 import os
-import threading
+import tempfile
+
+from nova import exception
+from oslo_utils import fileutils
 
 import nova.conf
 
 CONF = nova.conf.CONF
 
-_pinned = threading.local()
+DISK = 'disk'
+DISK_INFO = 'disk.info'
+CONSOLE_LOG = 'console.log'
+RESCUE_SUFFIX = '.rescue'
+RESCUE_DISK = DISK + RESCUE_SUFFIX
+RESCUE_CONFIG_DRIVE = 'disk.config' + RESCUE_SUFFIX
+UNRESCUE_XML = 'unrescue.xml'
+UNFINISHED_SUFFIX = '.part'
+_PROBE_PREFIX = 'shared-storage-probe-'
 
 
-def instances_path():
-    return getattr(_pinned, 'path', None) or CONF.instances_path
+class Layout(object):
+
+    def __init__(self, instances_path, base_subdirectory='_base',
+                 snapshots_directory=None):
+        self.root = instances_path
+        self.base_dir = os.path.join(instances_path, base_subdirectory)
+        self.locks_dir = os.path.join(instances_path, 'locks')
+        self.snapshots_dir = (snapshots_directory or
+                              os.path.join(instances_path, 'snapshots'))
+
+    @classmethod
+    def from_config(cls):
+        return cls(CONF.instances_path, CONF.image_cache.subdirectory_name,
+                   CONF.altdriver.snapshots_directory)
+
+    # -- an instance's directory ----------------------------------------
+
+    def instance_dir(self, instance_uuid):
+        return os.path.join(self.root, instance_uuid)
+
+    def instance_file(self, instance, name):
+        return os.path.join(self.instance_dir(instance.uuid), name)
+
+    def disk_info(self, instance):
+        return self.instance_file(instance, DISK_INFO)
+
+    def console_log(self, instance):
+        return self.instance_file(instance, CONSOLE_LOG)
+
+    def unrescue_xml(self, instance):
+        return self.instance_file(instance, UNRESCUE_XML)
+
+    def rescue_files(self, instance):
+        """The *.rescue files of instance, made or being made."""
+        return glob.glob(self.instance_file(instance, '*' + RESCUE_SUFFIX +
+                                            '*'))
+
+    def unfinished_disks(self, instance):
+        return glob.glob(self.instance_file(instance,
+                                            '*' + UNFINISHED_SUFFIX))
+
+    def every_instance_disk(self):
+        """The disks of every instance directory here (any host's, on a
+        shared instances path).
+        """
+        return glob.glob(os.path.join(self.root, '*', DISK + '*'))
+
+    # -- is the instances path shared with another host? ----------------
+
+    def place_probe(self, instance):
+        """A probe file in instance's directory, named relative to the
+        instances path (hosts may mount a shared one at different places);
+        None when the directory is not here at all.
+        """
+        if not os.path.isdir(self.instance_dir(instance.uuid)):
+            return None
+        fd, path = tempfile.mkstemp(prefix=_PROBE_PREFIX,
+                                    dir=self.instance_dir(instance.uuid))
+        os.close(fd)
+        return {'filename': os.path.relpath(path, self.root)}
+
+    def _probe_path(self, data):
+        path = os.path.normpath(os.path.join(self.root, data['filename']))
+        if (os.path.dirname(os.path.dirname(path)) !=
+                os.path.normpath(self.root) or
+                not os.path.basename(path).startswith(_PROBE_PREFIX)):
+            raise exception.NovaException(
+                'Not a shared-storage probe: %s' % data['filename'])
+        return path
+
+    def probe_visible(self, data):
+        return os.path.exists(self._probe_path(data))
+
+    def remove_probe(self, data):
+        fileutils.delete_if_exists(self._probe_path(data))
 
 
-def snapshots_directory():
-    return (CONF.altdriver.snapshots_directory or
-            os.path.join(instances_path(), 'snapshots'))
-
-
-@contextlib.contextmanager
-def pinned(path):
-    previous = getattr(_pinned, 'path', None)
-    _pinned.path = path
-    try:
-        yield
-    finally:
-        _pinned.path = previous
-
-
-def pin_per_instance(cls):
-    """Class decorator: every public method of cls runs with the
-    instances path held in the instance's ``_instances_path``.
+def make_whole(path, make, suffix=UNFINISHED_SUFFIX):
+    """Runs make(temporary path), then gives the result path's name: a
+    file that carries the name is whole, whatever happens (a crash, a full
+    disk). What make left goes when it fails.
     """
-    def wrap(method):
-        @functools.wraps(method)
-        def pinned_method(self, *args, **kwargs):
-            with pinned(self._instances_path):
-                return method(self, *args, **kwargs)
-        return pinned_method
+    part = path + suffix
+    with fileutils.remove_path_on_error(part):
+        make(part)
+        os.rename(part, path)
 
-    for name, attr in list(vars(cls).items()):
-        if callable(attr) and not name.startswith('_'):
-            setattr(cls, name, wrap(attr))
-    return cls
+
+def write_atomically(path, text):
+    """Either the old file or the whole new one: written beside it,
+    synced, renamed over it, the rename synced (it survives a power loss).
+    """
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    make_whole(path, write, '.tmp')
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

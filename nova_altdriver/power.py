@@ -39,8 +39,9 @@ def _wait_until_off(guest, seconds):
 
 class Power(object):
 
-    def __init__(self, host, lifecycle):
+    def __init__(self, host, layout, lifecycle):
         self._host = host
+        self._layout = layout
         self._lifecycle = lifecycle
 
     def power_off(self, instance, timeout=0, retry_interval=0):
@@ -73,9 +74,8 @@ class Power(object):
 
     def hard_reboot(self, context, instance, network_info,
                     block_device_info=None):
-        guest = self._host.find_guest(instance.uuid)
+        guest = self._host.stop_guest(instance.uuid)
         if guest is not None:
-            guest.hard_stop()
             guest.discard_saved_memory()  # stale once the guest restarts
         _disks, xml = self._lifecycle.domain_xml(
             context, instance, instance.image_meta, network_info or [],
@@ -83,11 +83,20 @@ class Power(object):
         self._lifecycle.create(instance, xml, network_info or [],
                                wait_for_vifs=False)
         # Leftovers of a rescue that never finished: the original runs now.
-        disks.remove_rescue_files(instance)
+        disks.remove_rescue_files(self._layout, instance)
 
-    def soft_reboot(self, instance):
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None):
+        """A soft reboot that cannot be (the guest is not running, or does
+        not go down in time) is a hard one, as nova expects.
+        """
+        if reboot_type == 'SOFT' and self._soft_reboot(instance):
+            return
+        self.hard_reboot(context, instance, network_info, block_device_info)
+
+    def _soft_reboot(self, instance):
         """ACPI shutdown, then start; False when the guest is not running
-        or does not go down in time (the caller reboots it hard).
+        or does not go down in time.
         """
         guest = self._host.find_guest(instance.uuid)
         if guest is None or guest.power_state() != power_state.RUNNING:

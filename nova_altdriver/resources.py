@@ -12,7 +12,6 @@ import os_resource_classes as orc
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
-from nova_altdriver import paths
 
 CONF = nova.conf.CONF
 
@@ -65,8 +64,9 @@ def supported_instances(capabilities):
 
 class HostResources(object):
 
-    def __init__(self, host):
+    def __init__(self, host, layout):
         self._host = host
+        self._layout = layout
 
     def _memory_mb_used(self, total_mb):
         stats = self._host.memory_stats()
@@ -83,8 +83,8 @@ class HostResources(object):
     def report(self, nodename):
         """The dict get_available_resource() returns."""
         info = self._host.node_info()
-        memory_mb, vcpus = info[1], info[2]
-        total, used, free = disk_figures(paths.instances_path())
+        memory_mb, vcpus = info.memory_mb, info.cpus
+        total, used, free = disk_figures(self._layout.root)
         caps = self._host.capabilities()
         return {
             'vcpus': vcpus,
@@ -107,8 +107,8 @@ class HostResources(object):
         inventory the provider has now (for operator-set ratios).
         """
         info = self._host.node_info()
-        memory_mb, vcpus = info[1], info[2]
-        disk_gb = disk_figures(paths.instances_path())[0] // units.Gi
+        memory_mb, vcpus = info.memory_mb, info.cpus
+        disk_gb = disk_figures(self._layout.root)[0] // units.Gi
         ratios = driver.ComputeDriver._get_allocation_ratios(current)
         reserved = {
             orc.VCPU: CONF.reserved_host_cpus,

@@ -88,11 +88,10 @@ def _instance_uuid(name):
         return None
 
 
-def _work_dirs(instance_uuid=None):
-    """[(instance uuid, work directory)], oldest first: those of one
-    instance, or all.
+def _work_dirs(root, instance_uuid=None):
+    """[(instance uuid, work directory)] in root, oldest first: those of
+    one instance, or all.
     """
-    root = paths.snapshots_directory()
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -107,11 +106,10 @@ def _work_dirs(instance_uuid=None):
     return [(owner, path) for _mtime, owner, path in sorted(found)]
 
 
-def _remove_unfinished_work_dirs():
+def _remove_unfinished_work_dirs(root):
     """Work directories a nova-compute did not live to give an owner: they
     never held anything (the owner is written before anything else).
     """
-    root = paths.snapshots_directory()
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -150,8 +148,10 @@ def _pending(work):
 
 class Snapshot(object):
 
-    def __init__(self, host):
+    def __init__(self, host, cache):
         self._host = host
+        self._cache = cache
+        self._layout = cache.layout
         self._image_api = glance.API()
 
     def snapshot(self, context, instance, image_id, update_task_state):
@@ -159,8 +159,8 @@ class Snapshot(object):
         if guest is None:
             raise exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
-        root = os.path.join(disks.instance_dir(instance), 'disk')
-        root_format = disks.recorded_format(instance, root)
+        root = self._layout.instance_file(instance, paths.DISK)
+        root_format = disks.recorded_format(self._cache, instance, root)
         with _locked(instance.uuid):
             self._settle(instance.uuid)
             work = self._new_work_dir(instance)
@@ -177,7 +177,7 @@ class Snapshot(object):
                 fileutils.delete_if_exists(out)
                 gone = self._host.find_guest(instance.uuid) is None
                 if not _pending(work) or (gone and not os.path.isdir(
-                        disks.instance_dir(instance))):
+                        self._layout.instance_dir(instance.uuid))):
                     shutil.rmtree(work, ignore_errors=True)
                 if gone:  # deleted meanwhile: nova then discards the image
                     raise exception.InstanceNotFound(
@@ -195,12 +195,11 @@ class Snapshot(object):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    @staticmethod
-    def _new_work_dir(instance):
-        os.makedirs(paths.snapshots_directory(), exist_ok=True)
+    def _new_work_dir(self, instance):
+        os.makedirs(self._layout.snapshots_dir, exist_ok=True)
         work = tempfile.mkdtemp(prefix=instance.uuid + '-',
-                                dir=paths.snapshots_directory())
-        disks.write_atomically(os.path.join(work, _OWNER), instance.host)
+                                dir=self._layout.snapshots_dir)
+        paths.write_atomically(os.path.join(work, _OWNER), instance.host)
         return work
 
     def _live_copy(self, instance, guest, root, root_format, out, work):
@@ -212,7 +211,7 @@ class Snapshot(object):
         # Kept on disk until the overlay is folded back: whoever finishes
         # the job puts the definition back as it was.
         definition = os.path.join(work, _DEFINITION)
-        disks.write_atomically(definition, guest.xml(inactive=True))
+        paths.write_atomically(definition, guest.xml(inactive=True))
         overlay = os.path.join(work, _OVERLAY)
         try:
             guest.redirect_writes(
@@ -284,7 +283,8 @@ class Snapshot(object):
         guest.pivot(target)
 
     def _settle(self, instance_uuid):
-        for _uuid, work in _work_dirs(instance_uuid):
+        for _uuid, work in _work_dirs(self._layout.snapshots_dir,
+                                      instance_uuid):
             if _pending(work):
                 LOG.warning('Finishing an interrupted snapshot',
                             instance_uuid=instance_uuid)
@@ -306,7 +306,8 @@ class Snapshot(object):
     def forget(self, instance):
         """Removes the work directories of an instance whose disks go."""
         with _locked(instance.uuid):
-            for _uuid, work in _work_dirs(instance.uuid):
+            for _uuid, work in _work_dirs(self._layout.snapshots_dir,
+                                          instance.uuid):
                 shutil.rmtree(work, ignore_errors=True)
 
     def recover_interrupted(self, host):
@@ -315,8 +316,8 @@ class Snapshot(object):
         path made are theirs. One that cannot be finished stays (with the
         guest's writes) and nova-compute starts all the same.
         """
-        _remove_unfinished_work_dirs()
-        for instance_uuid, work in _work_dirs():
+        _remove_unfinished_work_dirs(self._layout.snapshots_dir)
+        for instance_uuid, work in _work_dirs(self._layout.snapshots_dir):
             if _owner(work) != host:
                 continue
             try:
@@ -329,7 +330,7 @@ class Snapshot(object):
 
     def _recover(self, instance_uuid, work):
         if _pending(work) and os.path.isdir(
-                os.path.join(paths.instances_path(), instance_uuid)):
+                self._layout.instance_dir(instance_uuid)):
             if self._host.find_guest(instance_uuid) is None:
                 LOG.warning('Interrupted snapshot of a guest this host no '
                             'longer has: left for the host that starts it',

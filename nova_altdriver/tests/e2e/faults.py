@@ -127,9 +127,7 @@ def _driver_frames(frame):
     found = []
     while frame is not None and len(found) < 2:
         module = frame.f_globals.get('__name__', '')
-        if (module.startswith('nova_altdriver.') and
-                not module.startswith('nova_altdriver.tests') and
-                module != 'nova_altdriver.paths'):
+        if _called_by_driver(frame):
             found.append('%s.%s' % (module.split('.', 1)[1],
                                     frame.f_code.co_name))
         frame = frame.f_back

@@ -9,8 +9,8 @@ import subprocess
 import fixtures
 
 from nova_altdriver import lifecycle
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.functional import base
-from nova_altdriver.tests.functional import test_lifecycle
 
 
 def digest(path):
@@ -34,8 +34,8 @@ class RebuildTest(base.TestCase):
         name = self.domain_xml(self.compute, self.server).findtext('name')
         self._rebuild_server(self.server, self.image_b)
         self.assertEqual(
-            os.path.join(self.base_dir(), test_lifecycle.sha1(self.image_b)),
-            test_lifecycle.backing_file(self.root))
+            os.path.join(self.base_dir(), builders.base_name(self.image_b)),
+            builders.backing_file(self.root))
         xml = self.domain_xml(self.compute, self.server)
         self.assertEqual(name, xml.findtext('name'))
         self.assertEqual(self.server['id'], xml.findtext('uuid'))
@@ -113,8 +113,8 @@ class EvacuateTest(base.TestCase):
 
         root2 = os.path.join(path2, server['id'], 'disk')
         self.assertEqual(
-            os.path.join(path2, '_base', test_lifecycle.sha1(self.image_id)),
-            test_lifecycle.backing_file(root2))
+            os.path.join(path2, '_base', builders.base_name(self.image_id)),
+            builders.backing_file(root2))
         self.bring_back_compute1(server)
         # compute1's own copy goes; compute2's stays.
         self.assertFalse(os.path.exists(root1))

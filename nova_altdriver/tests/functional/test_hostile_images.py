@@ -12,8 +12,8 @@ import libvirt
 from nova import context as nova_context
 from nova import objects
 
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.functional import base
-from nova_altdriver.tests.functional import test_lifecycle
 
 HOST_FILE = '/etc/shadow'
 
@@ -83,7 +83,7 @@ class HostileImageTest(base.TestCase):
         ]
 
     def assertNotCached(self, case, image_id):
-        name = test_lifecycle.sha1(image_id)
+        name = builders.base_name(image_id)
         self.assertEqual([], [n for n in os.listdir(self.base_dir())
                               if n.startswith(name)], case)
         self.assertEqual([], [n for n in os.listdir(self.base_dir())
@@ -160,14 +160,14 @@ class HostileImageTest(base.TestCase):
         # QEMU loads a kernel as a file, never through its block layer:
         # kept apart from the disk bases.
         self.assertTrue(os.path.exists(os.path.join(
-            self.base_dir(), test_lifecycle.sha1(kernel) + '.boot')))
+            self.base_dir(), builders.base_name(kernel) + '.boot')))
 
         server = self._create_server(image_uuid=kernel,
                                      flavor_id=self.flavor_id,
                                      networks='none', expected_state='ERROR')
         self.assertIn('safety check', server['fault']['message'])
         self.assertFalse(os.path.exists(os.path.join(
-            self.base_dir(), test_lifecycle.sha1(kernel))))
+            self.base_dir(), builders.base_name(kernel))))
         other = self._create_server(image_uuid=self.good_image,
                                     flavor_id=self.flavor_id,
                                     networks='none')
@@ -215,7 +215,7 @@ class HostileImageTest(base.TestCase):
                                 {'cache': [{'id': good}]},
                                 check_response_status=[202])
         self._wait_for_assert(lambda: self.assertTrue(os.path.exists(
-            os.path.join(self.base_dir(), test_lifecycle.sha1(good)))))
+            os.path.join(self.base_dir(), builders.base_name(good)))))
         for case, image_id, _reason in cases:
             self.assertNotCached(case, image_id)
 

@@ -1,7 +1,6 @@
 """Servers booted and deleted through nova's API on the libvirt test driver."""
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -12,17 +11,8 @@ from nova import exception
 from nova.network import model as network_model
 from nova import objects
 
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.functional import base
-
-
-def sha1(image_id):
-    return hashlib.sha1(image_id.encode()).hexdigest()
-
-
-def backing_file(path):
-    info = subprocess.run(['qemu-img', 'info', '--output=json', path],
-                          capture_output=True, text=True, check=True).stdout
-    return json.loads(info).get('backing-filename')
 
 
 class SpawnDestroyTest(base.TestCase):
@@ -60,7 +50,7 @@ class SpawnDestroyTest(base.TestCase):
         # A copy-on-write overlay of the cached image, grown to the flavor.
         cached = os.path.join(self.base_dir(),
                               hashlib.sha1(self.image_id.encode()).hexdigest())
-        self.assertEqual(cached, backing_file(root))
+        self.assertEqual(cached, builders.backing_file(root))
         self.assertTrue(os.path.exists(
             os.path.join(self.instance_dir(server), 'disk.info')))
 
@@ -81,7 +71,7 @@ class SpawnDestroyTest(base.TestCase):
             "devices/disk[@device='disk']")
         self.assertEqual('raw', disk.find('driver').get('type'))
         root = disk.find('source').get('file')
-        self.assertIsNone(backing_file(root))
+        self.assertIsNone(builders.backing_file(root))
         self.assertEqual(2 ** 30, os.path.getsize(root))  # the flavor's 1 GiB
 
     def test_bad_images_fail_clearly_and_leave_nothing(self):

@@ -8,8 +8,8 @@ import fixtures
 import libvirt
 from lxml import etree
 
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.functional import base
-from nova_altdriver.tests.functional import test_lifecycle
 
 
 class RescueTest(base.TestCase):
@@ -64,7 +64,7 @@ class RescueTest(base.TestCase):
         # ... a small overlay on the rescue image (the instance's own).
         rescue_disk = os.path.join(self.dir, 'disk.rescue')
         self.assertEqual(self.base_of(self.image_id),
-                         test_lifecycle.backing_file(rescue_disk))
+                         builders.backing_file(rescue_disk))
         self.assertTrue(os.path.exists(os.path.join(self.dir,
                                                     'unrescue.xml')))
 
@@ -81,7 +81,7 @@ class RescueTest(base.TestCase):
         self._stop_server(self.server)
         self.rescue(rescue_image)
         self.assertEqual(self.base_of(rescue_image),
-                         test_lifecycle.backing_file(
+                         builders.backing_file(
                              os.path.join(self.dir, 'disk.rescue')))
         self._unrescue_server(self.server)
         self.assertOriginal()
@@ -209,7 +209,7 @@ class RescueEdgeTest(base.TestCase):
                          sorted(os.listdir(self.instance_dir(server))))
         self.assertEqual([], [n for n in os.listdir(self.base_dir())
                               if n.startswith(
-                                  test_lifecycle.sha1(hostile))])
+                                  builders.base_name(hostile))])
         self.admin_api.post_server_action(server['id'], {
             'os-resetState': {'state': 'active'}})
         self._reboot_server(server, hard=True)

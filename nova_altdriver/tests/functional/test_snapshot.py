@@ -7,8 +7,8 @@ import subprocess
 from nova import context as nova_context
 from nova import objects
 
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.functional import base
-from nova_altdriver.tests.functional import test_lifecycle
 
 
 class SnapshotShelveTest(base.TestCase):
@@ -86,8 +86,8 @@ class SnapshotShelveTest(base.TestCase):
         root = os.path.join(self.instance_dir(self.server), 'disk')
         # Rebased onto the original image, not the deleted shelve image.
         self.assertEqual(
-            os.path.join(self.base_dir(), test_lifecycle.sha1(self.image_id)),
-            test_lifecycle.backing_file(root))
+            os.path.join(self.base_dir(), builders.base_name(self.image_id)),
+            builders.backing_file(root))
 
     def test_shelve_without_offload_then_unshelve(self):
         self.flags(shelved_offload_time=-1)
@@ -140,5 +140,5 @@ class SnapshotShelveTest(base.TestCase):
                               capture_output=True, text=True)
         self.assertNotIn('Pattern verification failed', read.stdout)
         self.assertEqual(   # not left on the shelve image
-            os.path.join(self.base_dir(), test_lifecycle.sha1(self.image_id)),
-            test_lifecycle.backing_file(root))
+            os.path.join(self.base_dir(), builders.base_name(self.image_id)),
+            builders.backing_file(root))

@@ -3,6 +3,8 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_altdriver import conf
+from nova_altdriver import imagecache
+from nova_altdriver import paths
 from nova_altdriver.tests import libvirt_test_driver
 
 
@@ -26,6 +28,8 @@ class TestCase(testtools.TestCase):
         self.flags(connection_uri=self.uri, virt_type='qemu',
                    stopped_event_delay=0.3, group='altdriver')
         self.flags(instances_path=self.tmp)
+        self.layout = paths.Layout.from_config()
+        self.cache = imagecache.ImageCache(self.layout)
 
     def flags(self, group=None, **kw):
         self.conf.config(group=group, **kw)

@@ -10,6 +10,7 @@ from oslo_serialization import jsonutils
 
 from nova_altdriver import disks
 from nova_altdriver import imagecache
+from nova_altdriver import paths
 from nova_altdriver.tests.unit import base
 
 IMAGE = '6b0a1e2c-3a6e-4a8a-9c2f-1b2c3d4e5f60'
@@ -27,15 +28,18 @@ class RecordedFormatTest(base.TestCase):
         self.instance = objects.Instance(uuid=IMAGE.replace('6b', '7c'),
                                          image_ref=IMAGE,
                                          system_metadata={})
-        self.dir = disks.instance_dir(self.instance)
+        self.dir = self.layout.instance_dir(self.instance.uuid)
         os.makedirs(self.dir)
-        os.makedirs(imagecache.base_dir())
-        self.base = os.path.join(imagecache.base_dir(),
+        os.makedirs(self.layout.base_dir)
+        self.base = os.path.join(self.layout.base_dir,
                                  imagecache.image_base_name(IMAGE))
         qemu_img('create', '-f', 'raw', self.base, '1M')
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def recorded(self, path):
+        return disks.recorded_format(self.cache, self.instance, path)
 
     def guest_wrote_qcow2_header(self, name, *options):
         """A raw disk whose guest wrote a qcow2 header into it."""
@@ -50,7 +54,7 @@ class RecordedFormatTest(base.TestCase):
         disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b',
                                              '/etc/shadow')
         self.record(jsonutils.dumps({disk: 'raw'}))
-        self.assertEqual('raw', disks.recorded_format(self.instance, disk))
+        self.assertEqual('raw', self.recorded(disk))
 
     def test_without_a_record_a_header_naming_a_host_file_is_raw(self):
         disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b',
@@ -58,42 +62,41 @@ class RecordedFormatTest(base.TestCase):
         for damaged in (None, '', '{not json', '[]', '{}'):
             if damaged is not None:
                 self.record(damaged)
-            self.assertEqual('raw', disks.recorded_format(self.instance,
-                                                          disk), damaged)
+            self.assertEqual('raw', self.recorded(disk), damaged)
 
     def test_without_a_record_another_tenants_base_is_raw(self):
-        other = os.path.join(imagecache.base_dir(),
+        other = os.path.join(self.layout.base_dir,
                              imagecache.image_base_name('someone-else'))
         qemu_img('create', '-f', 'raw', other, '1M')
         disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b', other)
-        self.assertEqual('raw', disks.recorded_format(self.instance, disk))
+        self.assertEqual('raw', self.recorded(disk))
 
     def test_without_a_record_an_external_data_file_is_raw(self):
         disk = self.guest_wrote_qcow2_header(
             'disk', '-o', 'data_file=%s' % self.path('data'))
-        self.assertEqual('raw', disks.recorded_format(self.instance, disk))
+        self.assertEqual('raw', self.recorded(disk))
 
     def test_without_a_record_the_driver_s_own_overlays_are_qcow2(self):
         disk = self.guest_wrote_qcow2_header('disk', '-F', 'raw', '-b',
                                              self.base)
-        swap_base = os.path.join(imagecache.base_dir(), 'swap_512')
+        swap_base = os.path.join(self.layout.base_dir, 'swap_512')
         qemu_img('create', '-f', 'raw', swap_base, '1M')
         swap = self.guest_wrote_qcow2_header('disk.swap', '-F', 'raw', '-b',
                                              swap_base)
         plain = self.guest_wrote_qcow2_header('disk.local')
         for path in (disk, swap, plain):
-            self.assertEqual('qcow2', disks.recorded_format(self.instance,
-                                                            path))
+            self.assertEqual('qcow2', self.recorded(path))
         raw = self.path('disk.config')
         qemu_img('create', '-f', 'raw', raw, '1M')
-        self.assertEqual('raw', disks.recorded_format(self.instance, raw))
+        self.assertEqual('raw', self.recorded(raw))
 
 
 class DiskInfoTest(base.TestCase):
 
     def test_written_whole_and_only_when_it_changes(self):
         instance = objects.Instance(uuid=IMAGE)
-        made = disks.InstanceDisks(instance, objects.ImageMeta.from_dict({}))
+        made = disks.InstanceDisks(self.cache, instance,
+                                   objects.ImageMeta.from_dict({}))
         os.makedirs(made.dir)
         layout = [disks.domain.Disk(made.path('disk'), 'qcow2', 'vda',
                                     'virtio')]
@@ -111,8 +114,8 @@ class DiskInfoTest(base.TestCase):
 
     def test_a_failed_write_keeps_the_old_file(self):
         path = os.path.join(self.tmp, 'file')
-        disks.write_atomically(path, 'old')
-        self.assertRaises(TypeError, disks.write_atomically, path, object())
+        paths.write_atomically(path, 'old')
+        self.assertRaises(TypeError, paths.write_atomically, path, object())
         self.assertEqual('old', open(path).read())
         self.assertEqual(['file'], [n for n in os.listdir(self.tmp)
                                     if n.startswith('file')])
@@ -122,11 +125,12 @@ class RescueFilesTest(base.TestCase):
 
     def test_a_rescue_killed_while_saving_the_definition_leaves_nothing(self):
         instance = objects.Instance(uuid=IMAGE)
-        os.makedirs(disks.instance_dir(instance))
+        os.makedirs(self.layout.instance_dir(instance.uuid))
         for name in ('disk', 'disk.rescue', 'disk.config.rescue',
                      'disk.config.rescue.part', 'unrescue.xml',
                      'unrescue.xml.tmp'):
-            open(os.path.join(disks.instance_dir(instance), name),
+            open(os.path.join(self.layout.instance_dir(instance.uuid), name),
                  'w').close()
-        disks.remove_rescue_files(instance)
-        self.assertEqual(['disk'], os.listdir(disks.instance_dir(instance)))
+        disks.remove_rescue_files(self.layout, instance)
+        self.assertEqual(['disk'], os.listdir(
+            self.layout.instance_dir(instance.uuid)))

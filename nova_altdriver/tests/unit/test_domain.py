@@ -8,42 +8,17 @@ import os
 import re
 
 from lxml import etree
-from nova import objects
 
 from nova_altdriver import domain
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
 from nova_altdriver import vifs
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
-UUID = 'f0b9b3f6-9f7e-4f0f-8a54-2a0c2b1c0d11'
-INST = '/var/lib/nova/instances/' + UUID
-
-
-def _instance(memory_mb=512, vcpus=1, **flavor):
-    flavor = objects.Flavor(name='m1.test', flavorid='42',
-                            memory_mb=memory_mb, vcpus=vcpus,
-                            root_gb=flavor.get('root_gb', 1),
-                            ephemeral_gb=flavor.get('ephemeral_gb', 0),
-                            swap=flavor.get('swap', 0), extra_specs={})
-    return objects.Instance(uuid=UUID, id=1, display_name='golden',
-                            user_id='user-1', project_id='project-1',
-                            flavor=flavor)
-
-
-def _image(**properties):
-    return objects.ImageMeta.from_dict(
-        {'id': '6b0a1e2c-3a6e-4a8a-9c2f-1b2c3d4e5f60',
-         'disk_format': 'qcow2', 'properties': properties})
-
-
-def _vif(vif_type, **details):
-    from nova.network import model
-    return model.VIF(
-        id='5c1d0f2a-7e3b-4c1d-9a8b-0e1f2a3b4c5d', address='fa:16:3e:00:00:01',
-        type=vif_type, devname='tap5c1d0f2a-7e', details=details,
-        network=model.Network(id='1f6a1c2e-0b1d-4c8e-9f00-aa55aa55aa55',
-                              bridge='br-int',
-                              meta={'mtu': 1450}))
+INST = '/var/lib/nova/instances/' + builders.INSTANCE_UUID
+_instance = builders.instance
+_image = builders.image_meta
+_vif = builders.vif
 
 
 class GoldenXMLTest(base.TestCase):
@@ -109,3 +84,45 @@ class GoldenXMLTest(base.TestCase):
         xml = etree.fromstring(domain.build(_instance(), _image(), disks))
         rescue = xml.find("devices/disk/target[@dev='sda']/..")
         self.assertEqual('1', rescue.find('boot').get('order'))
+
+
+class RescueDisksTest(GoldenXMLTest):
+    """The rescue domain's disks: legacy and stable device rescue."""
+
+    ROOT = domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')
+    RESCUE = INST + '/disk.rescue'
+
+    def rescue_xml(self, disks):
+        return domain.build(_instance(), _image(), disks,
+                            console_log=INST + '/console.log')
+
+    def test_legacy_with_a_vfat_config_drive(self):
+        # (the config drive on the disk bus: vdb, where the root disk goes)
+        config_drive = [domain.Disk(INST + '/disk.config.rescue', 'raw',
+                                    'vdb', 'virtio')]
+        self.assertGolden('rescue-legacy-vfat.xml', self.rescue_xml(
+            domain.rescue_disks(self.RESCUE, self.ROOT, [], config_drive,
+                                {})))
+
+    def test_legacy_on_the_rescue_image_s_bus(self):
+        disks = domain.rescue_disks(self.RESCUE, self.ROOT, [], [],
+                                    {'hw_disk_bus': 'scsi'})
+        self.assertEqual([('sda', 'scsi'), ('vda', 'virtio')],
+                         [(d.dev, d.bus) for d in disks])
+
+    def test_stable_keeps_every_original_device(self):
+        others = [domain.Disk(INST + '/disk.local', 'qcow2', 'vdb', 'virtio'),
+                  domain.Disk(INST + '/disk.swap', 'qcow2', 'vdc', 'virtio')]
+        config_drive = [domain.Disk(INST + '/disk.config.rescue', 'raw',
+                                    'hda', 'ide', device='cdrom')]
+        self.assertGolden('rescue-stable.xml', self.rescue_xml(
+            domain.rescue_disks(self.RESCUE, self.ROOT, others, config_drive,
+                                {'hw_rescue_device': 'disk'})))
+
+    def test_stable_on_another_bus_as_a_cdrom(self):
+        disks = domain.rescue_disks(
+            self.RESCUE, self.ROOT, [], [],
+            {'hw_rescue_bus': 'usb', 'hw_rescue_device': 'cdrom'})
+        self.assertEqual(
+            [self.ROOT, domain.Disk(self.RESCUE, 'qcow2', 'sda', 'usb',
+                                    device='cdrom', boot_order=1)], disks)

@@ -11,6 +11,7 @@ import os_resource_classes as orc
 from oslo_serialization import jsonutils
 
 from nova_altdriver import driver
+from nova_altdriver import host as host_mod
 from nova_altdriver import lifecycle
 from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.unit import base
@@ -142,7 +143,7 @@ class InitHostTest(base.TestCase):
     def test_old_libvirt_is_refused(self):
         drv = driver.AltDriver(None)
         self.addCleanup(drv.cleanup_host, 'compute1')
-        self.patch(driver, 'MIN_LIBVIRT_VERSION', (99, 0, 0))
+        self.patch(host_mod, 'MIN_LIBVIRT_VERSION', (99, 0, 0))
         error = self.assertRaises(exception.InternalError, drv.init_host,
                                   'compute1')
         self.assertIn('libvirt >= 99.0.0', str(error))

@@ -1,5 +1,6 @@
 import os
 import subprocess
+import sys
 
 import fixtures
 from nova import exception
@@ -58,12 +59,12 @@ class BootFileTest(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch('nova.virt.images.fetch', fetch))
         # (Glance's view of the image is not needed for this)
         self.flags(disable_deep_image_inspection=True, group='workarounds')
-        kernel = imagecache.fetch_boot_file(None, 'img')
+        kernel = self.cache.fetch_boot_file(None, 'img')
         self.assertRaises(exception.ImageUnacceptable,
-                          imagecache.fetch_image, None, 'img')
+                          self.cache.fetch_image, None, 'img')
         self.assertEqual(['img', 'img'], fetched)
         self.assertEqual([os.path.basename(kernel)],
-                         os.listdir(imagecache.base_dir()))
+                         os.listdir(self.layout.base_dir))
 
 
 class AgeingTest(base.TestCase):
@@ -72,7 +73,7 @@ class AgeingTest(base.TestCase):
         super().setUp()
         self.flags(remove_unused_original_minimum_age_seconds=3600,
                    group='image_cache')
-        self.manager = imagecache.ImageCacheManager()
+        self.manager = imagecache.ImageCacheManager(self.cache)
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.imagecache.ImageCacheManager._list_running_instances',
             lambda self, context, instances: {
@@ -80,8 +81,8 @@ class AgeingTest(base.TestCase):
                 'used_ephemeral_images': set()}))
 
     def old_base(self, name):
-        os.makedirs(imagecache.base_dir(), exist_ok=True)
-        path = os.path.join(imagecache.base_dir(), name)
+        os.makedirs(self.layout.base_dir, exist_ok=True)
+        path = os.path.join(self.layout.base_dir, name)
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'raw', path, '1M'],
                        check=True)
         os.utime(path, (1, 1))
@@ -107,17 +108,19 @@ class AgeingTest(base.TestCase):
     def test_a_base_handed_out_meanwhile_stays(self):
         path = self.old_base('swap_512')
         handed_out = []
-        remove = imagecache._remove_if_unused_long_enough
+        remove = self.manager._remove_if_unused_long_enough
 
         def cache_manager_after_a_spawn_took_it(name, path):
             # a spawn takes the base between the cache manager's listing
             # and its removal
-            handed_out.append(imagecache.blank_swap(512))
+            handed_out.append(self.cache.blank_swap(512))
             remove(name, path)
 
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_altdriver.imagecache._remove_if_unused_long_enough',
-            cache_manager_after_a_spawn_took_it))
+            'nova_altdriver.imagecache.ImageCacheManager.'
+            '_remove_if_unused_long_enough',
+            lambda manager, name, path: cache_manager_after_a_spawn_took_it(
+                name, path)))
         self.manager.update(None, [])
         self.assertEqual([path], handed_out)
         self.assertTrue(os.path.exists(path))
@@ -147,11 +150,31 @@ class Qcow2HeaderTest(base.TestCase):
 class UnfinishedFetchTest(base.TestCase):
 
     def test_what_a_dead_fetch_left_goes_and_the_bases_stay(self):
-        os.makedirs(imagecache.base_dir())
+        os.makedirs(self.layout.base_dir)
         names = ['abc', 'abc.tmp', 'abc.tmp.part', 'def.boot',
                  'def.boot.tmp', 'swap_512']
         for name in names:
-            open(os.path.join(imagecache.base_dir(), name), 'w').close()
-        imagecache.ImageCacheManager().remove_unfinished()
+            open(os.path.join(self.layout.base_dir, name), 'w').close()
+        imagecache.ImageCacheManager(self.cache).remove_unfinished()
         self.assertEqual(['abc', 'def.boot', 'swap_512'],
-                         sorted(os.listdir(imagecache.base_dir())))
+                         sorted(os.listdir(self.layout.base_dir)))
+
+    def test_a_fetch_under_way_elsewhere_is_not_waited_for(self):
+        # (another host of a shared instances path: another process)
+        os.makedirs(self.layout.base_dir)
+        part = os.path.join(self.layout.base_dir, 'abc.tmp.part')
+        open(part, 'w').close()
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import sys, time\n'
+             'from oslo_concurrency import lockutils\n'
+             'with lockutils.lock("abc", external=True,\n'
+             '                    lock_path=sys.argv[1]):\n'
+             '    print("held", flush=True)\n'
+             '    time.sleep(60)\n',
+             self.layout.locks_dir], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.kill)
+        self.assertEqual('held\n', holder.stdout.readline())
+        imagecache.ImageCacheManager(self.cache).remove_unfinished()
+        self.assertTrue(os.path.exists(part))

@@ -44,7 +44,7 @@ class RecoveryTest(base.TestCase):
         super().setUp()
         self.host = host_mod.Host(self.uri)
         self.addCleanup(self.host.close)
-        self.snapshot = snapshot.Snapshot(self.host)
+        self.snapshot = snapshot.Snapshot(self.host, self.cache)
         self.snapshots = os.path.join(self.tmp, 'snapshots')
         os.makedirs(self.snapshots)
 

@@ -2,8 +2,8 @@
 
 import fixtures
 
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
-from nova_altdriver.tests.unit import test_domain
 from nova_altdriver import vifs
 
 
@@ -19,9 +19,9 @@ class UnplugTest(base.TestCase):
             lambda vif, info: self.unplugged.append(vif.vif_name)))
 
     def _unplug(self, instance_host, devname):
-        vif = test_domain._vif('ovs')
+        vif = builders.vif('ovs')
         vif['devname'] = devname
-        instance = test_domain._instance()
+        instance = builders.instance()
         instance.host = instance_host
         vifs.unplug(instance, [vif])
         return self.unplugged
@@ -41,8 +41,8 @@ class UnplugTest(base.TestCase):
 class InterfaceTest(base.TestCase):
 
     def test_a_port_without_a_device_name_lets_libvirt_name_it(self):
-        vif = test_domain._vif('tap')
+        vif = builders.vif('tap')
         vif['devname'] = None
-        el = vifs.interface(vif, test_domain._image())
+        el = vifs.interface(vif, builders.image_meta())
         self.assertIsNone(el.find('target'))
         self.assertEqual('fa:16:3e:00:00:01', el.find('mac').get('address'))
