@@ -9,8 +9,8 @@
 
 The password of the admin and of the services' users is AIO_PASSWORD from
 the environment (never on a command line); catalog and network reach the
-cloud as CLOUD of the clouds.yaml that OS_CLIENT_CONFIG_FILE names. Each
-command leaves alone what is already there.
+cloud as CLOUD of the clouds.yaml that OS_CLIENT_CONFIG_FILE names, and
+make only what is not there yet.
 """
 
 import argparse

@@ -2,9 +2,9 @@
 tests, and the all-in-one's tours (tools/aio/tour.sh, browser_tour.py).
 
 The guest (tools/guest-image/init) prints marker lines ``ALTDRIVER-<NAME>
-...`` on its serial console; tools/guest-image/README.md lists them. Lines
-around them (the kernel's, the firmware's, a carriage return) are no
-markers; a marker line may follow other text on its line.
+...`` on its serial console; tools/guest-image/README.md lists them. The
+firmware's and the kernel's lines around them and carriage returns are
+skipped; a marker may follow other output on its line.
 
 This module imports nothing but the standard library: the tours load it by
 its path (nova_altdriver.tests imports nova, which takes seconds) and
