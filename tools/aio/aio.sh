@@ -17,6 +17,10 @@
 # Everything (configuration, databases, logs, pid files, instances) lives under
 # AIO_STATE (default /var/lib/nova-altdriver-aio). Services listen on 127.0.0.1
 # only. The CLI finds the cloud as `openstack --os-cloud altdriver-aio`.
+#
+# This script installs and supervises; each service's configuration is a
+# template in tools/aio/etc/ (filled in by render.py with the values set
+# here), and bootstrap.py makes the cloud's users, catalog and network.
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 
@@ -33,6 +37,7 @@ LIBVIRT_URI=qemu:///system
 LIBVIRT2_DIR=$STATE/libvirt2
 LIBVIRT2_URI="qemu+unix:///system?socket=$LIBVIRT2_DIR/run/libvirt-sock"
 KEYSTONE=http://127.0.0.1:5000
+TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:5672/
 CLOUD=altdriver-aio
 # Start order; `down` stops in reverse.
 SERVICES=(mariadb epmd rabbitmq keystone placement glance ovsdb-server
@@ -123,280 +128,67 @@ install_aio_packages() {
 }
 
 # ---------------------------------------------------------------- config
+# render TEMPLATE FILE: FILE from tools/aio/etc/TEMPLATE.in (render.py) with
+# these values, and those set for the call (SERVICE_USER=nova render ...)
+render() {
+    (export STATE ETC LOGS RUN VENV PASSWORD KEYSTONE TRANSPORT_URL HOSTNAME_COMPUTE \
+            HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI BRIDGE OVS_DB_SOCK HORIZON_DIR
+     exec "$VENV/bin/python" "$AIO_DIR/render.py" "$AIO_DIR/etc/$1.in" "$2")
+}
+
 write_configs() {
     mkdir -p "$ETC"/{keystone,glance,placement,neutron/plugins/ml2,nova} "$LOGS" "$RUN" \
         "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,nova2,neutron,locks}
     local share=$VENV/etc
-    cat >"$ETC/my.cnf" <<EOF
-[client]
-socket = $RUN/mysqld.sock
-user = root
-[mysqld]
-user = root
-datadir = $STATE/mysql
-socket = $RUN/mysqld.sock
-pid-file = $RUN/mysqld.pidfile
-bind-address = 127.0.0.1
-port = 3306
-skip-name-resolve
-log-error = $LOGS/mariadb-error.log
-max_connections = 1000
-innodb_buffer_pool_size = 128M
-innodb_flush_log_at_trx_commit = 2
-character-set-server = utf8
-EOF
-    cat >"$ETC/rabbitmq.conf" <<EOF
-listeners.tcp.default = 127.0.0.1:5672
-loopback_users = none
-EOF
-    echo "[]." >"$ETC/rabbitmq-enabled-plugins"
-
-    authtoken() {  # authtoken USER
-        cat <<EOF
-[keystone_authtoken]
-www_authenticate_uri = $KEYSTONE
-auth_url = $KEYSTONE
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = $1
-password = $PASSWORD
-service_token_roles_required = true
-EOF
-    }
-    local common="[DEFAULT]
-transport_url = rabbit://guest:guest@127.0.0.1:5672/"
-    local locks="[oslo_concurrency]
-lock_path = $STATE/locks"
-
-    # Keystone
-    cat >"$ETC/keystone/keystone.conf" <<EOF
-[DEFAULT]
-[database]
-connection = $(dburl keystone)
-[token]
-provider = fernet
-[fernet_tokens]
-key_repository = $ETC/keystone/fernet-keys
-[fernet_receipts]
-key_repository = $ETC/keystone/fernet-keys
-[credential]
-key_repository = $ETC/keystone/credential-keys
-[cache]
-enabled = true
-backend = dogpile.cache.memory
-[identity]
-password_hash_rounds = 4
-EOF
-
-    # Placement
-    cat >"$ETC/placement/placement.conf" <<EOF
-[DEFAULT]
-[placement_database]
-connection = $(dburl placement)
-[api]
-auth_strategy = keystone
-$(authtoken placement)
-EOF
-
+    render my.cnf "$ETC/my.cnf"
+    render rabbitmq.conf "$ETC/rabbitmq.conf"
+    render rabbitmq-enabled-plugins "$ETC/rabbitmq-enabled-plugins"
+    DATABASE=$(dburl keystone) render keystone.conf "$ETC/keystone/keystone.conf"
+    SERVICE_USER=placement DATABASE=$(dburl placement) \
+        render placement.conf "$ETC/placement/placement.conf"
     # Glance: a file store; chunked uploads (snapshots) are read by uWSGI
-    cat >"$ETC/glance/glance-api.conf" <<EOF
-[DEFAULT]
-enabled_backends = fs:file
-[database]
-connection = $(dburl glance)
-[glance_store]
-default_backend = fs
-[fs]
-filesystem_store_datadir = $STATE/images
-[os_glance_staging_store]
-filesystem_store_datadir = $STATE/glance-staging
-[os_glance_tasks_store]
-filesystem_store_datadir = $STATE/glance-tasks
-[paste_deploy]
-flavor = keystone
-$(authtoken glance)
-EOF
+    SERVICE_USER=glance DATABASE=$(dburl glance) \
+        render glance-api.conf "$ETC/glance/glance-api.conf"
     cp -f "$share/glance/glance-api-paste.ini" "$ETC/glance/"
-
     # Neutron: ML2 with no agents; ml2/ binds every port to the OVS bridge
-    cat >"$ETC/neutron/neutron.conf" <<EOF
-$common
-core_plugin = ml2
-service_plugins =
-auth_strategy = keystone
-state_path = $STATE/neutron
-notify_nova_on_port_status_changes = false
-notify_nova_on_port_data_changes = false
-api_workers = 1
-rpc_workers = 0
-[database]
-connection = $(dburl neutron)
-$(authtoken neutron)
-[agent]
-root_helper =
-$locks
-EOF
-    cat >"$ETC/neutron/plugins/ml2/ml2_conf.ini" <<EOF
-[ml2]
-type_drivers = flat,vlan
-tenant_network_types =
-mechanism_drivers = altdriver_aio
-extension_drivers = port_security
-[ml2_type_flat]
-flat_networks = *
-[altdriver_aio]
-integration_bridge = $BRIDGE
-datapath_type = netdev
-EOF
+    SERVICE_USER=neutron DATABASE=$(dburl neutron) \
+        render neutron.conf "$ETC/neutron/neutron.conf"
+    render ml2_conf.ini "$ETC/neutron/plugins/ml2/ml2_conf.ini"
     cp -f "$share/neutron/api-paste.ini" "$ETC/neutron/" 2>/dev/null || true
-
-    # Nova: one file for every nova process
-    local svcauth="auth_type = password
-auth_url = $KEYSTONE
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = nova
-password = $PASSWORD
-region_name = RegionOne"
-    cat >"$ETC/nova/nova.conf" <<EOF
-$common
-compute_driver = nova_altdriver.AltDriver
-instances_path = $STATE/instances
-state_path = $STATE/nova
-host = $HOSTNAME_COMPUTE
-my_ip = 127.0.0.1
-cpu_allocation_ratio = 16.0
-disk_allocation_ratio = 4.0
-osapi_compute_workers = 1
-metadata_workers = 1
-# shelved servers are offloaded after a minute: Horizon offers Unshelve
-# only for offloaded ones; the CLI tour unshelves one within that minute
-shelved_offload_time = 60
-shelved_poll_interval = 15
-# no DHCP: guests read their address from the config drive's network data
-force_config_drive = true
-[altdriver]
-connection_uri = $LIBVIRT_URI
-virt_type = qemu
-[api]
-auth_strategy = keystone
-[wsgi]
-api_paste_config = $ETC/nova/api-paste.ini
-[api_database]
-connection = $(dburl nova_api)
-[database]
-connection = $(dburl nova)
-[conductor]
-workers = 1
-[scheduler]
-workers = 1
-discover_hosts_in_cells_interval = 3
-[filter_scheduler]
-track_instance_changes = false
-$(authtoken nova)
-[service_user]
-send_service_user_token = true
-$svcauth
-[placement]
-$svcauth
-[neutron]
-$svcauth
-[glance]
-region_name = RegionOne
-[cinder]
-os_region_name = RegionOne
-[vnc]
-enabled = false
-[spice]
-enabled = false
-[nova_sys_admin]
-helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova/nova.conf
-[os_vif_ovs]
-ovsdb_connection = unix:$OVS_DB_SOCK
-[vif_plug_ovs_privileged]
-helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova/nova.conf
-[vif_plug_linux_bridge_privileged]
-helper_command = $VENV/bin/privsep-helper --config-file $ETC/nova/nova.conf
-[oslo_messaging_notifications]
-driver = noop
-$locks
-EOF
-    # the two compute hosts: own host name, node name, state and libvirtd
-    cat >"$ETC/nova/nova-compute.conf" <<EOF
-[DEFAULT]
-debug = true
-[altdriver]
-hypervisor_hostname = $HOSTNAME_COMPUTE
-EOF
-    cat >"$ETC/nova/nova-compute2.conf" <<EOF
-[DEFAULT]
-debug = true
-host = $HOSTNAME_COMPUTE2
-state_path = $STATE/nova2
-[altdriver]
-connection_uri = $LIBVIRT2_URI
-hypervisor_hostname = $HOSTNAME_COMPUTE2
-EOF
+    # Nova: one file for every nova process, and one of its own for each of
+    # the two compute hosts (host name, node name, state and libvirtd)
+    SERVICE_USER=nova DATABASE=$(dburl nova) API_DATABASE=$(dburl nova_api) \
+        render nova.conf "$ETC/nova/nova.conf"
+    render nova-compute.conf "$ETC/nova/nova-compute.conf"
+    render nova-compute2.conf "$ETC/nova/nova-compute2.conf"
     # host, its nova-compute service and libvirt URI, for the tour
     printf '%s %s %s\n' "$HOSTNAME_COMPUTE" nova-compute "$LIBVIRT_URI" \
         "$HOSTNAME_COMPUTE2" nova-compute2 "$LIBVIRT2_URI" >"$STATE/computes"
     cp -f "$share/nova/api-paste.ini" "$ETC/nova/"
 
-    # uWSGI, one file per API
-    local api module
+    # uWSGI, one file per API; glance's adds chunked input: nova uploads
+    # snapshot data in chunks larger than uWSGI's 1 MiB default
+    local api module template
     for api in keystone:keystone.wsgi.api placement:placement.wsgi.api \
                glance:glance.wsgi.api neutron:neutron.wsgi.api \
                nova-api:nova.wsgi.osapi_compute; do
         module=${api#*:}; api=${api%%:*}
-        cat >"$ETC/uwsgi-$api.ini" <<EOF
-[uwsgi]
-module = $module:application
-http-socket = 127.0.0.1:${PORT[$api]}
-virtualenv = $VENV
-master = true
-processes = 1
-threads = 4
-enable-threads = true
-lazy-apps = true
-die-on-term = true
-hook-master-start = unix_signal:15 gracefully_kill_them_all
-worker-reload-mercy = 10
-buffer-size = 65535
-add-header = Connection: close
-need-app = true
-procname-prefix-spaced = aio-$api
-EOF
+        template=uwsgi-$api.ini
+        [ -f "$AIO_DIR/etc/$template.in" ] || template=uwsgi.ini
+        API=$api MODULE=$module API_PORT=${PORT[$api]} render "$template" "$ETC/uwsgi-$api.ini"
     done
-    # nova uploads snapshot data in chunks larger than uWSGI's 1 MiB default
-    cat >>"$ETC/uwsgi-glance.ini" <<EOF
-http-chunked-input = true
-http-auto-chunked = true
-http-raw-body = true
-chunked-input-limit = 67108864
-EOF
 }
 
-write_clouds_yaml() {
-    "$VENV/bin/python" - "$STATE/clouds.yaml" /etc/openstack/clouds.yaml <<EOF
-import os, sys, yaml
-entry = {'auth': {'auth_url': '$KEYSTONE/v3', 'username': 'admin',
-                  'password': '$PASSWORD', 'project_name': 'admin',
-                  'user_domain_name': 'Default', 'project_domain_name': 'Default'},
-         'region_name': 'RegionOne', 'identity_api_version': 3,
-         'compute_api_version': '2.95'}
-for path in sys.argv[1:]:
-    data = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    data.setdefault('clouds', {})['$CLOUD'] = entry
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        yaml.safe_dump(data, f, default_flow_style=False)
-EOF
+# bootstrap COMMAND ARGS...: tools/aio/bootstrap.py, as the cloud's admin (the
+# password in its environment: command lines are public)
+bootstrap() {
+    OS_CLIENT_CONFIG_FILE=$STATE/clouds.yaml AIO_PASSWORD=$PASSWORD \
+        "$VENV/bin/python" "$AIO_DIR/bootstrap.py" "$@"
+}
+
+write_clouds_yaml() {  # for the CLI, the tours and bootstrap
+    bootstrap clouds-yaml "$CLOUD" "$KEYSTONE/v3" "$STATE/clouds.yaml" \
+        /etc/openstack/clouds.yaml
 }
 
 # ---------------------------------------------------------------- start
@@ -471,31 +263,7 @@ uwsgi_api() {  # uwsgi_api NAME CONFIG_DIR_VAR
 catalog_setup() {
     [ -f "$STATE/.catalog" ] && return 0
     log "keystone: service project, users, catalog"
-    OS_CLIENT_CONFIG_FILE="$STATE/clouds.yaml" "$VENV/bin/python" - <<EOF
-import openstack
-c = openstack.connect(cloud='$CLOUD')
-idn = c.identity
-dom = idn.find_domain('default')
-proj = idn.find_project('service', domain_id=dom.id) or \
-    idn.create_project(name='service', domain_id=dom.id)
-admin = idn.find_role('admin')
-svc = idn.find_role('service') or idn.create_role(name='service')
-for user in ('nova', 'placement', 'glance', 'neutron'):
-    u = idn.find_user(user, domain_id=dom.id) or idn.create_user(
-        name=user, password='$PASSWORD', domain_id=dom.id, default_project_id=proj.id)
-    for role in (admin, svc):
-        idn.assign_project_role_to_user(proj, u, role)
-for name, typ, url in (('nova', 'compute', 'http://127.0.0.1:8774/v2.1'),
-                       ('placement', 'placement', 'http://127.0.0.1:8778'),
-                       ('glance', 'image', 'http://127.0.0.1:9292'),
-                       ('neutron', 'network', 'http://127.0.0.1:9696')):
-    s = idn.find_service(name) or idn.create_service(name=name, type=typ)
-    have = {e.interface for e in idn.endpoints(service_id=s.id)}
-    for iface in ('public', 'internal', 'admin'):
-        if iface not in have:
-            idn.create_endpoint(service_id=s.id, interface=iface, url=url,
-                                region_id='RegionOne')
-EOF
+    bootstrap catalog "$CLOUD"
     touch "$STATE/.catalog"
 }
 

@@ -13,29 +13,7 @@ HORIZON_PORT=8080
 write_horizon_settings() {
     mkdir -p "$HORIZON_DIR/local"
     : >"$HORIZON_DIR/local/__init__.py"
-    cat >"$HORIZON_DIR/local/local_settings.py" <<EOF
-from horizon.utils import secret_key
-
-DEBUG = False
-# also reached through an ssh tunnel, under whatever name the browser uses
-ALLOWED_HOSTS = ['*']
-SECRET_KEY = secret_key.generate_or_read_from_file('$HORIZON_DIR/.secret_key')
-STATIC_ROOT = '$HORIZON_DIR/static'
-STATIC_URL = '/static/'
-COMPRESS_OFFLINE = True
-# one server process, no memcached: sessions in its memory
-CACHES = {'default': {
-    'BACKEND': 'django.core.cache.backends.locmem.LocMemCache'}}
-SESSION_ENGINE = 'django.contrib.sessions.backends.cache'
-OPENSTACK_HOST = '127.0.0.1'
-OPENSTACK_KEYSTONE_URL = '$KEYSTONE/v3'
-OPENSTACK_KEYSTONE_MULTIDOMAIN_SUPPORT = True
-OPENSTACK_KEYSTONE_DEFAULT_DOMAIN = 'Default'
-# no Cinder, no L3: nothing of them to offer in the launch wizard
-LAUNCH_INSTANCE_DEFAULTS = {'create_volume': False}
-OPENSTACK_NEUTRON_NETWORK = {'enable_router': False, 'enable_quotas': False,
-                             'enable_fip_topology_check': False}
-EOF
+    render local_settings.py "$HORIZON_DIR/local/local_settings.py"
 }
 
 # prepare_horizon_static DJANGO_ADMIN...: collectstatic + compress, only when

@@ -63,17 +63,7 @@ start_ovs() {
 network_setup() {  # the shared network and its subnet, once
     [ -f "$STATE/.network" ] && return 0
     log "neutron: network $NETWORK ($SUBNET_CIDR)"
-    OS_CLIENT_CONFIG_FILE="$STATE/clouds.yaml" "$VENV/bin/python" - <<PYTHON || die "creating $NETWORK failed"
-import openstack
-c = openstack.connect(cloud='$CLOUD')
-net = c.network.find_network('$NETWORK') or c.network.create_network(
-    name='$NETWORK', is_shared=True, provider_network_type='flat',
-    provider_physical_network='aio')
-if not c.network.find_subnet('$NETWORK-subnet', network_id=net.id):
-    # no DHCP agent: guests take their address from the config drive
-    c.network.create_subnet(name='$NETWORK-subnet', network_id=net.id,
-                            ip_version=4, cidr='$SUBNET_CIDR',
-                            gateway_ip='$GATEWAY', is_dhcp_enabled=False)
-PYTHON
+    bootstrap network "$CLOUD" "$NETWORK" "$SUBNET_CIDR" "$GATEWAY" \
+        || die "creating $NETWORK failed"
     touch "$STATE/.network"
 }

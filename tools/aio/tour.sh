@@ -70,7 +70,10 @@ wait_status() {
 }
 
 console() { osc console log show "$1" 2>/dev/null | tr -d '\r'; }
-last_ready() { console "$1" | grep -a 'ALTDRIVER-READY' | tail -1; }
+# latest SERVER FIELD...: those fields of the guest's latest boot, one a line
+# (ready: its READY line, bootcount, net_ip, uptime), by the e2e tests' parser
+MARKERS=$ALTDRIVER_TOP/nova_altdriver/tests/e2e/markers.py
+latest() { console "$1" | python3 "$MARKERS" "${@:2}"; }
 
 # wait_console SERVER REGEX: the console shows a line matching REGEX
 wait_console() {
@@ -88,12 +91,12 @@ wait_console() {
 # wait_boot SERVER N: a new ALTDRIVER-READY line (unlike PREV_READY) with bootcount N
 PREV_READY=
 wait_boot() {
-    local end=$((SECONDS + WAIT)) line
+    local end=$((SECONDS + WAIT)) line count
     while [ $SECONDS -lt $end ]; do
-        line=$(last_ready "$1")
+        { read -r line; read -r count; } < <(latest "$1" ready bootcount)
         if [ -n "$line" ] && [ "$line" != "$PREV_READY" ]; then
             PREV_READY=$line
-            if [[ $line == *"bootcount=$2 "* ]]; then
+            if [ "$count" = "$2" ]; then
                 log "console: $line"; return 0
             fi
             log "console: $line (expected bootcount=$2)"; return 1
@@ -105,35 +108,34 @@ wait_boot() {
     return 1
 }
 
-# the guest keeps printing ALTDRIVER-TICK every 2 s while it runs
+# the guest keeps printing ALTDRIVER-TICK (its uptime) every 2 s while it runs
 ticks_advance() {
     local a b
-    a=$(console "$1" | grep -a 'ALTDRIVER-TICK' | tail -1)
+    a=$(latest "$1" uptime)
     sleep 4
-    b=$(console "$1" | grep -a 'ALTDRIVER-TICK' | tail -1)
-    [ -n "$b" ] && [ "$a" != "$b" ] && { log "guest runs: $b"; return 0; }
-    log "guest console does not advance ($a / $b)"; return 1
+    b=$(latest "$1" uptime)
+    [ -n "$b" ] && [ "$a" != "$b" ] && { log "guest runs: uptime $b"; return 0; }
+    log "guest console does not advance (uptime $a / $b)"; return 1
 }
 ticks_frozen() {
     local a b
-    a=$(console "$1" | grep -a 'ALTDRIVER-TICK' | tail -1)
+    a=$(latest "$1" uptime)
     sleep 4
-    b=$(console "$1" | grep -a 'ALTDRIVER-TICK' | tail -1)
-    [ "$a" = "$b" ] && { log "guest frozen at: $b"; return 0; }
-    log "guest still ticking while it should not ($a / $b)"; return 1
+    b=$(latest "$1" uptime)
+    [ "$a" = "$b" ] && { log "guest frozen at uptime $b"; return 0; }
+    log "guest still ticking while it should not (uptime $a / $b)"; return 1
 }
 
 # net_ok SERVER: the guest's latest boot configured the address neutron gave
 # its port (from the config drive) and the host reaches it through the bridge
 net_ok() {
-    local ip boot line i
+    local ip configured i
     ip=$(osc server show "$1" -f json -c addresses | python3 -c \
-        "import json, sys; print(json.load(sys.stdin)['addresses']['$NETWORK'][0])") ||
+        'import json, sys; print(json.load(sys.stdin)["addresses"][sys.argv[1]][0])' "$NETWORK") ||
         { log "$1 has no address on $NETWORK"; return 1; }
-    boot=$(console "$1" | awk '/ALTDRIVER-BOOT /{b = ""} {b = b $0 "\n"} END {printf "%s", b}')
-    line=$(grep -a 'ALTDRIVER-NET ' <<<"$boot" | tail -1)
-    [[ "$line " == *" ip=$ip "* ]] ||
-        { log "the guest's last boot configured '${line:-nothing}', neutron says $ip"; return 1; }
+    configured=$(latest "$1" net_ip)
+    [ "$configured" = "$ip" ] ||
+        { log "the guest's last boot configured '${configured:-nothing}', neutron says $ip"; return 1; }
     for ((i = 0; i < 15; i++)); do
         ping -c 1 -W 2 "$ip" >/dev/null && { log "guest answers ping at $ip"; return 0; }
     done
@@ -190,7 +192,7 @@ s_unpause() { osc server unpause "$SERVER" && wait_status "$SERVER" ACTIVE && ti
 s_suspend() { osc server suspend "$SERVER" && wait_status "$SERVER" SUSPENDED; }
 s_resume() {
     osc server resume "$SERVER" && wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER" &&
-        [[ "$(last_ready "$SERVER")" == "$PREV_READY" ]] ||
+        [ "$(latest "$SERVER" ready)" = "$PREV_READY" ] ||
         { log "resume rebooted the guest or the guest does not run"; return 1; }
 }
 s_rescue() {
@@ -240,7 +242,7 @@ s_unshelve() {
         BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS && net_ok "$SERVER"
 }
 s_rebuild() {
-    PREV_READY=$(last_ready "$SERVER")
+    PREV_READY=$(latest "$SERVER" ready)
     osc server rebuild --image "$IMAGE" "$SERVER" -f value -c id && wait_status "$SERVER" ACTIVE &&
         BOOTS=1 && wait_boot "$SERVER" 1 && net_ok "$SERVER"
 }

@@ -78,6 +78,7 @@ from nova_altdriver import driver as altdriver
 from nova_altdriver import guest as guest_mod
 from nova_altdriver import host as host_mod
 from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.e2e import markers
 
 # What the full matrix covers, in the table's order.
 OPERATIONS = ('spawn', 'rescue', 'unrescue', 'live snapshot',
@@ -596,41 +597,11 @@ class Console(object):
         self._stop.set()
 
 
-Boot = collections.namedtuple('Boot', 'number marker role found beats')
-
-
-def boots(text):
-    """The guest's boots, in order, from its console."""
-    found = []
-    current = None
-    for line in text.splitlines():
-        words = line.split()
-        if not words or not words[0].startswith('ALTDRIVER-'):
-            continue
-        marker = words[0][len('ALTDRIVER-'):]
-        if marker == 'BOOT':
-            current = {'marker': None, 'role': None, 'found': None,
-                       'beats': []}
-            found.append(current)
-        elif current is None:
-            continue
-        elif marker == 'MARKER' and len(words) > 1:
-            current['marker'] = ' '.join(words[1:])
-        elif marker == 'SELF' and len(words) > 2:
-            current['role'] = words[2].partition('=')[2]
-        elif marker == 'HB-FOUND' and len(words) > 1 and words[1].isdigit():
-            current['found'] = int(words[1])
-        elif marker == 'HB' and len(words) > 1 and words[1].isdigit():
-            current['beats'].append(int(words[1]))
-    return [Boot(i + 1, b['marker'], b['role'], b['found'], b['beats'])
-            for i, b in enumerate(found)]
-
-
 def lost_writes(text):
     """Every boot that did not find what the boots before it announced."""
     announced = {}
     lost = []
-    for boot in boots(text):
+    for boot in markers.boots(text):
         if boot.role != 'guest':
             continue
         before = announced.get(boot.marker, 0)
@@ -644,7 +615,7 @@ def lost_writes(text):
 
 
 def last_beat(text):
-    beats = [b for boot in boots(text) for b in boot.beats]
+    beats = [b for boot in markers.boots(text) for b in boot.beats]
     return beats[-1] if beats else 0
 
 
@@ -933,7 +904,8 @@ class FaultTestCase(base.TestCase):
     def wait_for_beats(self, server, count=2, timeout=120):
         """Waits until the guest announced count more heartbeats."""
         def announced():
-            return sum(len(b.beats) for b in boots(server.console.text()))
+            return sum(len(b.beats)
+                       for b in markers.boots(server.console.text()))
         start = announced()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ import time
 import libvirt
 
 from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.e2e import markers
 
 
 class PowerTest(base.TestCase):
@@ -58,13 +59,11 @@ class PowerTest(base.TestCase):
         while self._last_tick(self.console(server)) <= uptime:
             self.assertLess(time.monotonic(), deadline)
             time.sleep(1)
-        self.assertEqual(4, self.console(server).count('ALTDRIVER-BOOT '))
+        self.assertEqual(4, len(markers.boots(self.console(server))))
 
     @staticmethod
     def _last_tick(console):
-        ticks = [line for line in console.splitlines()
-                 if line.startswith('ALTDRIVER-TICK ')]
-        return float(ticks[-1].split()[1]) if ticks else 0.0
+        return markers.latest(console).uptime or 0.0
 
     def test_a_guest_ignoring_acpi_is_stopped_hard_after_the_timeout(self):
         image = self.guest_variant('--knob', 'ignore-acpi',

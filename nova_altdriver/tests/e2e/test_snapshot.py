@@ -16,6 +16,7 @@ from oslo_concurrency import processutils
 from testtools import content
 
 from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.e2e import markers
 from nova_altdriver.tests.functional import test_lifecycle
 
 
@@ -30,19 +31,6 @@ def chain(path):
 def sha256(path):
     with open(path, 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def ticks(console):
-    return [float(line.split()[1]) for line in console.splitlines()
-            if line.startswith('ALTDRIVER-TICK ')]
-
-
-def heartbeats(console, marker='ALTDRIVER-HB '):
-    """The heartbeat counters the guest announced once they were on its
-    disk (or with marker 'ALTDRIVER-HB-FOUND ', what it found at boot).
-    """
-    return [int(line.split()[1]) for line in console.splitlines()
-            if line.startswith(marker)]
 
 
 class SnapshotTest(base.TestCase):
@@ -66,9 +54,10 @@ class SnapshotTest(base.TestCase):
         time.sleep(4)  # two more heartbeats
 
         # The guest ran on: no new boot, heartbeats all through.
-        console = self.console(server)
-        self.assertEqual(1, console.count('ALTDRIVER-BOOT '))
-        gaps = [b - a for a, b in zip(ticks(console), ticks(console)[1:])]
+        boots = markers.boots(self.console(server))
+        self.assertEqual(1, len(boots))
+        ticks = boots[0].ticks
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
         self.assertLess(max(gaps), 6, 'the guest stalled: %s' % gaps)
         # Its disk chain and definitions are as before, no leftovers, and
         # the shared cached image untouched.
@@ -167,21 +156,25 @@ class SnapshotTest(base.TestCase):
             os.path.join(self.instances_path, 'snapshots')))
         dom = self.conn.lookupByUUIDString(server['id'])
         self.assertIn("file='%s'" % root, dom.XMLDesc(2))  # persistent
-        ticks_before = len(ticks(self.console(server)))
+        ticks_before = len(markers.latest(self.console(server)).ticks)
         time.sleep(4)
-        self.assertGreater(len(ticks(self.console(server))), ticks_before)
+        self.assertGreater(len(markers.latest(self.console(server)).ticks),
+                           ticks_before)
 
     def assertWritesKept(self, server, before):
         """The guest's next boot finds every heartbeat it announced before
         (console up to before), none lost.
         """
+        def found(console):  # what each boot found on its disk
+            return [boot.found for boot in markers.boots(console)
+                    if boot.found is not None]
         console = self.wait_for_guest(server, 'ALTDRIVER-HB-FOUND', 120)
-        while len(heartbeats(console, 'ALTDRIVER-HB-FOUND ')) < 2:
+        while len(found(console)) < 2:
             time.sleep(1)
             console = self.console(server)
-        announced = max(heartbeats(before))
-        found = heartbeats(console, 'ALTDRIVER-HB-FOUND ')[-1]
-        self.assertGreaterEqual(found, announced,
+        announced = max(beat for boot in markers.boots(before)
+                        for beat in boot.beats)
+        self.assertGreaterEqual(found(console)[-1], announced,
                                 'the guest lost writes it saw completed')
 
     def test_a_failed_fold_back_keeps_the_guests_writes(self):

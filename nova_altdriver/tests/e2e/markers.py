@@ -1,0 +1,100 @@
+"""The test guest's console markers, read one way for every reader: the e2e
+tests, and the all-in-one's tours (tools/aio/tour.sh, browser_tour.py).
+
+The guest (tools/guest-image/init) prints marker lines ``ALTDRIVER-<NAME>
+...`` on its serial console; tools/guest-image/README.md lists them. The
+firmware's and the kernel's lines around them and carriage returns are
+skipped; a marker may follow other output on its line.
+
+This module imports nothing but the standard library: the tours load it by
+its path (nova_altdriver.tests imports nova, which takes seconds) and
+tour.sh runs it as a script::
+
+    python3 markers.py FIELD... < CONSOLE
+
+prints those fields of the latest boot (Boot's attributes: ready,
+bootcount, net_ip, uptime, ...), one a line, empty when not known.
+"""
+
+import sys
+
+PREFIX = 'ALTDRIVER-'
+
+
+class Boot(object):
+    """What the guest said during one boot."""
+
+    def __init__(self, number):
+        self.number = number    # 1 for the first boot in the text
+        self.role = None        # SELF: guest or rescue (None: no self)
+        self.marker = None      # MARKER: marker.txt on self
+        self.net_ip = None      # NET: the address it configured
+        self.ready = None       # the READY line (each boot's is its own)
+        self.bootcount = None   # READY: the boot count on self
+        self.found = None       # HB-FOUND: the heartbeat found on self
+        self.beats = []         # HB: heartbeats written to self
+        self.ticks = []         # TICK: its uptime while it runs
+
+    @property
+    def uptime(self):
+        """The uptime in its latest TICK, None before the first."""
+        return self.ticks[-1] if self.ticks else None
+
+
+def boots(text):
+    """The guest's boots in TEXT (its console), oldest first.
+
+    Each begins with its ALTDRIVER-BOOT line; markers before the first
+    one (a console whose beginning was cut off) make a boot of their own.
+    """
+    found = []
+    for line in text.splitlines():
+        start = line.find(PREFIX)
+        if start < 0:
+            continue
+        line = line[start:].rstrip()
+        name, _, rest = line[len(PREFIX):].partition(' ')
+        words = rest.split()
+        if name == 'BOOT' or not found:
+            found.append(Boot(len(found) + 1))
+        boot = found[-1]
+        if name == 'SELF' and len(words) > 1:
+            boot.role = words[1].partition('=')[2]
+        elif name == 'MARKER' and words:
+            boot.marker = ' '.join(words)
+        elif (name == 'NET' and len(words) > 1 and
+                words[1].startswith('ip=') and words[-1] != 'failed'):
+            boot.net_ip = words[1][len('ip='):]
+        elif name == 'READY':
+            boot.ready = line
+            count = words[0].partition('bootcount=')[2] if words else ''
+            if count.isdigit():
+                boot.bootcount = int(count)
+        elif name == 'HB-FOUND' and words and words[0].isdigit():
+            boot.found = int(words[0])
+        elif name == 'HB' and words and words[0].isdigit():
+            boot.beats.append(int(words[0]))
+        elif name == 'TICK' and words:
+            try:
+                boot.ticks.append(float(words[0]))
+            except ValueError:
+                pass  # a line torn by other output
+    return found
+
+
+def latest(text):
+    """The guest's latest boot in TEXT; one that knows nothing if none."""
+    found = boots(text)
+    return found[-1] if found else Boot(0)
+
+
+def main():
+    # the console as bytes: a firmware's or a torn line is no UTF-8
+    boot = latest(sys.stdin.buffer.read().decode('utf-8', 'replace'))
+    for field in sys.argv[1:]:
+        value = getattr(boot, field)
+        print('' if value is None else value)
+
+
+if __name__ == '__main__':
+    main()

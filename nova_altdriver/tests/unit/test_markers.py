@@ -1,0 +1,75 @@
+"""The test guest's console markers, as the e2e tests and the all-in-one's
+tours read them."""
+
+import subprocess
+import sys
+
+import testtools
+
+from nova_altdriver.tests.e2e import markers
+
+# Two boots as a console shows them: firmware, carriage returns, a failed
+# address, a line torn by the kernel.
+CONSOLE = '''SeaBIOS (version 1.16.2-debian-1.16.2-1)\r
+ALTDRIVER-BOOT uptime=1.23 kernel=6.1.0 cmdline=console=ttyS0 quiet\r
+ALTDRIVER-DISKS vda sr0\r
+ALTDRIVER-SELF vda role=guest\r
+ALTDRIVER-BOOTCOUNT 4\r
+ALTDRIVER-MARKER base image\r
+ALTDRIVER-NET eth0 ip=10.99.0.5 netmask=255.255.255.0\r
+ALTDRIVER-READY bootcount=4 uptime=2.50\r
+ALTDRIVER-HB-FOUND 7\r
+ALTDRIVER-HB 8\r
+ALTDRIVER-TICK 4.51\r
+ALTDRIVER-HB 9\r
+ALTDRIVER-TICK 6.52\r
+ALTDRIVER-ACPI-POWER\r
+ALTDRIVER-BOOT uptime=1.20 kernel=6.1.0 cmdline=console=ttyS0 quiet\r
+ALTDRIVER-SELF vda role=guest\r
+ALTDRIVER-NET eth0 ip=10.99.0.5 failed\r
+[    2.1] random: crng init done ALTDRIVER-READY bootcount=5 uptime=2.40\r
+ALTDRIVER-HB-FOUND 9\r
+ALTDRIVER-HB 1ALTDRIVER-TICK 4.4\r
+ALTDRIVER-TICK 6.41\r
+'''
+
+
+class BootsTest(testtools.TestCase):
+
+    def test_each_boot_with_what_it_said(self):
+        first, second = markers.boots(CONSOLE)
+        self.assertEqual(
+            (1, 'guest', 'base image', '10.99.0.5', 4, 7, [8, 9],
+             [4.51, 6.52]),
+            (first.number, first.role, first.marker, first.net_ip,
+             first.bootcount, first.found, first.beats, first.ticks))
+        self.assertEqual('ALTDRIVER-READY bootcount=4 uptime=2.50',
+                         first.ready)
+        # no address when configuring it failed; a marker after other
+        # output counts, a torn one does not
+        self.assertEqual(
+            (2, None, 5, 9, [], [6.41], 6.41),
+            (second.number, second.net_ip, second.bootcount, second.found,
+             second.beats, second.ticks, second.uptime))
+        self.assertEqual('ALTDRIVER-READY bootcount=5 uptime=2.40',
+                         second.ready)
+
+    def test_markers_before_the_first_boot_line_are_a_boot(self):
+        cut = CONSOLE[CONSOLE.index('ALTDRIVER-NET'):]
+        self.assertEqual(['10.99.0.5', None],
+                         [boot.net_ip for boot in markers.boots(cut)])
+
+    def test_latest_boot_knows_nothing_without_markers(self):
+        boot = markers.latest('SeaBIOS\nBooting from Hard Disk...\n')
+        self.assertEqual((0, None, None, None),
+                         (boot.number, boot.ready, boot.bootcount,
+                          boot.uptime))
+
+    def test_script_prints_fields_of_the_latest_boot(self):
+        # run as tools/aio/tour.sh runs it: by its path, no package import
+        out = subprocess.run(
+            [sys.executable, '-I', markers.__file__, 'bootcount', 'net_ip',
+             'uptime'],
+            input=b'\xff' + CONSOLE.encode(), capture_output=True,
+            check=True).stdout.decode()
+        self.assertEqual(['5', '', '6.41'], out.splitlines())

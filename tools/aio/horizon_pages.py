@@ -1,0 +1,321 @@
+"""Horizon's pages as a user sees them, for the browser tour
+(browser_tour.py): headless Chromium (Debian's chromium and chromedriver,
+nothing downloaded) that finds visible elements and clicks them.
+
+Each page object knows where things are on its page; what the tour does
+with them and what it expects are the tour's.
+"""
+
+import sys
+import time
+
+from selenium.common import exceptions as sel_exc
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+
+def log(msg):
+    print('[%s] %s' % (time.strftime('%H:%M:%S'), msg), file=sys.stderr,
+          flush=True)
+
+
+class StepFailed(Exception):
+    pass
+
+
+def wait_for(what, check, timeout, interval=1):
+    """Calls check() until it returns something true, which it returns."""
+    end = time.time() + timeout
+    while True:
+        try:
+            result = check()
+        except sel_exc.StaleElementReferenceException:
+            result = None  # Horizon replaced a table row while we read it
+        if result:
+            return result
+        if time.time() > end:
+            raise StepFailed('%s: not within %d s' % (what, timeout))
+        time.sleep(interval)
+
+
+class Horizon(object):
+    """The browser on Horizon at URL."""
+
+    def __init__(self, url):
+        self.url = url
+        options = webdriver.ChromeOptions()
+        options.binary_location = '/usr/bin/chromium'
+        for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
+                    '--window-size=1400,1000'):
+            options.add_argument(arg)
+        # a driver path given: Selenium Manager downloads nothing
+        self.driver = webdriver.Chrome(
+            service=Service('/usr/bin/chromedriver'), options=options)
+        self.driver.set_page_load_timeout(120)
+
+    def open(self, path):
+        self.driver.get(self.url + path)
+
+    def visible(self, css, within=None):
+        found = (within or self.driver).find_elements(By.CSS_SELECTOR, css)
+        return [e for e in found if e.is_displayed()]
+
+    def wait_visible(self, css, what, timeout=30):
+        return wait_for(what, lambda: self.visible(css), timeout, 0.3)[0]
+
+    def click(self, element):
+        self.driver.execute_script(
+            'arguments[0].scrollIntoView({block: "center"})', element)
+        try:
+            element.click()
+        except sel_exc.ElementClickInterceptedException:
+            # a fading tooltip or toast over it: click where the user aimed
+            self.driver.execute_script('arguments[0].click()', element)
+
+    def type_into(self, field_id, text):
+        field = self.driver.find_element(By.ID, field_id)
+        field.clear()
+        field.send_keys(text)
+
+    def choose(self, select_id, name):
+        """Picks the option named NAME (labels may add a size) in a form."""
+        select = self.driver.find_element(By.ID, select_id)
+        # textContent: Selenium's .text of a hidden option is empty
+        labels = [o.get_attribute('textContent').strip()
+                  for o in Select(select).options]
+        label = next((x for x in labels
+                      if x == name or x.startswith(name + ' ')), None)
+        if label is None:
+            raise StepFailed('%s offers no %s' % (select_id, name))
+        if select.is_displayed():
+            Select(select).select_by_visible_text(label)
+            return
+        # Horizon's themable select: a button menu over a hidden <select>
+        menu = select.find_element(By.XPATH, './ancestor::div[contains('
+                                   '@class, "themable-select")]')
+        self.click(menu.find_element(By.CSS_SELECTOR, '.dropdown-toggle'))
+        self.click(next(a for a in self.visible('.dropdown-menu a', menu)
+                        if a.text.strip() == label))
+
+    def submit_modal(self):
+        modal = self.wait_visible('.modal', 'dialog')
+        self.click(self.visible('.modal-footer [type=submit], '
+                                '.modal-footer .btn-primary, '
+                                '.modal-footer .btn-danger', modal)[-1])
+
+    def reloaded(self, act):
+        """Does ACT, which ends in a new page, and checks for errors."""
+        page = self.driver.find_element(By.TAG_NAME, 'html')
+
+        def gone():
+            try:
+                return not page.tag_name
+            except sel_exc.StaleElementReferenceException:
+                return True
+        act()
+        wait_for('the next page', gone, 60, 0.3)
+        errors = self.visible('.alert-danger')
+        if errors:
+            raise StepFailed('Horizon says: ' + errors[0].text.strip())
+
+    def messages(self):
+        return ' / '.join(e.text.strip() for e in self.visible('.alert')
+                          if e.text.strip())
+
+    def save(self, base, html=False):
+        """A screenshot as BASE.png; with HTML the page as BASE.html."""
+        self.driver.save_screenshot(base + '.png')
+        if html:
+            with open(base + '.html', 'w') as f:
+                f.write(self.driver.page_source)
+
+    def quit(self):
+        self.driver.quit()
+
+
+class LoginPage(object):
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def log_in(self, user, password, domain):
+        horizon = self.horizon
+        horizon.open('/auth/login/')
+        horizon.wait_visible('#id_username', 'the login form').send_keys(
+            user)
+        horizon.driver.find_element(By.ID, 'id_password').send_keys(password)
+        for field in horizon.visible('#id_domain'):
+            field.clear()
+            field.send_keys(domain)
+        horizon.click(horizon.driver.find_element(By.ID, 'loginBtn'))
+        wait_for('logged in', lambda: '/auth/login' not in
+                 horizon.driver.current_url and horizon.visible('.navbar'),
+                 60, 0.5)
+
+
+class InstancesPage(object):
+    """The Instances table: a row per instance, its actions in a menu."""
+
+    PATH = '/project/instances/'
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def find(self, name):
+        """The ID of the instance listed as NAME, nothing if none."""
+        self.horizon.open(self.PATH)
+        rows = self.horizon.driver.find_elements(
+            By.CSS_SELECTOR, 'tr[data-display="%s"]' % name)
+        return rows and rows[0].get_attribute('data-object-id')
+
+    def row(self, server_id):
+        self.horizon.open(self.PATH)
+        rows = self.horizon.driver.find_elements(
+            By.ID, 'instances__row__' + server_id)
+        return rows[0] if rows else None
+
+    def cells(self, server_id):
+        """{column title: text} of the instance's row, None if none."""
+        row = self.row(server_id)
+        if row is None:
+            return None
+        titles = [th.text.strip() for th in self.horizon.driver.find_elements(
+            By.CSS_SELECTOR, '#instances tr.table_column_header th')]
+        cells = row.find_elements(By.XPATH, './td')
+        return dict(zip(titles, [td.text.strip() for td in cells]))
+
+    def action(self, server_id, name, fill=None):
+        """Runs a row action (from the row's menu) to the next page.
+
+        Confirms it if Horizon asks; an action that opens a form has the
+        form filled by FILL and submitted.
+        """
+        horizon = self.horizon
+        row = self.row(server_id)
+        if row is None:
+            raise StepFailed('no row for the instance')
+        found = horizon.driver.find_elements(
+            By.ID, 'instances__row_%s__action_%s' % (server_id, name))
+        if not found:
+            raise StepFailed('the row offers no action %s' % name)
+        button = found[0]
+        # Horizon asks before it does anything harmful
+        confirm = 'btn-danger' in button.get_attribute('class')
+
+        def run():
+            if not button.is_displayed():
+                horizon.click(row.find_element(By.CSS_SELECTOR,
+                                               '.dropdown-toggle'))
+            log('action: %s' % button.text.strip())
+            horizon.click(button)
+            if fill:
+                horizon.wait_visible('.modal form', 'the %s form' % name)
+                fill()
+            if fill or confirm:
+                horizon.submit_modal()
+        horizon.reloaded(run)
+
+    def launch_wizard(self):
+        self.horizon.open(self.PATH)
+        self.horizon.click(self.horizon.driver.find_element(
+            By.ID, 'instances__action_launch-ng'))
+        return LaunchWizard(self.horizon)
+
+
+class LaunchWizard(object):
+    """The Launch Instance wizard, open over the Instances table."""
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def name(self, name):
+        self.horizon.wait_visible('.wizard #name', 'the wizard').send_keys(
+            name)
+
+    def go_to(self, title):
+        self.horizon.click(self.horizon.driver.find_element(
+            By.XPATH, '//div[contains(@class, "wizard-nav")]//a[span[normalize'
+            '-space(.)="%s"]]' % title))
+        time.sleep(0.5)
+
+    def allocate(self, name):
+        """Moves NAME into the step's allocated table, if not there."""
+        step = self.horizon.visible('.wizard .step')[0]
+        cell = ('//td[normalize-space(.)="%s"]/ancestor::tr[1]'
+                '//td[contains(@class, "actions_column")]//button' % name)
+        for where in ('transfer-allocated', 'transfer-available'):
+            buttons = [e for e in step.find_elements(
+                By.XPATH, './/div[contains(@class, "%s")]%s' % (where, cell))
+                if e.is_displayed()]
+            if buttons and where == 'transfer-available':
+                self.horizon.click(buttons[0])
+            if buttons:
+                return True
+        return False
+
+    def config_drive(self):
+        """Ticks Configuration Drive; false if this Horizon offers none."""
+        boxes = self.horizon.driver.find_elements(By.ID, 'config-drive')
+        if boxes and not boxes[0].is_selected():
+            self.horizon.click(self.horizon.driver.find_element(
+                By.CSS_SELECTOR, 'label[for=config-drive]'))
+        return bool(boxes)
+
+    def cancel(self):
+        self.horizon.click(self.horizon.wait_visible(
+            'button.pull-left[ng-click="cancel()"]', 'the Cancel button'))
+        self.wait_closed(30)
+
+    def launch(self):
+        self.horizon.click(self.horizon.wait_visible(
+            '.wizard .finish:not([disabled])', 'the Launch Instance button'))
+        self.wait_closed(60)
+
+    def wait_closed(self, timeout):
+        wait_for('wizard closes', lambda: not self.horizon.visible('.wizard'),
+                 timeout, 0.5)
+
+
+class LogTab(object):
+    """An instance's Log tab: its console log."""
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def text(self, server_id):
+        """The console log's last 500 lines, as the tab shows them."""
+        horizon = self.horizon
+        if 'instance_details__log' not in horizon.driver.current_url:
+            horizon.open('/project/instances/%s/?tab=instance_details__log'
+                         % server_id)
+        form = horizon.wait_visible('#tail_length', 'the Log tab')
+        length = form.find_element(By.NAME, 'length')
+        length.clear()
+        length.send_keys('500')
+        pre = horizon.driver.find_element(By.CSS_SELECTOR, 'pre.logs')
+        horizon.driver.execute_script('arguments[0].textContent = ""', pre)
+        horizon.click(form.find_element(By.CSS_SELECTOR, 'button'))
+        # the Go button fetches the log with jQuery (empty while booting)
+        wait_for('the log', lambda: horizon.driver.execute_script(
+            'return jQuery.active === 0'), 30, 0.3)
+        # the newest lines into view, for the step's screenshot
+        horizon.driver.execute_script(
+            'window.scrollTo(0, document.body.scrollHeight)')
+        return pre.text.replace('\r', '')
+
+
+class ImagesPage(object):
+
+    PATH = '/project/images/'
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def active(self, name):
+        """Whether the image NAME is listed as Active."""
+        self.horizon.open(self.PATH)
+        rows = self.horizon.driver.find_elements(
+            By.XPATH, '//tr[.//a[normalize-space(.)="%s"]]' % name)
+        return rows and 'Active' in rows[0].text
