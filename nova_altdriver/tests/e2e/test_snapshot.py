@@ -15,9 +15,9 @@ from nova import objects
 from oslo_concurrency import processutils
 from testtools import content
 
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import markers
-from nova_altdriver.tests.functional import test_lifecycle
 
 
 def chain(path):
@@ -261,5 +261,5 @@ class SnapshotTest(base.TestCase):
         root = os.path.join(self.instance_dir(server), 'disk')
         self.assertEqual(
             [root, os.path.join(self.base_dir(),
-                                test_lifecycle.sha1(self.image_id))],
+                                builders.base_name(self.image_id))],
             chain(root))
