@@ -158,7 +158,8 @@ class Lifecycle(object):
 
         Only where the server's newest move is that evacuation: a guest
         evacuated away from this host is nova's own to clean up. The disks
-        stay (on a shared instances path they are the server's own).
+        stay (on a shared instances path they are the server's own). One
+        that cannot be removed is logged; nova-compute starts all the same.
         """
         by_uuid = {g.uuid: g for g in self._host.list_guests()}
         if not by_uuid:
@@ -178,8 +179,13 @@ class Lifecycle(object):
                         'that did not finish (migration %s, %s); the server '
                         'is on host %s', newest.uuid, newest.status,
                         instance.host, instance=instance)
-            by_uuid[instance.uuid].hard_stop()
-            by_uuid[instance.uuid].undefine()
+            try:
+                by_uuid[instance.uuid].hard_stop()
+                by_uuid[instance.uuid].undefine()
+            except Exception:
+                # nova-compute starts all the same; the next start retries
+                LOG.exception('Could not remove the guest of an unfinished '
+                              'evacuation', instance=instance)
 
     def _remove_domain(self, instance):
         guest = self._host.stop_guest(instance.uuid)
