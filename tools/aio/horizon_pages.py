@@ -25,14 +25,26 @@ class StepFailed(Exception):
     pass
 
 
+def detached(exc):
+    """Whether EXC says the element belongs to a page no longer shown.
+
+    Chromium reports it as a stale element or, when the page was replaced
+    while it looked the node up, as an inspector error.
+    """
+    return (isinstance(exc, sel_exc.StaleElementReferenceException) or
+            'does not belong to the document' in (exc.msg or ''))
+
+
 def wait_for(what, check, timeout, interval=1):
     """Calls check() until it returns something true, which it returns."""
     end = time.time() + timeout
     while True:
         try:
             result = check()
-        except sel_exc.StaleElementReferenceException:
-            result = None  # Horizon replaced a table row while we read it
+        except sel_exc.WebDriverException as e:
+            if not detached(e):
+                raise
+            result = None  # Horizon replaced the page while we read it
         if result:
             return result
         if time.time() > end:
@@ -73,6 +85,11 @@ class Horizon(object):
         except sel_exc.ElementClickInterceptedException:
             # a fading tooltip or toast over it: click where the user aimed
             self.driver.execute_script('arguments[0].click()', element)
+        except sel_exc.WebDriverException as e:
+            # the click submitted a form: Chromium may lose the node while
+            # the next page replaces this one (the caller waits for it)
+            if not detached(e):
+                raise
 
     def type_into(self, field_id, text):
         field = self.driver.find_element(By.ID, field_id)
@@ -112,11 +129,15 @@ class Horizon(object):
         def gone():
             try:
                 return not page.tag_name
-            except sel_exc.StaleElementReferenceException:
-                return True
+            except sel_exc.WebDriverException as e:
+                if detached(e):
+                    return True
+                raise
         act()
         wait_for('the next page', gone, 60, 0.3)
-        errors = self.visible('.alert-danger')
+        # read again while the next page is still replacing this one
+        errors = wait_for('the next page read', lambda: [
+            self.visible('.alert-danger')], 30, 0.3)[0]
         if errors:
             raise StepFailed('Horizon says: ' + errors[0].text.strip())
 
