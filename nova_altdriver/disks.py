@@ -1,12 +1,10 @@
 """An instance's disks, where paths.Layout puts them.
 
-Disks are qcow2 overlays on the image cache (creation time does not depend
-on the image size) unless ``use_cow_images = False``; ``disk.info`` records
-each one's format.
-
-A disk that already exists is reused, never recreated: that is what keeps an
-evacuation onto shared storage from wiping the guest's data. Whatever this
-module creates is recorded, so that a failed spawn removes exactly that.
+Disks are qcow2 overlays on the image cache (made in a time independent of
+the image size) unless ``use_cow_images = False``; ``disk.info`` records
+each one's format. A disk that exists is reused, never recreated (an
+evacuation onto shared storage keeps the guest's data); what is created is
+recorded, so that a failed spawn removes exactly that.
 """
 
 import os
@@ -80,7 +78,7 @@ def overlay(base, path, size=None):
     """A qcow2 file whose unwritten blocks read from base."""
     args = ['qemu-img', 'create', '-f', 'qcow2', '-o',
             'backing_file=%s,backing_fmt=%s' % (
-                base, imagecache.image_format(base)), path]
+                base, imagecache.base_info(base)[0]), path]
     if size:
         args.append(str(size))
     processutils.execute(*args)
@@ -88,7 +86,7 @@ def overlay(base, path, size=None):
 
 def _full_copy(base, path, size):
     processutils.execute('qemu-img', 'convert', '-O', 'raw', '-f',
-                         imagecache.image_format(base), base, path)
+                         imagecache.base_info(base)[0], base, path)
     if size > os.path.getsize(path):
         processutils.execute('qemu-img', 'resize', '-f', 'raw', path,
                              str(size))
@@ -164,7 +162,7 @@ class InstanceDisks(object):
                 context, self.image_meta.id, self.instance.trusted_certs)
 
         def make(path):
-            virtual = imagecache.virtual_size(base)
+            virtual = imagecache.base_info(base)[1]
             size = self.instance.flavor.root_gb * units.Gi
             if size and virtual > size:
                 raise exception.FlavorDiskSmallerThanImage(
@@ -181,10 +179,9 @@ class InstanceDisks(object):
                            self.disk_bus)
 
     def _root_base(self, context):
-        """(base, whether it is the shelve image) of a new root disk: the
-        shelve image is detached from once the disk is made, also when the
-        unshelve never finished (nova-compute died in it, and nova left the
-        server on the shelve image for a hard reboot to repair).
+        """(base, whether it is the shelve image) of a new root disk; also
+        the shelve image when an unshelve never finished (nova left the
+        server on it for a hard reboot to repair).
         """
         shelved = self.instance.system_metadata.get('shelved_image_id')
         base = self.cache.fetch_image(context, self.image_meta.id,
@@ -202,7 +199,7 @@ class InstanceDisks(object):
         try:
             base = self.cache.fetch_image(context, original,
                                           self.instance.trusted_certs)
-            args = ['-F', imagecache.image_format(base), '-b', base]
+            args = ['-F', imagecache.base_info(base)[0], '-b', base]
         except Exception as e:
             LOG.info('Original image %s unavailable (%s): flattening the '
                      'unshelved disk', original, e, instance=self.instance)
@@ -260,15 +257,9 @@ class InstanceDisks(object):
 
     def kernel_and_ramdisk(self, context):
         """Cached kernel and ramdisk for direct boot, or (None, None)."""
-        kernel = ramdisk = None
-        certs = self.instance.trusted_certs
-        if self.instance.kernel_id:
-            kernel = self.cache.fetch_boot_file(
-                context, self.instance.kernel_id, certs)
-            if self.instance.ramdisk_id:
-                ramdisk = self.cache.fetch_boot_file(
-                    context, self.instance.ramdisk_id, certs)
-        return kernel, ramdisk
+        return boot_files(self.cache, context, self.instance.kernel_id,
+                          self.instance.ramdisk_id,
+                          self.instance.trusted_certs)
 
     def write_disk_info(self, disks):
         """disk.info: {path: format}, as the in-tree driver keeps it."""
@@ -301,6 +292,17 @@ def all_disks(cache, context, instance, image_meta, block_device_info,
         disks.remove_created()
         raise
     return disks, layout, kernel, ramdisk
+
+
+def boot_files(cache, context, kernel_id, ramdisk_id, trusted_certs=None):
+    """(kernel, ramdisk) cached for a direct boot; None where not (a
+    ramdisk only with a kernel).
+    """
+    kernel = kernel_id and cache.fetch_boot_file(context, kernel_id,
+                                                 trusted_certs)
+    ramdisk = kernel and ramdisk_id and cache.fetch_boot_file(
+        context, ramdisk_id, trusted_certs)
+    return kernel or None, ramdisk or None
 
 
 def _remove(files, instance):

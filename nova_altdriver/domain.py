@@ -81,9 +81,9 @@ def is_stable_rescue(rescue_props):
 
 def rescue_disks(rescue_disk, root, others, config_drive, rescue_props):
     """The disks of a rescue domain, in device order, from the rescue
-    disk's file, the original's root Disk, its ephemeral and swap Disks
-    (stable device rescue only), the rescue's config drive ([Disk] or [])
-    and the rescue image's properties.
+    disk's file, the original's root Disk, its other Disks (used by stable
+    device rescue only), the rescue's config drive ([Disk] or []) and the
+    rescue image's properties.
 
     Stable device rescue: the original devices unchanged, the rescue disk
     added on the first free name of its bus with boot order 1. Legacy: the

@@ -48,9 +48,9 @@ class AltDriver(driver.ComputeDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
         # Captured now: several compute services in one process (nova's
-        # functional tests) each keep the URI and instances path they were
-        # created with.
-        self._host = host_mod.Host(
+        # functional tests) each keep the URI and paths they started with.
+        # (host: this host's libvirt, which tests reach too)
+        self.host = host_mod.Host(
             CONF.altdriver.connection_uri,
             event_handler=self.emit_event,
             stopped_event_delay=CONF.altdriver.stopped_event_delay)
@@ -59,12 +59,12 @@ class AltDriver(driver.ComputeDriver):
         self._node_uuid = None
         self._nodename = None
         self._cache = imagecache.ImageCache(self._layout)
-        self._resources = resources.HostResources(self._host, self._layout)
-        self._snapshot = snapshot.Snapshot(self._host, self._cache)
-        self._lifecycle = lifecycle.Lifecycle(self._host, virtapi,
+        self._resources = resources.HostResources(self.host, self._layout)
+        self._snapshot = snapshot.Snapshot(self.host, self._cache)
+        self._lifecycle = lifecycle.Lifecycle(self.host, virtapi,
                                               self._snapshot, self._cache)
-        self._power = power.Power(self._host, self._layout, self._lifecycle)
-        self._rescue = rescue.Rescue(self._host, self._cache,
+        self._power = power.Power(self.host, self._layout, self._lifecycle)
+        self._rescue = rescue.Rescue(self.host, self._cache,
                                      self._lifecycle, self._power,
                                      self._snapshot)
         self._image_cache = imagecache.ImageCacheManager(self._cache)
@@ -80,8 +80,8 @@ class AltDriver(driver.ComputeDriver):
                 'mode, and this one runs with eventlet: set [DEFAULT] '
                 'concurrency_backend = threading (or the environment '
                 'variable OS_NOVA_DISABLE_EVENTLET_PATCHING=1)')
-        self._host.start_events()
-        self._host.check_hypervisor(CONF.altdriver.virt_type)
+        self.host.start_events()
+        self.host.check_hypervisor(CONF.altdriver.virt_type)
         os.makedirs(self._layout.root, exist_ok=True)
         self._local_node_uuid()
         self._snapshot.recover_interrupted(host)
@@ -90,28 +90,28 @@ class AltDriver(driver.ComputeDriver):
             nova_context.get_admin_context(), host)
 
     def cleanup_host(self, host):
-        self._host.close()
+        self.host.close()
 
     # -- inventory of guests ---------------------------------------------
 
     def list_instances(self):
-        return [g.name for g in self._host.list_guests()]
+        return [g.name for g in self.host.list_guests()]
 
     def list_instance_uuids(self):
-        return [g.uuid for g in self._host.list_guests()]
+        return [g.uuid for g in self.host.list_guests()]
 
     def instance_exists(self, instance):
-        return self._host.find_guest(instance.uuid) is not None
+        return self.host.find_guest(instance.uuid) is not None
 
     def get_info(self, instance, use_cache=True):
-        return self._host.get_guest(instance).info()
+        return self.host.get_guest(instance).info()
 
     # -- the node ----------------------------------------------------------
 
     def get_available_nodes(self, refresh=False):
         if self._nodename is None:
             self._nodename = (self._configured_nodename or
-                              self._host.hostname())
+                              self.host.hostname())
         return [self._nodename]
 
     def _local_node_uuid(self):
@@ -142,8 +142,8 @@ class AltDriver(driver.ComputeDriver):
         return out
 
     def get_host_cpu_stats(self):
-        stats = self._host.cpu_stats()
-        stats['frequency'] = self._host.node_info().mhz
+        stats = self.host.cpu_stats()
+        stats['frequency'] = self.host.node_info().mhz
         return stats
 
     # -- a guest's life ----------------------------------------------------
@@ -254,17 +254,11 @@ class AltDriver(driver.ComputeDriver):
         return self._cache.cache_image(context, image_id)
 
     # -- nova's optional calls: a crash dump; the rest not (yet) -----------
-    # Refused with a fault naming nova_altdriver; the server stays as it
-    # was (see optional.py). Left to nova's defaults: the os-hosts power
-    # and maintenance actions and server diagnostics (501), interface
-    # attach (400, supports_attach_interface), soft delete and restore
-    # (power off and on), inject_network_info (nothing to push: guests
-    # read their network from DHCP, the metadata service or the config
-    # drive). Never reached: the detach, swap and extend of a volume, and
-    # the steps of a migration after its refused first one.
+    # Refused with a fault naming nova_altdriver, the server as it was
+    # (optional.py). What nova itself answers: doc/source/support-matrix.rst.
 
     def trigger_crash_dump(self, instance):
-        self._host.get_guest(instance).inject_nmi()
+        self.host.get_guest(instance).inject_nmi()
 
     def get_volume_connector(self, instance):
         # nova asks for it before Cinder connects anything and before

@@ -1,8 +1,6 @@
-"""A thin wrapper over one libvirt domain, in nova's terms.
-
-A guest removed meanwhile (a delete racing another operation) reaches nova
-as InstanceNotFound, the exception its compute manager expects, not as a
-raw libvirtError.
+"""One libvirt domain in nova's terms: the only code that calls a domain
+or reads domain XML. A guest removed meanwhile (a delete racing another
+operation) reaches nova as InstanceNotFound, not as a libvirtError.
 """
 
 import errno
@@ -17,6 +15,7 @@ from nova import exception
 from nova.virt import hardware
 from oslo_log import log as logging
 
+from nova_altdriver import domain
 from nova_altdriver import paths
 
 LOG = logging.getLogger(__name__)
@@ -45,21 +44,22 @@ _DESTROY_ATTEMPTS = 6
 _DESTROY_RETRY_SECONDS = 1.0
 
 
-def disk_files_of(xml):
-    """{file: target device} of the file-backed disks of a domain
-    definition (text).
-    """
-    return {disk.find('source').get('file'): disk.find('target').get('dev')
-            for disk in etree.fromstring(xml).xpath(
-                'devices/disk[source/@file]')}
+def disks_of(xml):
+    """The disks of a domain definition (text), as domain.Disk."""
+    return [domain.Disk(source=disk.xpath('string(source/@file)') or None,
+                        format=disk.xpath('string(driver/@type)'),
+                        dev=disk.xpath('string(target/@dev)'),
+                        bus=disk.xpath('string(target/@bus)'),
+                        device=disk.get('device', 'disk'))
+            for disk in etree.fromstring(xml).findall('devices/disk')]
 
 
 def is_rescue_definition(xml):
     """Whether a domain definition (text) boots a rescue disk: judged by
     its disk files, not by text anywhere in it (a server's name is in it).
     """
-    return any(os.path.basename(path) == paths.RESCUE_DISK
-               for path in disk_files_of(xml))
+    return any(os.path.basename(disk.source or '') == paths.RESCUE_DISK
+               for disk in disks_of(xml))
 
 
 def uuid_of(xml):
@@ -106,11 +106,7 @@ class Guest(object):
         """
         self._domain = domain
         self._reconnect = reconnect
-        self._uuid = domain.UUIDString()  # kept: it names a guest gone
-
-    @property
-    def uuid(self):
-        return self._uuid
+        self.uuid = domain.UUIDString()  # kept: it names a guest gone
 
     @property
     def name(self):
@@ -235,9 +231,9 @@ class Guest(object):
         if self.has_saved_memory():
             self._domain.managedSaveRemove(0)
 
-    def disk_files(self, inactive=False):
-        """{file: target device} of the disks backed by files."""
-        return disk_files_of(self.xml(inactive))
+    def disks(self, inactive=False):
+        """The guest's disks (domain.Disk), live or as defined."""
+        return disks_of(self.xml(inactive))
 
     def vnc_port(self):
         """The port of the guest's VNC server, or None."""
@@ -246,12 +242,12 @@ class Guest(object):
         port = int(graphics.get('port', -1)) if graphics is not None else -1
         return port if port > 0 else None
 
-    def disk_target(self, path):
-        """The target device (vda) of the disk backed by file path."""
-        try:
-            return self.disk_files()[path]
-        except KeyError:
-            raise exception.DiskNotFound(location=path)
+    def disk_target(self, path, inactive=False):
+        """The target device (vda) of the disk backed by file path; None
+        if no disk is.
+        """
+        return next((disk.dev for disk in self.disks(inactive)
+                     if disk.source == path), None)
 
     @_gone_is_not_found
     def redirect_writes(self, target, overlay, quiesce, require_quiesce):
@@ -260,10 +256,9 @@ class Guest(object):
         """
         snap = etree.Element('domainsnapshot')
         disks = etree.SubElement(snap, 'disks')
-        for disk in etree.fromstring(self.xml()).findall('devices/disk'):
-            dev = disk.find('target').get('dev')
-            el = etree.SubElement(disks, 'disk', name=dev)
-            if dev == target:
+        for disk in self.disks():
+            el = etree.SubElement(disks, 'disk', name=disk.dev)
+            if disk.dev == target:
                 el.set('snapshot', 'external')
                 etree.SubElement(el, 'source', file=overlay)
             else:
@@ -299,11 +294,9 @@ class Guest(object):
     @_gone_is_not_found
     def block_job_ready(self, target):
         """The block job on target can be pivoted: libvirt marks the disk's
-        mirror ready. cur == end alone comes earlier, and a pivot then
-        fails with "not ready for pivot yet" (nova bug 1530275).
-
-        Raises BlockJobEnded when there is no job any more: an aborted or
-        failed job never becomes ready.
+        mirror ready (cur == end comes earlier, and a pivot then fails with
+        "not ready for pivot yet", nova bug 1530275). BlockJobEnded when
+        there is no job any more: an aborted or failed one never is ready.
         """
         info = self._domain.blockJobInfo(target, 0)
         if not info:

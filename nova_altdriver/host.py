@@ -67,10 +67,6 @@ class LibvirtUnavailable(exception.HypervisorUnavailable):
     msg_fmt = 'Cannot connect to libvirt at %(uri)s: %(reason)s'
 
 
-def _dotted(version):
-    return '.'.join(str(n) for n in version)
-
-
 _TRANSITIONS = {
     libvirt.VIR_DOMAIN_EVENT_STARTED: virtevent.EVENT_LIFECYCLE_STARTED,
     libvirt.VIR_DOMAIN_EVENT_STOPPED: virtevent.EVENT_LIFECYCLE_STOPPED,
@@ -270,8 +266,8 @@ class Host(object):
         version = (number // 1000000, number // 1000 % 1000, number % 1000)
         if version < minimum:
             raise exception.InternalError(
-                'nova_altdriver needs %s >= %s, %s runs %s' % (
-                    name, _dotted(minimum), self.uri, _dotted(version)))
+                'nova_altdriver needs %s >= %d.%d.%d, %s runs %d.%d.%d' % (
+                    (name,) + minimum + (self.uri,) + version))
 
     def memory_stats(self):
         """Host memory in KiB (total, free, buffers, cached), or None when

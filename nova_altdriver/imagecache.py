@@ -8,6 +8,8 @@ Blank ephemeral and swap disks are cached the same way. Guests use them
 through copy-on-write overlays (disks.py).
 """
 
+import collections
+import contextlib
 import hashlib
 import os
 import struct
@@ -33,8 +35,10 @@ LOG = logging.getLogger(__name__)
 _QCOW2_HEADER = struct.Struct('>4sIQIIQ')
 _QCOW2_MAGIC = b'QFI\xfb'
 _QCOW2_MAX_BACKING_NAME = 1023  # the qcow2 specification's limit
-_QCOW2_INCOMPATIBLE_FEATURES = 72  # offset of that field in version 3
+_QCOW2_FEATURES_END = 80  # incompatible features: 8 bytes from 72 (v3)
 _QCOW2_EXTERNAL_DATA_FILE = 1 << 2
+_Qcow2Header = collections.namedtuple(
+    '_Qcow2Header', 'backing_offset backing_length size external_data')
 
 
 # The kernel or ramdisk image <sha1 of image id> + this (see fetch_boot_file)
@@ -65,28 +69,22 @@ class ImageCache(object):
         self.layout = layout
 
     def locked(self, name, blocking=True):
-        """A lock on one base file, shared by every process using the
-        cache.
-        """
+        """A lock on one base file, shared by every process using it."""
         return lockutils.lock(name, external=True,
                               lock_path=self.layout.locks_dir,
                               blocking=blocking)
 
     def _build(self, name, make):
-        """Path of base file name, made by make(tmp path) unless cached.
-
-        Made under a temporary name and renamed: a crash never leaves a
-        half-written base that later guests would use. Found or made under
-        the base's lock, which the cache manager takes too: a base handed
-        out here has just had its age restarted and is not removed under
-        its user.
+        """Path of base file name, made whole by make(tmp path) unless
+        cached. Under the base's lock, which the cache manager takes too: a
+        base handed out here is young again, never removed under its user.
         """
         path = os.path.join(self.layout.base_dir, name)
         os.makedirs(self.layout.base_dir, exist_ok=True)
         with self.locked(name):
             if os.path.exists(path):
-                os.utime(path)  # in use: its age for the cache manager
-                return path     # restarts
+                os.utime(path)  # in use: young again for the cache manager
+                return path
             paths.make_whole(path, make, _UNFINISHED)
         return path
 
@@ -99,13 +97,11 @@ class ImageCache(object):
     def fetch_boot_file(self, context, image_id, trusted_certs=None):
         """Path of the cached kernel or ramdisk image (aki / ari).
 
-        QEMU loads these with -kernel / -initrd, never through its block
-        layer, so the disk-format inspection does not apply (it rejects the
-        legacy boot sector every x86 bzImage starts with). Kept under a name
-        of their own: an uninspected file must never be taken for the
-        inspected disk base of the same image (a qcow2 naming a host file
-        as its backing file, once someone's kernel_id, would otherwise be
-        trusted as a disk later).
+        QEMU loads these with -kernel / -initrd, not through its block
+        layer: the disk-format inspection does not apply (it rejects every
+        bzImage's legacy boot sector). Named apart, so an uninspected file
+        (a qcow2 backed by a host file, once someone's kernel_id) is never
+        taken for an inspected disk base later.
         """
         return self._build(image_base_name(image_id) + BOOT_FILE_SUFFIX,
                            lambda tmp: images.fetch(context, image_id, tmp,
@@ -140,10 +136,9 @@ class ImageCache(object):
         return os.path.dirname(path) == self.layout.base_dir
 
     def backing_files_in_use(self):
-        """Names of the base files some disk in an instance directory of
-        this instances path is an overlay of: nova's list of used images
-        knows only the first ephemeral disk of an instance, and none of a
-        guest another host of a shared instances path has just created.
+        """Names of the base files a disk of an instance directory here is
+        an overlay of (nova's list of used images knows only an instance's
+        first ephemeral disk, and no guest another host has just made).
         """
         names = set()
         for disk in self.layout.every_instance_disk():
@@ -157,12 +152,9 @@ class ImageCache(object):
 
 
 def _fetch_disk_image(context, image_id, path, trusted_certs):
-    """nova's fetch_to_raw, made of nova's own checks (format inspection,
-    content matching the declared format, no backing or data file, safe
-    VMDK types, conversion to raw unless force_raw_images is off) and one
-    more before anything reads the image: a qcow2 whose tables point past
-    its end (truncated, or made so) is refused where a conversion would
-    quietly read zeros.
+    """nova's fetch_to_raw, made of nova's own checks, and one more before
+    anything reads the image: a qcow2 whose tables point past its end
+    (truncated, or made so) is refused where a conversion reads zeros.
     """
     part = path + '.part'
     images.fetch(context, image_id, part, trusted_certs)
@@ -213,71 +205,55 @@ def _check_qcow2_integrity(image_id, path):
 
 
 def _qcow2_header(path):
-    """(backing file offset, its length, virtual size) from a qcow2
-    header; None for any other file.
+    """A qcow2 file's header (its backing file's offset and length, the
+    virtual size, whether the data is kept in an external data file); None
+    for any other file.
     """
     with open(path, 'rb') as f:
-        header = f.read(_QCOW2_HEADER.size)
-    if len(header) < _QCOW2_HEADER.size:
+        header = f.read(_QCOW2_FEATURES_END)
+    if len(header) < _QCOW2_HEADER.size or not header.startswith(
+            _QCOW2_MAGIC):
         return None
-    magic, _version, backing_offset, backing_size, _bits, size = \
-        _QCOW2_HEADER.unpack(header)
-    if magic != _QCOW2_MAGIC:
-        return None
-    return backing_offset, backing_size, size
+    _magic, version, offset, length, _bits, size = \
+        _QCOW2_HEADER.unpack_from(header)
+    # version 3 headers mark an external data file as incompatible
+    # feature bit 2 (a header too short to say is not trusted either)
+    external = version >= 3 and (
+        len(header) < _QCOW2_FEATURES_END or
+        header[_QCOW2_FEATURES_END - 1] & _QCOW2_EXTERNAL_DATA_FILE)
+    return _Qcow2Header(offset, length, size, bool(external))
 
 
 def is_plain_qcow2(path):
-    """A qcow2 file that keeps its data in itself (no external data file,
-    which version 3 headers mark with incompatible feature bit 2).
-    """
+    """A qcow2 file that keeps its data in itself."""
     header = _qcow2_header(path)
-    if header is None:
-        return False
-    with open(path, 'rb') as f:
-        f.seek(4)
-        version = struct.unpack('>I', f.read(4))[0]
-        if version < 3:
-            return True
-        f.seek(_QCOW2_INCOMPATIBLE_FEATURES)
-        features = f.read(8)
-    return (len(features) == 8 and
-            not struct.unpack('>Q', features)[0] & _QCOW2_EXTERNAL_DATA_FILE)
+    return header is not None and not header.external_data
 
 
 def backing_file(path):
     """The backing file a qcow2 file names, or None."""
     header = _qcow2_header(path)
-    if not header or not header[0] or header[1] > _QCOW2_MAX_BACKING_NAME:
+    if (not header or not header.backing_offset or
+            header.backing_length > _QCOW2_MAX_BACKING_NAME):
         return None
     with open(path, 'rb') as f:
-        f.seek(header[0])
-        return os.fsdecode(f.read(header[1]))
+        f.seek(header.backing_offset)
+        return os.fsdecode(f.read(header.backing_length))
 
 
 # Base files are made here from images nova's format inspector accepted,
 # so their header can be trusted: reading it spares a qemu-img process
 # (about 0.1 s each) per disk on spawn and rescue. (Guest disks are never
 # probed: see disks.recorded_format.)
-def _base_info(path):
-    """(format, virtual size) of a cached base file."""
+def base_info(path):
+    """(format: qcow2 or raw, virtual size) of a cached base file."""
     header = _qcow2_header(path)
     if header is not None:
-        return 'qcow2', header[2]
+        return 'qcow2', header.size
     if CONF.force_raw_images:  # fetch_to_raw converted anything else
         return 'raw', os.path.getsize(path)
     info = images.qemu_img_info(path)
     return info.file_format, info.virtual_size
-
-
-def image_format(path):
-    """qcow2 or raw: the format qemu sees in a cached base file."""
-    return _base_info(path)[0]
-
-
-def virtual_size(path):
-    """The disk size a guest sees in a cached base file."""
-    return _base_info(path)[1]
 
 
 class ImageCacheManager(imagecache.ImageCacheManager):
@@ -303,17 +279,17 @@ class ImageCacheManager(imagecache.ImageCacheManager):
         for name in sorted(os.listdir(self._base_dir)):
             path = os.path.join(self._base_dir, name)
             if name in in_use:
-                _touch(path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(path)
             elif (self.remove_unused_base_images and
                     _UNFINISHED not in name):
                 self._remove_if_unused_long_enough(name, path)
         self.remove_unfinished()
 
     def remove_unfinished(self):
-        """Removes what fetches that died left in the cache (``.tmp``,
-        ``.tmp.part``): under the base's lock, so never a file a living
-        fetch writes. A lock held is such a fetch (on this host, or another
-        of a shared instances path): nothing waits for it to end.
+        """Removes what fetches that died left (``.tmp``, ``.tmp.part``),
+        under the base's lock; a lock held is a living fetch (of any host of
+        a shared instances path): left alone, never waited for.
         """
         if not os.path.isdir(self._base_dir):
             return
@@ -349,10 +325,3 @@ class ImageCacheManager(imagecache.ImageCacheManager):
             return 0
         return sum(os.stat(os.path.join(self._base_dir, n)).st_blocks * 512
                    for n in os.listdir(self._base_dir))
-
-
-def _touch(path):
-    try:
-        os.utime(path)
-    except FileNotFoundError:
-        pass

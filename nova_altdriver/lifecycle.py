@@ -66,11 +66,8 @@ class Lifecycle(object):
     def domain_xml(self, context, instance, image_meta, network_info,
                    block_device_info, admin_password=None,
                    injected_files=None):
-        """(InstanceDisks, domain XML) of instance, disks made as needed.
-
-        A snapshot interrupted on this host, or on a failed host that
-        shared the instances path, may still hold the guest's last writes
-        in its overlay: they go into the disk first.
+        """(InstanceDisks, domain XML) of instance, disks made as needed;
+        the writes an interrupted snapshot holds go into the disk first.
         """
         self._snapshot.settle(instance)
         disks, layout, kernel, ramdisk = disks_mod.all_disks(
@@ -150,16 +147,13 @@ class Lifecycle(object):
 
     def remove_unfinished_evacuations(self, context, host):
         """Stops and undefines the guests an evacuation to this host left
-        when nova-compute died in it (between the definition and nova's
-        power-off of a stopped server): nova places the server on another
-        host, which a hard reboot or another evacuation starts it on, and
-        nothing in nova ever looks at this host's copy again. A copy left
-        running would be a second QEMU on the server's disks.
+        when nova-compute died in it: nova places the server on another
+        host and never looks at this copy again, which left running would
+        be a second QEMU on the server's disks.
 
-        Only where the server's newest move is that evacuation: a guest
-        evacuated away from this host is nova's own to clean up. The disks
-        stay (on a shared instances path they are the server's own). One
-        that cannot be removed is logged; nova-compute starts all the same.
+        Only where the server's newest move is that evacuation (a guest
+        evacuated away is nova's to clean up); the disks stay (on a shared
+        instances path they are the server's own).
         """
         by_uuid = {g.uuid: g for g in self._host.list_guests()}
         if not by_uuid:
@@ -182,8 +176,7 @@ class Lifecycle(object):
             try:
                 by_uuid[instance.uuid].hard_stop()
                 by_uuid[instance.uuid].undefine()
-            except Exception:
-                # nova-compute starts all the same; the next start retries
+            except Exception:  # nova-compute starts; the next start retries
                 LOG.exception('Could not remove the guest of an unfinished '
                               'evacuation', instance=instance)
 

@@ -1,5 +1,4 @@
-"""The refusals of nova's optional driver calls this driver does not do
-(yet).
+"""The refusals of nova's optional driver calls this driver does not do.
 
 A refusal is an exception that nova's compute manager turns into a clear
 answer - an HTTP error, or a failed instance action event whose details

@@ -22,12 +22,9 @@ host between the two drivers with its guests in place::
         snapshots/              live snapshots' work directories
                                 ([altdriver] snapshots_directory)
 
-A driver captures its layout once, when it is created: several compute
-services in one process (nova's functional tests, two hosts that share an
-instances path or do not) each keep their own, as separate hosts would.
-
-Files that must never be seen half-written are made here too: under a
-temporary name, synced, renamed.
+A driver captures its layout when it is created: several compute services
+in one process (nova's functional tests) each keep their own, as separate
+hosts would. Files never to be seen half-written are made here too.
 """
 
 import glob

@@ -1,10 +1,9 @@
 """Power operations: stop, start, reboot, pause, suspend, host boot.
 
-Starting is always a hard reboot: the domain is regenerated from nova's
-data (flavor, image, ports, disks), so a definition lost or damaged behind
-nova's back, or a cached base image that was removed, is repaired on the
-way. UEFI variables survive it (the definition is replaced, never undefined
-with its NVRAM).
+Starting is always a hard reboot: the domain is made again from nova's data,
+which repairs a definition lost or damaged behind nova's back or a cached
+base removed. UEFI variables survive (the definition is replaced, never
+undefined with its NVRAM).
 """
 
 import time
@@ -21,20 +20,6 @@ CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
-
-
-def _wait_until_off(guest, seconds):
-    """True once the guest is off (or its domain is gone) within seconds."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if not guest.is_active():
-                return True
-        except exception.InstanceNotFound:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL_SECONDS)
 
 
 class Power(object):
@@ -60,17 +45,27 @@ class Power(object):
         guest.hard_stop()
 
     @staticmethod
-    def _clean_shutdown(instance, guest, timeout, retry_interval):
-        interval = retry_interval or timeout
-        deadline = time.monotonic() + timeout
+    def _clean_shutdown(instance, guest, timeout, retry_interval=0):
+        """ACPI power button, pressed again every retry_interval; True once
+        the guest is off (or its domain gone) within timeout.
+        """
+        now = time.monotonic()
+        deadline, press_at = now + timeout, now
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            guest.shutdown()  # a guest gone meanwhile is off: fine
-            if _wait_until_off(guest, min(interval, remaining)):
+            if now >= press_at:
+                guest.shutdown()  # a guest gone meanwhile is off: fine
+                press_at = now + (retry_interval or timeout)
+            try:
+                off = not guest.is_active()
+            except exception.InstanceNotFound:
+                off = True
+            if off:
                 LOG.info('Guest shut down cleanly', instance=instance)
                 return True
+            if now >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)
+            now = time.monotonic()
 
     def hard_reboot(self, context, instance, network_info,
                     block_device_info=None):
@@ -101,12 +96,10 @@ class Power(object):
         guest = self._host.find_guest(instance.uuid)
         if guest is None or guest.power_state() != power_state.RUNNING:
             return False
-        guest.shutdown()
-        if not _wait_until_off(guest, CONF.altdriver.wait_soft_reboot_seconds):
+        timeout = CONF.altdriver.wait_soft_reboot_seconds
+        if not self._clean_shutdown(instance, guest, timeout):
             LOG.warning('Guest did not shut down for a soft reboot within '
-                        '%d s; rebooting it hard',
-                        CONF.altdriver.wait_soft_reboot_seconds,
-                        instance=instance)
+                        '%d s; rebooting it hard', timeout, instance=instance)
             return False
         guest.start()
         return True

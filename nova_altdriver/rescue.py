@@ -3,13 +3,8 @@ own disk attached, then bring the original back.
 
 Rescue saves the guest's definition to ``unrescue.xml`` (atomically), makes
 ``disk.rescue`` (a small overlay on the cached rescue image, never a copy of
-the guest's disk) and boots a rescue domain:
-
-* legacy layout: the rescue disk first (``vda``), the original root disk
-  second (``vdb``), the config drive (with the rescue password) as cdrom;
-* stable device rescue (the rescue image sets ``hw_rescue_device`` and/or
-  ``hw_rescue_bus``): the original devices unchanged, the rescue disk added
-  with boot order 1.
+the guest's disk) and boots a rescue domain, its disks laid out by
+domain.rescue_disks (legacy, or stable device rescue).
 
 Unrescue defines the saved original again (or, when ``unrescue.xml`` is
 missing or damaged, rebuilds it from nova's data) and only then removes
@@ -65,12 +60,16 @@ class Rescue(object):
                     else CONF.altdriver.rescue_image_id or
                     instance.image_ref)
         try:
+            kernel, ramdisk = disks_mod.boot_files(
+                self._cache, context,
+                CONF.altdriver.rescue_kernel_id or instance.kernel_id,
+                CONF.altdriver.rescue_ramdisk_id or instance.ramdisk_id)
             xml = self._lifecycle.build_xml(
                 instance, instance.image_meta,
                 self._disks(context, instance, image_meta, image_id,
                             network_info, rescue_password,
                             block_device_info),
-                network_info, **self._rescue_kernel(context, instance))
+                network_info, kernel, ramdisk)
             # Defined while the original still runs: a definition libvirt
             # refuses leaves the server as it was.
             self._host.define(xml)
@@ -105,17 +104,6 @@ class Rescue(object):
                   if domain.is_stable_rescue(props) else [])
         return domain.rescue_disks(rescue_disk, root, others, config_drive,
                                    props)
-
-    def _rescue_kernel(self, context, instance):
-        kernel_id = CONF.altdriver.rescue_kernel_id or instance.kernel_id
-        ramdisk_id = CONF.altdriver.rescue_ramdisk_id or instance.ramdisk_id
-        boot = {}
-        if kernel_id:
-            boot['kernel'] = self._cache.fetch_boot_file(context, kernel_id)
-            if ramdisk_id:
-                boot['ramdisk'] = self._cache.fetch_boot_file(context,
-                                                              ramdisk_id)
-        return boot
 
     def unrescue(self, context, instance):
         network_info = instance.get_network_info()

@@ -12,7 +12,6 @@ import os_resource_classes as orc
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
-
 CONF = nova.conf.CONF
 
 _RUNNING = (1, 2, 3)  # libvirt RUNNING, BLOCKED, PAUSED: vCPUs in use
@@ -83,15 +82,14 @@ class HostResources(object):
     def report(self, nodename):
         """The dict get_available_resource() returns."""
         info = self._host.node_info()
-        memory_mb, vcpus = info.memory_mb, info.cpus
         total, used, free = disk_figures(self._layout.root)
         caps = self._host.capabilities()
         return {
-            'vcpus': vcpus,
-            'memory_mb': memory_mb,
+            'vcpus': info.cpus,
+            'memory_mb': info.memory_mb,
             'local_gb': total // units.Gi,
             'vcpus_used': self._vcpus_used(),
-            'memory_mb_used': self._memory_mb_used(memory_mb),
+            'memory_mb_used': self._memory_mb_used(info.memory_mb),
             'local_gb_used': used // units.Gi,
             'hypervisor_type': self._host.hypervisor_type(),
             'hypervisor_version': self._host.hypervisor_version(),
@@ -107,8 +105,6 @@ class HostResources(object):
         inventory the provider has now (for operator-set ratios).
         """
         info = self._host.node_info()
-        memory_mb, vcpus = info.memory_mb, info.cpus
-        disk_gb = disk_figures(self._layout.root)[0] // units.Gi
         ratios = driver.ComputeDriver._get_allocation_ratios(current)
         reserved = {
             orc.VCPU: CONF.reserved_host_cpus,
@@ -116,8 +112,8 @@ class HostResources(object):
             orc.DISK_GB:
                 driver.ComputeDriver._get_reserved_host_disk_gb_from_config(),
         }
-        totals = {orc.VCPU: vcpus, orc.MEMORY_MB: memory_mb,
-                  orc.DISK_GB: disk_gb}
+        totals = {orc.VCPU: info.cpus, orc.MEMORY_MB: info.memory_mb,
+                  orc.DISK_GB: disk_figures(self._layout.root)[0] // units.Gi}
         return {rc: {'total': total, 'min_unit': 1, 'max_unit': total,
                      'step_size': 1, 'allocation_ratio': ratios[rc],
                      'reserved': reserved[rc]}

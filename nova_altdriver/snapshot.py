@@ -1,22 +1,20 @@
 """Snapshots: a server's root disk as a Glance image.
 
-A running or paused guest is never paused for the copy and its persistent
-definition is never undefined (the in-tree driver does both): an external
-disk-only snapshot redirects the guest's writes to a temporary overlay, the
-now-stable disk is converted at leisure, then an active block commit folds
-the overlay back and pivots the guest onto its own disk again. A stopped or
-suspended guest's disk is converted as it is; a suspended guest stays
-suspended.
+A running or paused guest is never paused for the copy nor undefined (the
+in-tree driver does both): an external disk-only snapshot redirects its
+writes to a temporary overlay, the now-stable disk is converted at leisure,
+then an active block commit folds the overlay back and pivots the guest
+onto its own disk. A stopped or suspended guest's disk is converted as it
+is (a suspended guest stays suspended).
 
 The overlay holds the guest's only copy of what it wrote meanwhile, so its
 work directory (``<uuid>-<random>`` in the snapshots directory, with the
-definition from before and the name of the host that made it) is removed
-only once the overlay is folded back. Whatever interrupts that - a failed
-commit, QEMU or libvirtd going away, nova-compute dying - the directory
-stays, and the overlay is folded back (online, or offline into the disk
-when the guest is off) by the next of: nova-compute's start on that host,
-a hard reboot, start, rescue or snapshot of the server, or its evacuation
-onto another host of a shared instances path.
+definition from before and the host that made it) goes only once the
+overlay is folded back. Whatever interrupts that (a failed commit, QEMU,
+libvirtd or nova-compute dying), the overlay is folded back, online or
+offline, by the next of: nova-compute's start on that host, a hard reboot,
+start, rescue or snapshot of the server, or its evacuation onto another
+host of a shared instances path.
 """
 
 import os
@@ -78,9 +76,8 @@ def _convert(source, source_format, target):
 
 
 def _instance_uuid(name):
-    """The instance a work directory's name belongs to, or None for
-    anything else in the directory (lost+found, the in-tree driver's
-    temporary directories).
+    """The instance a work directory's name belongs to; None for others
+    (lost+found, the in-tree driver's temporary directories).
     """
     try:
         return str(uuid_mod.UUID(name[:36])) if name[36:37] == '-' else None
@@ -208,6 +205,8 @@ class Snapshot(object):
                 'hw_qemu_guest_agent'):
             raise exception.QemuGuestAgentNotEnabled()
         target = guest.disk_target(root)
+        if target is None:
+            raise exception.DiskNotFound(location=root)
         # Kept on disk until the overlay is folded back: whoever finishes
         # the job puts the definition back as it was.
         definition = os.path.join(work, _DEFINITION)
@@ -229,9 +228,8 @@ class Snapshot(object):
             self._fold_back_retrying(instance.uuid, work)
 
     def _fold_back_retrying(self, instance_uuid, work):
-        """Folds back; once more when the first attempt failed (libvirtd
-        restarted under it, QEMU gone meanwhile: the second attempt sees
-        the guest as it is now).
+        """Folds back, once more after a failure (libvirtd restarted, QEMU
+        gone): the second attempt sees the guest as it is now.
         """
         try:
             self._fold_back(instance_uuid, work)
@@ -241,32 +239,29 @@ class Snapshot(object):
             self._fold_back(instance_uuid, work)
 
     def _fold_back(self, instance_uuid, work):
-        """Puts the writes the overlay in work took back into the guest's
-        own disk, the guest back onto that disk and its definition back as
-        it was; then the overlay and saved definition go. Each step can be
-        repeated after a crash at any point.
-
-        No QEMU of this host running on the overlay (killed, host
-        rebooted, domain lost, or the guest evacuated here from a failed
-        host of a shared instances path): it is committed offline.
+        """Puts the overlay's writes into the guest's own disk, the guest
+        back onto it and its definition back as it was; then the overlay and
+        saved definition go. Each step can be repeated after a crash.
+        Without a QEMU of this host on the overlay (killed, domain lost,
+        evacuated here from a failed host) it is committed offline.
         """
         started = time.monotonic()
         overlay = os.path.join(work, _OVERLAY)
         guest = self._host.find_guest(instance_uuid)
         if os.path.exists(overlay):
             if guest is not None and guest.is_active():
-                target = guest.disk_files().get(overlay)
+                target = guest.disk_target(overlay)
                 if target is not None:
                     self._commit_online(guest, target)
                 # else pivoted already: what the overlay holds is in the
                 # disk, which the guest has written to since.
-            elif (guest is None or
-                  overlay in guest.disk_files(inactive=True)):
+            elif guest is None or guest.disk_target(overlay, True):
                 processutils.execute('qemu-img', 'commit', '-q', '-f',
                                      'qcow2', overlay)
             os.unlink(overlay)
         definition = os.path.join(work, _DEFINITION)
-        if guest is not None and overlay in guest.disk_files(inactive=True):
+        # (a pivot may have put the definition back already)
+        if guest is not None and guest.disk_target(overlay, True):
             self._host.define(_read(definition))
         fileutils.delete_if_exists(definition)
         LOG.debug('Snapshot overlay of %s folded back in %.2f s',
@@ -294,11 +289,9 @@ class Snapshot(object):
             # next start of nova-compute removes it)
 
     def settle(self, instance):
-        """Finishes whatever an interrupted snapshot of instance left
-        before its domain is made again from nova's data (hard reboot,
-        start, rescue, evacuation onto a shared instances path). A work
-        directory whose overlay cannot be folded back stays, with the
-        guest's writes, and the error is raised.
+        """Finishes what an interrupted snapshot of instance left, before
+        its domain is made again from nova's data. A work directory whose
+        overlay cannot be folded back stays, and the error is raised.
         """
         with _locked(instance.uuid):
             self._settle(instance.uuid)
@@ -311,10 +304,9 @@ class Snapshot(object):
                 shutil.rmtree(work, ignore_errors=True)
 
     def recover_interrupted(self, host):
-        """At nova-compute's start: finishes the snapshots this host did
-        not live to finish. Directories other hosts of a shared instances
-        path made are theirs. One that cannot be finished stays (with the
-        guest's writes) and nova-compute starts all the same.
+        """At nova-compute's start: finishes this host's interrupted
+        snapshots (other hosts' on a shared instances path are theirs). One
+        that cannot be finished stays; nova-compute starts all the same.
         """
         _remove_unfinished_work_dirs(self._layout.snapshots_dir)
         for instance_uuid, work in _work_dirs(self._layout.snapshots_dir):

@@ -100,12 +100,12 @@ ENTRY_POINTS = ('spawn', 'destroy', 'cleanup', 'power_off', 'power_on',
                 'reboot', 'rescue', 'unrescue', 'snapshot', 'plug_vifs',
                 'unplug_vifs', 'pause', 'unpause', 'suspend', 'resume')
 # Public Guest/Host methods that are not calls to libvirt.
-_NOT_STEPS = ('uuid', 'name', 'start_events', 'close')
+_NOT_STEPS = ('start_events', 'close')
 # Guest/Host methods that only ask libvirt (any other one counts as a
 # change, so that a method the driver gains is never skipped).
 QUERIES = frozenset((
     'find_guest', 'get_guest', 'list_guests', 'guest_states', 'xml',
-    'is_active', 'power_state', 'info', 'disk_target', 'disk_files',
+    'is_active', 'power_state', 'info', 'disk_target', 'disks',
     'has_block_job', 'block_job_ready', 'has_saved_memory', 'hostname',
     'capabilities', 'lib_version', 'hypervisor_type', 'hypervisor_version',
     'node_info', 'memory_stats', 'cpu_stats', 'get_connection'))
@@ -1410,7 +1410,7 @@ class FaultTestCase(base.TestCase):
             image = self.glance.show(None, self._snapshot_id)
         except exception.ImageNotFound:
             return []  # (nova deleted the image of a failed snapshot)
-        data = self.glance._imagedata.get(self._snapshot_id)
+        data = self.image_data.get(self._snapshot_id)
         if image['status'] != 'active' or data is None:
             return []
         found = image_heartbeat(data, self._work)

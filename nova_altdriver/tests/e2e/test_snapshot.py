@@ -28,6 +28,20 @@ def chain(path):
     return [layer['filename'] for layer in info]
 
 
+def copy_fails(side_effect):
+    """The snapshot's copy (qemu-img convert) fails with side_effect; any
+    other command runs.
+    """
+    execute = processutils.execute
+
+    def run(*cmd, **kwargs):
+        if cmd[:2] == ('qemu-img', 'convert'):
+            raise side_effect()
+        return execute(*cmd, **kwargs)
+    return fixtures.MockPatch('oslo_concurrency.processutils.execute',
+                              side_effect=run)
+
+
 def sha256(path):
     with open(path, 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -102,10 +116,8 @@ class SnapshotTest(base.TestCase):
                 os.path.join(self.instances_path, 'snapshots')))
 
         # The host's disk fills up during the copy ...
-        with fixtures.MockPatch(
-                'nova_altdriver.snapshot._convert',
-                side_effect=processutils.ProcessExecutionError(
-                    'No space left on device')):
+        with copy_fails(lambda: processutils.ProcessExecutionError(
+                'No space left on device')):
             self.assertRaises(processutils.ProcessExecutionError, snapshot)
         assertUnharmed()
         # ... the upload fails ...
@@ -124,13 +136,12 @@ class SnapshotTest(base.TestCase):
         del meta['image_os_require_quiesce']
         # ... the guest is deleted meanwhile: nova is told so.
 
-        def delete_guest(*args):
+        def delete_guest():
             dom = self.conn.lookupByUUIDString(server['id'])
             dom.destroy()
             dom.undefine()
-            raise processutils.ProcessExecutionError('gone')
-        with fixtures.MockPatch('nova_altdriver.snapshot._convert',
-                                side_effect=delete_guest):
+            return processutils.ProcessExecutionError('gone')
+        with copy_fails(delete_guest):
             self.assertRaises(exception.InstanceNotFound, snapshot)
         self.assertEqual([], os.listdir(
             os.path.join(self.instances_path, 'snapshots')))
@@ -143,9 +154,11 @@ class SnapshotTest(base.TestCase):
         # nova-compute dies right after the copy: the guest still writes to
         # the temporary overlay, nothing was committed or cleaned up.
         with fixtures.MockPatch(
-                'nova_altdriver.snapshot.Snapshot._fold_back'), \
-                fixtures.MockPatch('nova_altdriver.snapshot.shutil.rmtree'):
-            self.create_snapshot(server)
+                'nova_altdriver.guest.Guest.commit_active_layer',
+                side_effect=SystemExit('nova-compute killed')) as died:
+            self.api.post_server_action(
+                server['id'], {'createImage': {'name': 'snap'}})
+            self._wait_for_assert(lambda: self.assertTrue(died.mock.called))
         self.assertNotEqual(root, self.domain_disk(server))  # the overlay
 
         self.compute = self.restart_compute_service(self.compute)
@@ -209,16 +222,10 @@ class SnapshotTest(base.TestCase):
         root = os.path.join(self.instance_dir(server), 'disk')
         before = chain(root)
 
-        def die_after_starting_the_commit(instance_uuid, work):
-            guest = self.driver_of(self.compute)._host.find_guest(
-                instance_uuid)
-            guest.commit_active_layer(guest.disk_target(
-                os.path.join(work, 'writes-meanwhile.qcow2')))
-            raise SystemExit('nova-compute killed')  # runs no clean-up
-
+        # nova-compute dies once the commit runs (and runs no clean-up)
         with fixtures.MockPatch(
-                'nova_altdriver.snapshot.Snapshot._fold_back_retrying',
-                side_effect=die_after_starting_the_commit):
+                'nova_altdriver.guest.Guest.block_job_ready',
+                side_effect=SystemExit('nova-compute killed')):
             self.api.post_server_action(
                 server['id'], {'createImage': {'name': 'snap'}})
             self._wait_for_assert(lambda: self.assertTrue(

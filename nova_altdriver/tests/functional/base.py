@@ -55,23 +55,37 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
 
     def _keep_uploaded_image_data(self):
         """nova's Glance fixture drops the bytes of image uploads (its fake
-        drivers upload none); keep them, as Glance would, so that snapshot
-        and shelve images can be inspected and booted.
+        drivers upload none); keep them, as Glance would, in image_data
+        ({image id: bytes}), which downloads read first: snapshot and shelve
+        images can be inspected, replaced and booted.
         """
-        glance = self.glance
-        update = glance.update
+        glance, self.image_data = self.glance, {}
+        update, download = glance.update, glance.download
 
         def update_keeping_data(context, image_id, metadata, data=None,
                                 purge_props=False):
             image = update(context, image_id, metadata,
                            purge_props=purge_props)
             if data is not None:
-                glance._imagedata[image_id] = data.read()
+                self.image_data[image_id] = data.read()
                 glance.images[image_id]['size'] = len(
-                    glance._imagedata[image_id])
+                    self.image_data[image_id])
             return image
 
+        def download_kept(context, image_id, data=None, dst_path=None,
+                          trusted_certs=None):
+            if image_id not in self.image_data:
+                return download(context, image_id, data=data,
+                                dst_path=dst_path, trusted_certs=trusted_certs)
+            glance.show(context, image_id)  # ImageNotFound once deleted
+            if data is None:
+                with open(dst_path, 'wb') as f:
+                    f.write(self.image_data[image_id])
+            else:
+                data.write(self.image_data[image_id])
+
         glance.update = update_keeping_data
+        glance.download = download_kept
 
     def hypervisor_uri(self):
         """The URI of a new private test-driver hypervisor."""
@@ -100,9 +114,10 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         stopping the service closes; a libvirtd would not: write them down
         for the next connection.
         """
-        host = self.driver_of(compute)._host
-        if host.uri.startswith('test://') and host._conn is not None:
-            libvirt_test_driver.persist_domains(host._conn, host.uri)
+        host = self.driver_of(compute).host
+        if host.uri.startswith('test://'):
+            libvirt_test_driver.persist_domains(host.get_connection(),
+                                                host.uri)
 
     def stop_compute(self, compute):
         self._keep_hypervisor_state(compute)
@@ -137,7 +152,7 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
 
     def hypervisor_of(self, compute):
         """The libvirt connection a compute service's driver uses."""
-        return self.driver_of(compute)._host.get_connection()
+        return self.driver_of(compute).host.get_connection()
 
     def domain_xml(self, compute, server):
         """The live domain XML of a server (lxml)."""
@@ -175,10 +190,11 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
     def neutron_port(self, vif_type='tap', status='ACTIVE'):
         """A port of the Neutron fixture bound with vif_type."""
         port = copy.deepcopy(self.neutron.port_1)
-        port.update({'id': str(uuid.uuid4()), 'binding:vif_type': vif_type,
+        del port['id']
+        port.update({'binding:vif_type': vif_type,
                      'mac_address': 'fa:16:3e:00:12:34', 'status': status})
-        self.neutron._ports[port['id']] = port
-        return port
+        new = self.neutron.create_port()['port']
+        return self.neutron.update_port(new['id'], {'port': port})['port']
 
     def create_snapshot(self, server, name='snapshot'):
         """Snapshots server through the API; returns the active image."""
@@ -188,7 +204,7 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
             'active', self.glance.show(None, image_id)['status']),
             max_retries=self.STATE_WAIT_RETRIES)
         self._wait_for_assert(lambda: self.assertIn(
-            image_id, self.glance._imagedata),
+            image_id, self.image_data),
             max_retries=self.STATE_WAIT_RETRIES)
         return self.glance.show(None, image_id)
 

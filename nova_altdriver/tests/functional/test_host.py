@@ -54,7 +54,7 @@ class HostReportTest(base.TestCase):
     def test_lifecycle_events_reach_the_compute_manager(self):
         compute = self.start_compute()
         received = self.observe_lifecycle_events(compute)
-        conn = self.driver_of(compute)._host.get_connection()
+        conn = self.driver_of(compute).host.get_connection()
         guest_uuid = str(uuid.uuid4())
         dom = conn.defineXML(
             libvirt_test_driver.domain_xml(guest_uuid, 'instance-0000abcd'))

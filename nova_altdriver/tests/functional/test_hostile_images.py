@@ -189,7 +189,7 @@ class HostileImageTest(base.TestCase):
         self.qemu_img('create', '-f', 'qcow2', '-F', 'raw', '-b', HOST_FILE,
                       backed, '64M')
         with open(backed, 'rb') as f:
-            self.glance._imagedata[shelve_image] = f.read()
+            self.image_data[shelve_image] = f.read()
 
         self.api.post_server_action(server['id'], {'unshelve': None})
         server = self._wait_for_unshelve_failure(server)

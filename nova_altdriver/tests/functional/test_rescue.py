@@ -159,8 +159,8 @@ class RescueEdgeTest(base.TestCase):
         self.flags(config_drive_format='vfat', force_config_drive=True)
         # (nova mounts a vfat drive to fill it: root only, not here)
         self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.configdrive.ConfigDriveBuilder._make_vfat',
-            lambda self, path, tmpdir: open(path, 'wb').close()))
+            'nova.virt.configdrive.ConfigDriveBuilder.make_drive',
+            lambda self, path: open(path, 'wb').close()))
         server = self.boot()
         self.api.post_server_action(server['id'], {'rescue': {}})
         self._wait_for_state_change(server, 'RESCUE')

@@ -34,7 +34,7 @@ class SnapshotShelveTest(base.TestCase):
         self.assertEqual(self.server['tenant_id'], props['owner_id'])
         self.assertEqual('linux', props['os_type'])
         # A standalone image: its bytes hold no backing file reference.
-        data = self.glance._imagedata[image['id']]
+        data = self.image_data[image['id']]
         self.assertTrue(data.startswith(b'QFI\xfb'))
         self.assertNotIn(b'_base', data[:4096])
         self.assertEqual([], os.listdir(os.path.join(self.instances_path,
@@ -48,7 +48,7 @@ class SnapshotShelveTest(base.TestCase):
         self._stop_server(self.server)
         image = self.create_snapshot(self.server)
         self.assertEqual('raw', image['disk_format'])
-        data = self.glance._imagedata[image['id']]
+        data = self.image_data[image['id']]
         self.assertEqual(2 ** 30, len(data))  # the flavor's 1 GiB disk
         self.assertFalse(data.startswith(b'QFI\xfb'))
 

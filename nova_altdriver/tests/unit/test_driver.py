@@ -23,7 +23,7 @@ class DriverTest(base.TestCase):
         super().setUp()
         self.driver = driver.AltDriver(virtapi=None)
         self.addCleanup(self.driver.cleanup_host, 'compute1')
-        self.conn = self.driver._host.get_connection()
+        self.conn = self.driver.host.get_connection()
 
     def define(self, vcpus=1, start=False):
         self.last_id = getattr(self, 'last_id', 0) + 1
@@ -165,7 +165,7 @@ class ConsoleOutputTest(base.TestCase):
         self.driver = driver.AltDriver(virtapi=None)
         self.addCleanup(self.driver.cleanup_host, 'compute1')
         self.instance = objects.Instance(uuid=str(uuid.uuid4()), id=1)
-        self.driver._host.get_connection().defineXML(
+        self.driver.host.get_connection().defineXML(
             libvirt_test_driver.domain_xml(self.instance.uuid, 'instance-1'))
         self.log = os.path.join(self.tmp, self.instance.uuid, 'console.log')
         os.makedirs(os.path.dirname(self.log))

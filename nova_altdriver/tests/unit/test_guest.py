@@ -4,13 +4,36 @@ import uuid
 import libvirt
 from nova import exception
 
+from nova_altdriver import domain
 from nova_altdriver import guest as guest_mod
+from nova_altdriver.tests import builders
 from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.unit import base
 
 DISK_XML = """<domain><devices><disk type='file' device='disk'>
   <source file='/i/disk'/><target dev='vda' bus='virtio'/>%s
 </disk></devices></domain>"""
+
+
+class DisksTest(base.TestCase):
+
+    def test_the_disks_a_definition_was_built_with(self):
+        disks = [domain.Disk('/i/disk', 'qcow2', 'vda', 'virtio'),
+                 domain.Disk('/i/disk.local', 'raw', 'sda', 'scsi'),
+                 domain.Disk(None, 'raw', 'hda', 'ide', device='cdrom')]
+        xml = domain.build(builders.instance(), builders.image_meta(), disks)
+        self.assertEqual(disks, guest_mod.disks_of(xml))
+        self.assertFalse(guest_mod.is_rescue_definition(xml))
+
+    def test_a_rescue_definition_by_its_disk_files_only(self):
+        instance = builders.instance()
+        instance.display_name = 'disk.rescue'
+        rescue = domain.Disk('/i/disk.rescue', 'qcow2', 'vda', 'virtio')
+        root = domain.Disk('/i/disk', 'qcow2', 'vdb', 'virtio')
+        self.assertTrue(guest_mod.is_rescue_definition(domain.build(
+            instance, builders.image_meta(), [rescue, root])))
+        self.assertFalse(guest_mod.is_rescue_definition(domain.build(
+            instance, builders.image_meta(), [root])))
 
 
 class BlockJobDomain(object):
@@ -100,7 +123,7 @@ class GoneGuestTest(base.TestCase):
     def test_a_guest_deleted_meanwhile_is_instance_not_found(self):
         self.dom.undefine()
         for call in (self.guest.power_state, self.guest.start,
-                     self.guest.xml, self.guest.disk_files):
+                     self.guest.xml, self.guest.disks):
             e = self.assertRaises(exception.InstanceNotFound, call)
             self.assertIn(self.uuid, str(e))
 

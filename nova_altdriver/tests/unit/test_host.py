@@ -1,5 +1,6 @@
 import queue
 import threading
+from unittest import mock
 import uuid
 
 import libvirt
@@ -131,29 +132,23 @@ class EventTest(base.TestCase):
 class GuestAfterRestartTest(base.TestCase):
     """A Guest found before libvirtd restarted still works after it."""
 
-    class BrokenOnce(object):
-        """The domain as a restart leaves it: its next call fails with the
-        error a broken connection gives (a restart cannot be staged on the
-        test driver).
+    @staticmethod
+    def broken_once(method):
+        """A libvirt domain method as a restart leaves it: its next call
+        fails with the error a broken connection gives (a restart cannot be
+        staged on the test driver), later ones reach the domain.
         """
+        calls = []
 
-        def __init__(self, domain):
-            self._domain = domain
-            self.broken = True
-
-        def __getattr__(self, name):
-            attr = getattr(self._domain, name)
-            if name in ('connect', 'UUIDString') or not self.broken:
-                return attr
-
-            def lost(*args):
-                self.broken = False
-                error = libvirt.libvirtError('Cannot write data: Broken pipe')
-                error.err = (libvirt.VIR_ERR_SYSTEM_ERROR,
-                             libvirt.VIR_FROM_RPC, 'Broken pipe', 2, None,
-                             None, None, 32, 0)
-                raise error
-            return lost
+        def call(domain, *args):
+            calls.append(domain)
+            if len(calls) > 1:
+                return method(domain, *args)
+            error = libvirt.libvirtError('Cannot write data: Broken pipe')
+            error.err = (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC,
+                         'Broken pipe', 2, None, None, None, 32, 0)
+            raise error
+        return mock.patch.object(libvirt.virDomain, method.__name__, call)
 
     def test_a_call_is_made_again_on_a_new_connection(self):
         host = host_mod.Host(self.uri)
@@ -164,8 +159,8 @@ class GuestAfterRestartTest(base.TestCase):
         first = host.get_connection()
         # (a libvirtd keeps definitions across its restart)
         libvirt_test_driver.persist_domains(first, self.uri)
-        guest._domain = self.BrokenOnce(guest._domain)
-        guest.hard_stop()
+        with self.broken_once(libvirt.virDomain.destroy):
+            guest.hard_stop()
         self.assertFalse(guest.is_active())
         self.assertIsNot(first, host.get_connection())
 

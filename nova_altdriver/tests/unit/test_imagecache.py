@@ -23,8 +23,8 @@ class BaseFileInfoTest(base.TestCase):
 
     def assertLikeQemuImg(self, path):
         info = images.qemu_img_info(path)
-        self.assertEqual(info.file_format, imagecache.image_format(path))
-        self.assertEqual(info.virtual_size, imagecache.virtual_size(path))
+        self.assertEqual((info.file_format, info.virtual_size),
+                         imagecache.base_info(path))
 
     def test_qcow2(self):
         self.assertLikeQemuImg(self.make('qcow2', '1073741824'))
@@ -34,8 +34,7 @@ class BaseFileInfoTest(base.TestCase):
         self.assertLikeQemuImg(self.make('raw', '48M'))
         empty = os.path.join(self.tmp, 'empty')
         open(empty, 'w').close()
-        self.assertEqual(('raw', 0), (imagecache.image_format(empty),
-                                      imagecache.virtual_size(empty)))
+        self.assertEqual(('raw', 0), imagecache.base_info(empty))
 
     def test_other_formats_are_asked_of_qemu_img(self):
         # only possible when bases keep their format (force_raw_images off)
@@ -74,11 +73,10 @@ class AgeingTest(base.TestCase):
         self.flags(remove_unused_original_minimum_age_seconds=3600,
                    group='image_cache')
         self.manager = imagecache.ImageCacheManager(self.cache)
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.imagecache.ImageCacheManager._list_running_instances',
-            lambda self, context, instances: {
-                'used_images': {}, 'used_swap_images': set(),
-                'used_ephemeral_images': set()}))
+        # (nova asks its database for the instances' block devices)
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.BlockDeviceMappingList.bdms_by_instance_uuid',
+            return_value={}))
 
     def old_base(self, name):
         os.makedirs(self.layout.base_dir, exist_ok=True)
@@ -108,19 +106,17 @@ class AgeingTest(base.TestCase):
     def test_a_base_handed_out_meanwhile_stays(self):
         path = self.old_base('swap_512')
         handed_out = []
-        remove = self.manager._remove_if_unused_long_enough
+        locked = self.cache.locked
 
-        def cache_manager_after_a_spawn_took_it(name, path):
-            # a spawn takes the base between the cache manager's listing
-            # and its removal
-            handed_out.append(self.cache.blank_swap(512))
-            remove(name, path)
+        def a_spawn_takes_it_first(name, blocking=True):
+            # between the cache manager's listing and its removal
+            if name == 'swap_512' and not handed_out:
+                handed_out.append('asked')
+                handed_out[0] = self.cache.blank_swap(512)
+            return locked(name, blocking)
 
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova_altdriver.imagecache.ImageCacheManager.'
-            '_remove_if_unused_long_enough',
-            lambda manager, name, path: cache_manager_after_a_spawn_took_it(
-                name, path)))
+        self.useFixture(fixtures.MockPatchObject(
+            self.cache, 'locked', side_effect=a_spawn_takes_it_first))
         self.manager.update(None, [])
         self.assertEqual([path], handed_out)
         self.assertTrue(os.path.exists(path))

@@ -80,7 +80,8 @@ class RecoveryTest(base.TestCase):
         self.assertTrue(holds(disk, 2), 'the overlay\'s writes were lost')
         self.assertFalse(os.path.exists(work))
         guest = self.host.find_guest(instance_uuid)
-        self.assertEqual({disk: 'vda'}, guest.disk_files(inactive=True))
+        self.assertEqual(
+            [disk], [d.source for d in guest.disks(inactive=True)])
 
     def test_hard_reboot_settles_what_a_snapshot_left(self):
         instance_uuid, disk, work = self.interrupted()
