@@ -316,6 +316,10 @@ cmd_up() {
     uwsgi_api neutron OS_NEUTRON_CONFIG_DIR
     uwsgi_api nova-api OS_NOVA_CONFIG_DIR nova
     local nova=(--config-file "$ETC/nova/nova.conf")
+    # a compute service counts once it reported after this start: the rows
+    # of an earlier run look "not heard from" to the scheduler until then
+    local since
+    since=$(mysql_ -N -e 'select utc_timestamp()')
     start nova-conductor "$VENV/bin/nova-conductor" "${nova[@]}"
     start nova-scheduler "$VENV/bin/nova-scheduler" "${nova[@]}"
     start nova-compute env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
@@ -328,17 +332,20 @@ cmd_up() {
     wait_http neutron http://127.0.0.1:9696/ 60
     network_setup
     wait_http nova-api http://127.0.0.1:8774/ 60
-    # the scheduler maps new compute hosts into cell1 by itself
-    local i s q="select count(*) from nova_api.host_mappings where host in
-        ('$HOSTNAME_COMPUTE', '$HOSTNAME_COMPUTE2')"
+    # the scheduler maps new compute hosts into cell1 by itself; both hosts
+    # must be mapped and have reported since they started
+    local i s hosts="('$HOSTNAME_COMPUTE', '$HOSTNAME_COMPUTE2')"
+    local q="select (select count(*) from nova_api.host_mappings where host in $hosts)
+        + (select count(*) from nova.services where \`binary\` = 'nova-compute'
+           and deleted = 0 and host in $hosts and updated_at >= '$since')"
     for ((i = 0; i < 600; i++)); do
-        [ "$(mysql_ -N -e "$q" 2>/dev/null)" = 2 ] && break
+        [ "$(mysql_ -N -e "$q" 2>/dev/null)" = 4 ] && break
         for s in nova-conductor nova-scheduler nova-compute nova-compute2; do
             pid_of $s >/dev/null || { tail -30 "$LOGS/$s.log" >&2; die "$s exited (log: $LOGS/$s.log)"; }
         done
         sleep 0.2
     done
-    [ "$i" -lt 600 ] || die "the compute hosts were not both mapped within 120 s"
+    [ "$i" -lt 600 ] || die "the compute hosts were not both mapped and reporting within 120 s"
     start_horizon
     log "all-in-one cloud up in $((SECONDS - t0)) s: openstack --os-cloud $CLOUD server list"
 }
