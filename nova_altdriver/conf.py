@@ -83,6 +83,14 @@ altdriver_opts = [
              'writes meanwhile). They are removed in every outcome. '
              'Unset: ``snapshots`` in ``instances_path``.'),
     cfg.StrOpt(
+        'ceph_conf_dir',
+        default='/etc/ceph',
+        help='Where the Ceph keyrings of Cinder\'s RBD users are '
+             '(``<cluster>.client.<user>.keyring``). A volume whose libvirt '
+             'secret (Cinder\'s ``rbd_secret_uuid``) is not defined on this '
+             'host gets one made from that keyring; a secret the operator '
+             'defined is used as it is.'),
+    cfg.StrOpt(
         'machine_type',
         help='QEMU machine type of new guests (for example ``pc`` or '
              '``q35``) unless the image sets ``hw_machine_type``. Unset: '
