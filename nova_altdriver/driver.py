@@ -42,6 +42,7 @@ class AltDriver(driver.ComputeDriver):
         has_imagecache=True,
         supports_evacuate=True,
         supports_extend_volume=True,
+        supports_bfv_rescue=True,
         supports_image_type_qcow2=True,
         supports_image_type_raw=True,
         supports_image_type_aki=True,
@@ -71,7 +72,7 @@ class AltDriver(driver.ComputeDriver):
         self._power = power.Power(self.host, self._layout, self._lifecycle)
         self._rescue = rescue.Rescue(self.host, self._cache,
                                      self._lifecycle, self._power,
-                                     self._snapshot)
+                                     self._snapshot, self._volumes)
         self._image_cache = imagecache.ImageCacheManager(self._cache)
 
     # -- service start and stop --------------------------------------------

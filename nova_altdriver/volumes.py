@@ -10,6 +10,7 @@ defines it from the host's Ceph keyring
 removes it once no guest of this host uses it.
 """
 
+import base64
 import os
 import platform
 import re
@@ -96,7 +97,7 @@ def _cephx_key(cluster, user, secret_uuid):
         found = None
     if found is None:
         raise KeyringMissing(uuid=secret_uuid, user=user, path=path)
-    return found.group(1)
+    return base64.b64decode(found.group(1))  # libvirt keeps it decoded
 
 
 class Volumes(object):

@@ -71,3 +71,23 @@ class VolumeBackedTest(base.TestCase):
         self.assertIn('Ceph RBD volumes only, not iscsi volumes',
                       server['fault']['message'])
         self.assertEqual([], self.hypervisor_of(self.compute).listAllDomains())
+
+    def test_stable_rescue_of_a_volume_backed_server(self):
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(BOOT_VOLUME)}),
+            'ACTIVE')
+        booted = self.disks(server)
+        rescue_image = self.upload_image(
+            self.make_qcow2('rescue.qcow2'), hw_rescue_device='disk',
+            hw_rescue_bus='virtio')
+        self.api.post_server_action(server['id'], {
+            'rescue': {'rescue_image_ref': rescue_image}})
+        server = self._wait_for_state_change(server, 'RESCUE')
+        # every original device as it was, the rescue disk added and
+        # booted first
+        self.assertEqual(booted + [('vdc', 'file', 'disk.rescue')],
+                         self.disks(server))
+        self.assertEqual(['1'], self.domain_xml(self.compute, server).xpath(
+            "devices/disk[target/@dev='vdc']/boot/@order"))
+        self._unrescue_server(server)
+        self.assertEqual(booted, self.disks(server))
