@@ -124,15 +124,21 @@ class InstanceDisks(object):
             LOG.info('Reusing existing disk %s', path,
                      instance=self.instance)
             return path, recorded_format(self.cache, self.instance, path)
-        if not os.path.isdir(self.dir):
-            os.makedirs(self.dir)
-            self.created.append(self.dir)
+        self.make_dir()
         # Made whole under another name: a disk that exists is reused as
         # the guest's (above), so a half-made one must never carry the name
         # (nova-compute killed in the middle of an unshelve's rebase).
         paths.make_whole(path, make)
         self.created.append(path)
         return path, fmt
+
+    def make_dir(self):
+        """The instance directory (its console log and disk.info are there
+        also when every disk is a volume).
+        """
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir)
+            self.created.append(self.dir)
 
     def remove_created(self):
         """Undoes this object's work, and only its work."""
@@ -291,6 +297,7 @@ def all_disks(cache, context, instance, image_meta, block_device_info,
         layout += disks.config_drive(context, admin_password, network_info,
                                      injected_files)
         kernel, ramdisk = disks.kernel_and_ramdisk(context)
+        disks.make_dir()
         disks.write_disk_info(layout)
     except Exception:
         disks.remove_created()

@@ -64,6 +64,18 @@ class VolumeBackedTest(base.TestCase):
         self.assertEqual(
             [], list(self.cinder.volume_ids_for_instance(server['id'])))
 
+    def test_a_server_without_local_disks(self):
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
+                                             ephemeral=0, swap=0)
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(BOOT_VOLUME)}),
+            'ACTIVE')
+        self.assertEqual(
+            [('vda', 'network', 'volumes/volume-' + BOOT_VOLUME)],
+            self.disks(server))
+        self._delete_server(server)
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+
     def test_a_volume_of_another_kind_is_refused_with_a_clear_fault(self):
         server = self._wait_for_state_change(
             self.api.post_server({'server': self.boot_from(ISCSI_VOLUME)}),
