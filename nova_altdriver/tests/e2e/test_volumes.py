@@ -124,3 +124,59 @@ class VolumeTest(base.TestCase):
         self.assertNoSecretLeft()
         # the guest ran on through it all
         self.assertEqual(1, len(markers.boots(self.console(server))))
+
+    def test_the_mission_operations_of_a_volume_backed_server(self):
+        self.make_volume(BOOT_VOLUME, from_guest_image=True)
+        server = self.boot_from_volume()
+        self.wait_for_guest(server, 'ALTDRIVER-HB 2')
+
+        # stable device rescue (the only one of a volume-backed server):
+        # the rescue guest finds the volume and writes to it
+        rescue_image = self.upload_guest_image(
+            'rescue.qcow2', hw_rescue_bus='virtio', hw_rescue_device='disk')
+        self.api.post_server_action(server['id'], {
+            'rescue': {'rescue_image_ref': rescue_image}})
+        server = self._wait_for_state_change(server, 'RESCUE')
+        console = self.wait_for_guest(server, 'ALTDRIVER-RESCUE-WROTE vda')
+        self.assertEqual('rescue', markers.latest(console).role)
+        self._unrescue_server(server)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        self.assertIn('ALTDRIVER-RESCUED rescued-by-rescue-image', console)
+        beats = markers.latest(self.wait_for_guest(server, 'ALTDRIVER-HB'))
+
+        # shelved (offloaded at once: nothing to snapshot) and back
+        self.api.post_server_action(server['id'], {'shelve': None})
+        server = self._wait_for_state_change(server, 'SHELVED_OFFLOADED')
+        self.assertEqual([], self.conn.listAllDomains())
+        self._unshelve_server(server)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=3')
+        self.assertGreaterEqual(markers.latest(console).found or 0,
+                                max(beats.beats or [0]))
+        self._reboot_server(server, hard=True)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=4')
+        self._delete_server(server)
+
+    def test_evacuation_of_a_volume_backed_server(self):
+        # The volume is the only storage both hosts share.
+        uri2 = self.second_libvirt_host()
+        self.make_volume(BOOT_VOLUME, from_guest_image=True)
+        server = self.boot_from_volume()
+        self.remove_domain_at_cleanup(server['id'], uri=uri2)
+        self.wait_for_guest(server, 'ALTDRIVER-HB 2')
+
+        self.compute.stop()  # its host dies, and the guest with it
+        self.force_down('compute1')
+        self.conn.lookupByUUIDString(server['id']).destroy()
+        self.start_compute('compute2', uri=uri2, instances_path=os.path.join(
+            self._state_dir, 'compute2-instances'))
+        self._evacuate_server(server, expected_host='compute2')
+        self._start_server(server)  # (nova keeps evacuated servers off)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        self.assertGreaterEqual(markers.latest(console).found, 2)
+
+        # the failed host comes back: its stale guest goes, the volume is
+        # the evacuated guest's
+        self.compute = self.restart_compute_service(self.compute)
+        self.assertEqual([], self.conn.listAllDomains())
+        self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (
+            markers.latest(self.console(server)).beats[-1] + 2))
