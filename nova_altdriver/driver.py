@@ -260,7 +260,11 @@ class AltDriver(driver.ComputeDriver):
         # the names nova then gives the other disks follow its prefix
         bus = (root_bdm.disk_bus or
                image_meta.properties.get('hw_disk_bus') or 'virtio')
-        return '/dev/' + domain.device_name(bus, 0)
+        try:
+            return '/dev/' + domain.device_name(bus, 0)
+        except exception.InvalidInput:
+            # nova then names it; the spawn refuses the bus by name
+            raise NotImplementedError()
 
     def attach_volume(self, context, connection_info, instance, mountpoint,
                       disk_bus=None, device_type=None, encryption=None):
