@@ -28,10 +28,6 @@ from nova_altdriver import domain
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
-# A guest that does not let a device go is asked again (the in-tree
-# driver's defaults): a request can meet a guest still booting.
-_DETACH_ATTEMPTS = 8
-_DETACH_ANSWER_SECONDS = 20
 _KEY = re.compile(r'^\s*key\s*=\s*(\S+)\s*$', re.M)
 
 
@@ -177,22 +173,26 @@ class Volumes(object):
         LOG.info('Volume %s detached', volume_id, instance=instance)
 
     def _detach_live(self, guest, disk, volume_id):
-        for attempt in range(1, _DETACH_ATTEMPTS + 1):
+        # Asked again (a request can meet a guest still booting), as the
+        # in-tree driver does.
+        attempts = CONF.altdriver.device_detach_attempts
+        seconds = CONF.altdriver.device_detach_timeout
+        for attempt in range(1, attempts + 1):
             with self._host.device_removal(guest.uuid, disk.alias) as removal:
                 if not guest.detach_disk(disk, live=True):
                     return  # gone meanwhile
-                removed = removal.wait(_DETACH_ANSWER_SECONDS)
+                removed = removal.wait(seconds)
             if removed is False:
                 raise exception.DeviceDetachFailed(
                     device=disk.dev, reason='the guest refused to let it go')
             if removed or _volume(guest.disks(), volume_id) is None:
                 return
             LOG.warning('The guest has not let %s go within %d s (attempt '
-                        '%d of %d)', disk.dev, _DETACH_ANSWER_SECONDS,
-                        attempt, _DETACH_ATTEMPTS, instance_uuid=guest.uuid)
+                        '%d of %d)', disk.dev, seconds, attempt, attempts,
+                        instance_uuid=guest.uuid)
         raise exception.DeviceDetachFailed(
             device=disk.dev, reason='the guest did not let it go in %d s' % (
-                _DETACH_ATTEMPTS * _DETACH_ANSWER_SECONDS))
+                attempts * seconds))
 
     def extend(self, connection_info, instance, requested_size):
         """A running guest is told its volume's new size (bytes); a stopped

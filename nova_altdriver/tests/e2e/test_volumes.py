@@ -180,3 +180,36 @@ class VolumeTest(base.TestCase):
         self.assertEqual([], self.conn.listAllDomains())
         self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (
             markers.latest(self.console(server)).beats[-1] + 2))
+
+    def test_a_guest_that_does_not_let_go_keeps_its_volume(self):
+        self.flags(device_detach_attempts=2, device_detach_timeout=2,
+                   group='altdriver')
+        server = self.boot(self.upload_guest_image(), self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        volume_id = str(uuid.uuid4())
+        self.make_volume(volume_id)
+        self.api.post_server_volume(
+            server['id'], {'volumeAttachment': {'volumeId': volume_id}})
+        self._wait_for_assert(lambda: self.assertEqual(
+            ['vda', 'vdb'], markers.latest(self.console(server)).disks),
+            max_retries=self.STATE_WAIT_RETRIES)
+        # a paused guest cannot answer the unplug
+        self.api.post_server_action(server['id'], {'pause': None})
+        server = self._wait_for_state_change(server, 'PAUSED')
+        self.api.delete_server_volume(server['id'], volume_id)
+        self._wait_for_instance_action_event(
+            server, 'detach_volume', 'compute_detach_volume', 'Error')
+        # still attached, in nova and in the guest, which goes on with it
+        self.assertEqual([volume_id], [
+            a['volumeId'] for a in self.api.get_server_volumes(server['id'])])
+        self.api.post_server_action(server['id'], {'unpause': None})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(['vda', 'vdb'],
+                         markers.latest(self.console(server)).disks)
+        self.assertIn('vdb', self.conn.lookupByUUIDString(
+            server['id']).XMLDesc(0))
+        # once it runs, it lets go
+        self.api.delete_server_volume(server['id'], volume_id)
+        self._wait_for_assert(lambda: self.assertEqual(
+            ['vda'], markers.latest(self.console(server)).disks),
+            max_retries=self.STATE_WAIT_RETRIES)
