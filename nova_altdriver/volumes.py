@@ -17,6 +17,7 @@ import re
 import sys
 
 from nova import block_device
+from nova.compute import power_state
 from nova import exception
 from nova.virt import block_device as driver_block_device
 from nova.virt import driver
@@ -151,10 +152,11 @@ class Volumes(object):
                  instance=instance)
 
     def detach(self, connection_info, instance, mountpoint):
-        """Removes the volume from the definition, then from the running
-        guest once it lets go. A guest or device gone already is fine;
-        one that does not let go is DeviceDetachFailed, the volume still
-        in use by it.
+        """Removes the volume from the running guest once it lets go, then
+        from the definition. A guest or device gone already is fine; a
+        paused guest, or one that does not let go, is DeviceDetachFailed
+        with the definition untouched (a guest may still let go later: the
+        next start brings the volume back from nova's data).
         """
         volume_id = driver_block_device.get_volume_id(connection_info)
         guest = self._host.find_guest(instance.uuid)
@@ -162,13 +164,17 @@ class Volumes(object):
             LOG.info('No guest to detach volume %s from', volume_id,
                      instance=instance)
             return
-        defined = _volume(guest.disks(inactive=True), volume_id)
-        if defined is not None:
-            guest.detach_disk(defined, live=False)
         running = (_volume(guest.disks(), volume_id)
                    if guest.is_active() else None)
         if running is not None:
+            if guest.power_state() == power_state.PAUSED:
+                raise exception.DeviceDetachFailed(
+                    device=running.dev, reason='a paused guest cannot let '
+                    'it go: unpause the server first')
             self._detach_live(guest, running, volume_id)
+        defined = _volume(guest.disks(inactive=True), volume_id)
+        if defined is not None:
+            guest.detach_disk(defined, live=False)
         self.release_secrets()
         LOG.info('Volume %s detached', volume_id, instance=instance)
 
