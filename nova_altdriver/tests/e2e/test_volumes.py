@@ -90,17 +90,27 @@ class VolumeTest(base.TestCase):
         self.assertGreaterEqual(boot.found, 3)
         self._delete_server(second)
 
-    def test_hot_attach_extend_and_detach(self):
+    def running_guest_with_a_volume(self):
+        """(server, volume id): a blank volume hot-attached to a running
+        image-backed server, as its guest saw it.
+        """
         server = self.boot(self.upload_guest_image(), self.flavor)
         self.wait_for_guest(server, 'ALTDRIVER-READY')
         volume_id = str(uuid.uuid4())
         self.make_volume(volume_id)
-
         self.api.post_server_volume(
             server['id'], {'volumeAttachment': {'volumeId': volume_id}})
+        self.wait_for_disks(server, ['vda', 'vdb'])
+        return server, volume_id
+
+    def wait_for_disks(self, server, disks):
+        """Until the guest's latest ALTDRIVER-DISKS line names disks."""
         self._wait_for_assert(lambda: self.assertEqual(
-            ['vda', 'vdb'], markers.latest(self.console(server)).disks),
+            disks, markers.latest(self.console(server)).disks),
             max_retries=self.STATE_WAIT_RETRIES)
+
+    def test_hot_attach_extend_and_detach(self):
+        server, volume_id = self.running_guest_with_a_volume()
 
         # Cinder extends it and tells nova (the fixture's volume: 1 GiB)
         self.api.api_post('/os-server-external-events', {'events': [{
@@ -115,9 +125,7 @@ class VolumeTest(base.TestCase):
         self.assertIn('virtual size: 1 GiB', rbd_info)
 
         self.api.delete_server_volume(server['id'], volume_id)
-        self._wait_for_assert(lambda: self.assertEqual(
-            ['vda'], markers.latest(self.console(server)).disks),
-            max_retries=self.STATE_WAIT_RETRIES)
+        self.wait_for_disks(server, ['vda'])
         self._wait_for_assert(lambda: self.assertEqual(
             [], list(self.cinder.volume_ids_for_instance(server['id']))))
         self.assertNotIn('vdb', dom.XMLDesc(0))
@@ -183,15 +191,7 @@ class VolumeTest(base.TestCase):
             markers.latest(self.console(server)).beats[-1] + 2))
 
     def test_a_paused_guest_keeps_its_volume(self):
-        server = self.boot(self.upload_guest_image(), self.flavor)
-        self.wait_for_guest(server, 'ALTDRIVER-READY')
-        volume_id = str(uuid.uuid4())
-        self.make_volume(volume_id)
-        self.api.post_server_volume(
-            server['id'], {'volumeAttachment': {'volumeId': volume_id}})
-        self._wait_for_assert(lambda: self.assertEqual(
-            ['vda', 'vdb'], markers.latest(self.console(server)).disks),
-            max_retries=self.STATE_WAIT_RETRIES)
+        server, volume_id = self.running_guest_with_a_volume()
         # a paused guest cannot answer an unplug
         self.api.post_server_action(server['id'], {'pause': None})
         server = self._wait_for_state_change(server, 'PAUSED')
@@ -213,6 +213,4 @@ class VolumeTest(base.TestCase):
             self.assertIn("dev='vdb'", xml)
         # running, it lets go
         self.api.delete_server_volume(server['id'], volume_id)
-        self._wait_for_assert(lambda: self.assertEqual(
-            ['vda'], markers.latest(self.console(server)).disks),
-            max_retries=self.STATE_WAIT_RETRIES)
+        self.wait_for_disks(server, ['vda'])
