@@ -41,9 +41,14 @@ function configure_tempest_for_nova_altdriver {
     # Not (yet) supported by the driver.
     for feature in resize cold_migration live_migration \
             attach_encrypted_volume interface_attach change_password \
-            spice_console serial_console; do
+            spice_console serial_console swap_volume volume_multiattach; do
         iniset "$TEMPEST_CONFIG" compute-feature-enabled "$feature" False
     done
+    # Cinder on Ceph RBD (devstack-plugin-ceph): the volumes it attaches
+    if is_service_enabled cinder; then
+        iniset "$TEMPEST_CONFIG" volume-feature-enabled \
+            extend_attached_volume True
+    fi
 }
 
 if is_service_enabled n-cpu; then

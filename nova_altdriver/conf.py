@@ -82,6 +82,27 @@ altdriver_opts = [
              'uploaded and, for a running guest, the overlay that takes its '
              'writes meanwhile). They are removed in every outcome. '
              'Unset: ``snapshots`` in ``instances_path``.'),
+    cfg.IntOpt(
+        'device_detach_attempts',
+        default=8,
+        min=1,
+        help='How many times a volume detach asks a running guest to let '
+             'the device go before it fails (the volume then stays '
+             'attached and usable).'),
+    cfg.IntOpt(
+        'device_detach_timeout',
+        default=20,
+        min=1,
+        help='Seconds each of those requests waits for libvirt to report '
+             'the device removed.'),
+    cfg.StrOpt(
+        'ceph_conf_dir',
+        default='/etc/ceph',
+        help='Where the Ceph keyrings of Cinder\'s RBD users are '
+             '(``<cluster>.client.<user>.keyring``). A volume whose libvirt '
+             'secret (Cinder\'s ``rbd_secret_uuid``) is not defined on this '
+             'host gets one made from that keyring; a secret the operator '
+             'defined is used as it is.'),
     cfg.StrOpt(
         'machine_type',
         help='QEMU machine type of new guests (for example ``pc`` or '

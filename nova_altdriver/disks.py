@@ -95,7 +95,8 @@ def _full_copy(base, path, size):
 class InstanceDisks(object):
     """Creates (or finds) the disks of one instance."""
 
-    def __init__(self, cache, instance, image_meta):
+    def __init__(self, cache, instance, image_meta, taken=()):
+        """:param taken: device names in use already (volumes')"""
         self.cache = cache
         self.instance = instance
         self.image_meta = image_meta
@@ -104,16 +105,15 @@ class InstanceDisks(object):
         props = image_meta.properties
         self.disk_bus = props.get('hw_disk_bus') or 'virtio'
         self.cdrom_bus = props.get('hw_cdrom_bus') or 'ide'
-        self._next_index = {}
+        self._used = set(taken)
 
     def path(self, name):
         return os.path.join(self.dir, name)
 
     def _device(self, bus):
-        prefix = domain.device_name(bus, 0)[:2]
-        index = self._next_index.get(prefix, 0)
-        self._next_index[prefix] = index + 1
-        return domain.device_name(bus, index)
+        dev = domain.free_device_name(bus, self._used)
+        self._used.add(dev)
+        return dev
 
     def _ensure(self, name, make, fmt):
         """Path and format of disk name, made by make(path) as fmt unless
@@ -124,15 +124,21 @@ class InstanceDisks(object):
             LOG.info('Reusing existing disk %s', path,
                      instance=self.instance)
             return path, recorded_format(self.cache, self.instance, path)
-        if not os.path.isdir(self.dir):
-            os.makedirs(self.dir)
-            self.created.append(self.dir)
+        self.make_dir()
         # Made whole under another name: a disk that exists is reused as
         # the guest's (above), so a half-made one must never carry the name
         # (nova-compute killed in the middle of an unshelve's rebase).
         paths.make_whole(path, make)
         self.created.append(path)
         return path, fmt
+
+    def make_dir(self):
+        """The instance directory (its console log and disk.info are there
+        also when every disk is a volume).
+        """
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir)
+            self.created.append(self.dir)
 
     def remove_created(self):
         """Undoes this object's work, and only its work."""
@@ -273,20 +279,25 @@ class InstanceDisks(object):
 
 
 def all_disks(cache, context, instance, image_meta, block_device_info,
-              admin_password=None, network_info=None, injected_files=None):
-    """(InstanceDisks, [domain.Disk] in device order, kernel, ramdisk)."""
-    if driver.block_device_info_get_mapping(block_device_info):
-        raise exception.NovaException(
-            'nova_altdriver does not attach volumes yet')
+              volumes=(), boot_volume=None, admin_password=None,
+              network_info=None, injected_files=None):
+    """(InstanceDisks, [domain.Disk] in device order, kernel, ramdisk): the
+    root disk (boot_volume, or one made from the image), the local disks,
+    the volumes (domain.Disk), the config drive.
+    """
     _remove(cache.layout.unfinished_disks(instance), instance)
-    disks = InstanceDisks(cache, instance, image_meta)
+    volumes = ([boot_volume] if boot_volume else []) + list(volumes)
+    disks = InstanceDisks(cache, instance, image_meta,
+                          taken={v.dev for v in volumes})
     try:
-        layout = [disks.root(context)]
+        layout = volumes[:1] if boot_volume else [disks.root(context)]
         layout += disks.ephemerals(block_device_info)
         layout += disks.swap(block_device_info)
+        layout += volumes[1:] if boot_volume else volumes
         layout += disks.config_drive(context, admin_password, network_info,
                                      injected_files)
         kernel, ramdisk = disks.kernel_and_ramdisk(context)
+        disks.make_dir()
         disks.write_disk_info(layout)
     except Exception:
         disks.remove_created()

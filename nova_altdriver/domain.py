@@ -20,15 +20,28 @@ NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 
 
 @dataclasses.dataclass(frozen=True)
+class Rbd(object):
+    """A Ceph RBD image, opened by QEMU's own librbd (no host device)."""
+    name: str  # pool/image
+    hosts: tuple = ()  # ((monitor address, port), ...)
+    username: str = None  # cephx user; its key is libvirt secret secret_uuid
+    secret_uuid: str = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Disk(object):
     """One disk of the domain."""
-    source: str  # a file, or None (an empty cdrom)
+    source: str  # a file, or None (an empty cdrom, a volume)
     format: str
     dev: str
     bus: str
     device: str = 'disk'
     boot_order: int = None  # only where it must be explicit (rescue)
-    serial: str = None
+    serial: str = None  # a volume's id, as the guest sees it
+    rbd: Rbd = None  # a volume, instead of a file
+    alias: str = None  # a user alias (ua-...): names a volume's device
+    readonly: bool = False
+    shareable: bool = False  # a multiattach volume
 
 
 # Device name prefix per bus, as guests name them.
@@ -37,6 +50,11 @@ _DEV_PREFIX = {'virtio': 'vd', 'scsi': 'sd', 'sata': 'sd', 'usb': 'sd',
 
 
 _LETTERS = 'abcdefghijklmnopqrstuvwxyz'
+
+
+def device_prefix(bus):
+    """vd, sd or hd: how guests name the devices of a bus."""
+    return device_name(bus, 0)[:-1]
 
 
 def device_name(bus, index):
@@ -165,19 +183,35 @@ def _sysinfo(parent, instance):
         _sub(system, 'entry', value, name=name)
 
 
-def _disk(devices, disk):
-    el = _sub(devices, 'disk', type='file', device=disk.device)
+def disk_element(disk):
+    """The <disk> element of one Disk, as a device of its own (for an
+    attach or a detach of a running guest).
+    """
+    el = etree.Element('disk', type='network' if disk.rbd else 'file',
+                       device=disk.device)
     _sub(el, 'driver', name='qemu', type=disk.format,
          cache=CONF.altdriver.disk_cache_mode, discard='unmap')
-    if disk.source is not None:
+    if disk.alias:
+        _sub(el, 'alias', name=disk.alias)
+    if disk.rbd:
+        source = _sub(el, 'source', protocol='rbd', name=disk.rbd.name)
+        for host, port in disk.rbd.hosts:
+            _sub(source, 'host', name=host, port=port)
+        if disk.rbd.username:
+            _sub(_sub(el, 'auth', username=disk.rbd.username), 'secret',
+                 type='ceph', uuid=disk.rbd.secret_uuid)
+    elif disk.source is not None:
         _sub(el, 'source', file=disk.source)
     _sub(el, 'target', dev=disk.dev, bus=disk.bus)
-    if disk.device == 'cdrom':
+    if disk.device == 'cdrom' or disk.readonly:
         _sub(el, 'readonly')
+    if disk.shareable:
+        _sub(el, 'shareable')
     if disk.boot_order:
         _sub(el, 'boot', order=disk.boot_order)
     if disk.serial:
         _sub(el, 'serial', disk.serial)
+    return el
 
 
 def build(instance, image_meta, disks, interfaces=(), console_log=None,
@@ -219,7 +253,7 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
     if any(d.bus == 'scsi' for d in disks):
         _sub(devices, 'controller', type='scsi', model='virtio-scsi')
     for disk in disks:
-        _disk(devices, disk)
+        devices.append(disk_element(disk))
     for interface in interfaces:
         devices.append(interface)
     # The serial console: readable as a pty, logged by virtlogd.

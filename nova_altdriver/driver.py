@@ -18,6 +18,7 @@ from oslo_log import log as logging
 
 from nova_altdriver import conf
 from nova_altdriver import disks
+from nova_altdriver import domain
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import lifecycle
@@ -28,6 +29,7 @@ from nova_altdriver import rescue
 from nova_altdriver import resources
 from nova_altdriver import snapshot
 from nova_altdriver import vifs
+from nova_altdriver import volumes
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class AltDriver(driver.ComputeDriver):
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
         supports_evacuate=True,
+        supports_extend_volume=True,
+        supports_bfv_rescue=True,
         supports_image_type_qcow2=True,
         supports_image_type_raw=True,
         supports_image_type_aki=True,
@@ -61,12 +65,14 @@ class AltDriver(driver.ComputeDriver):
         self._cache = imagecache.ImageCache(self._layout)
         self._resources = resources.HostResources(self.host, self._layout)
         self._snapshot = snapshot.Snapshot(self.host, self._cache)
+        self._volumes = volumes.Volumes(self.host)
         self._lifecycle = lifecycle.Lifecycle(self.host, virtapi,
-                                              self._snapshot, self._cache)
+                                              self._snapshot, self._cache,
+                                              self._volumes)
         self._power = power.Power(self.host, self._layout, self._lifecycle)
         self._rescue = rescue.Rescue(self.host, self._cache,
                                      self._lifecycle, self._power,
-                                     self._snapshot)
+                                     self._snapshot, self._volumes)
         self._image_cache = imagecache.ImageCacheManager(self._cache)
 
     # -- service start and stop --------------------------------------------
@@ -245,6 +251,40 @@ class AltDriver(driver.ComputeDriver):
         self._snapshot.snapshot(context, instance, image_id,
                                 update_task_state)
 
+    # -- Cinder volumes (Ceph RBD) -------------------------------------
+
+    def get_volume_connector(self, instance):
+        return volumes.connector()
+
+    def default_root_device_name(self, instance, image_meta, root_bdm):
+        # the names nova then gives the other disks follow its prefix
+        bus = (root_bdm.disk_bus or
+               image_meta.properties.get('hw_disk_bus') or 'virtio')
+        try:
+            return '/dev/' + domain.device_name(bus, 0)
+        except exception.InvalidInput:
+            # nova then names it; the spawn refuses the bus by name
+            raise NotImplementedError()
+
+    def attach_volume(self, context, connection_info, instance, mountpoint,
+                      disk_bus=None, device_type=None, encryption=None):
+        self._volumes.attach(connection_info, instance, mountpoint,
+                             disk_bus, device_type, encryption)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        self._volumes.detach(connection_info, instance, mountpoint)
+
+    def extend_volume(self, context, connection_info, instance,
+                      requested_size):
+        self._volumes.extend(connection_info, instance, requested_size)
+
+    def quiesce(self, context, instance, image_meta):
+        self._volumes.quiesce(instance, image_meta)
+
+    def unquiesce(self, context, instance, image_meta):
+        self._volumes.unquiesce(instance, image_meta)
+
     # -- the image cache ---------------------------------------------------
 
     def manage_image_cache(self, context, all_instances):
@@ -259,11 +299,6 @@ class AltDriver(driver.ComputeDriver):
 
     def trigger_crash_dump(self, instance):
         self.host.get_guest(instance).inject_nmi()
-
-    def get_volume_connector(self, instance):
-        # nova asks for it before Cinder connects anything and before
-        # attach_volume: an attach (or a boot from volume) stops here.
-        raise optional.Unsupported(what='attach Cinder volumes')
 
     def detach_interface(self, context, instance, vif):
         raise optional.Unsupported(what='detach network interfaces')

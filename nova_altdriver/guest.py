@@ -44,14 +44,35 @@ _DESTROY_ATTEMPTS = 6
 _DESTROY_RETRY_SECONDS = 1.0
 
 
+def _disk(el):
+    def text(path):
+        return el.xpath('string(%s)' % path) or None
+    rbd = None
+    if el.xpath("source/@protocol = 'rbd'"):
+        rbd = domain.Rbd(
+            name=text('source/@name'),
+            hosts=tuple((h.get('name'), h.get('port'))
+                        for h in el.findall('source/host')),
+            username=text('auth/@username'),
+            secret_uuid=text('auth/secret/@uuid'))
+    return domain.Disk(
+        source=text('source/@file'), format=text('driver/@type'),
+        dev=text('target/@dev'), bus=text('target/@bus'),
+        device=el.get('device', 'disk'),
+        boot_order=int(text('boot/@order') or 0) or None,
+        serial=text('serial'), rbd=rbd, alias=text('alias/@name'),
+        readonly=el.find('readonly') is not None and
+        el.get('device') != 'cdrom',
+        shareable=el.find('shareable') is not None)
+
+
+def _device_xml(disk):
+    return etree.tostring(domain.disk_element(disk), encoding='unicode')
+
+
 def disks_of(xml):
     """The disks of a domain definition (text), as domain.Disk."""
-    return [domain.Disk(source=disk.xpath('string(source/@file)') or None,
-                        format=disk.xpath('string(driver/@type)'),
-                        dev=disk.xpath('string(target/@dev)'),
-                        bus=disk.xpath('string(target/@bus)'),
-                        device=disk.get('device', 'disk'))
-            for disk in etree.fromstring(xml).findall('devices/disk')]
+    return [_disk(el) for el in etree.fromstring(xml).findall('devices/disk')]
 
 
 def is_rescue_definition(xml):
@@ -248,6 +269,58 @@ class Guest(object):
         """
         return next((disk.dev for disk in self.disks(inactive)
                      if disk.source == path), None)
+
+    @_gone_is_not_found
+    def attach_disk(self, disk):
+        """Adds a disk (domain.Disk) to the definition and, while the guest
+        runs or is paused, to the guest itself.
+        """
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if self._domain.isActive():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        self._domain.attachDeviceFlags(_device_xml(disk), flags)
+
+    @_gone_is_not_found
+    def detach_disk(self, disk, live):
+        """Asks for a disk's removal from the definition or, with live, from
+        the running guest, which decides when to let it go (libvirt tells
+        with an event: Host.device_removal). False when it is not there.
+        """
+        flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if live
+                 else libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        try:
+            self._domain.detachDeviceFlags(_device_xml(disk), flags)
+        except libvirt.libvirtError as e:
+            code, message = e.get_error_code(), e.get_error_message() or ''
+            if (code == libvirt.VIR_ERR_DEVICE_MISSING or
+                    code == libvirt.VIR_ERR_OPERATION_FAILED and
+                    'not found' in message):
+                return False
+            # asked before: the answer to that request is still to come
+            if 'already in the process of unplug' not in message:
+                raise
+        return True
+
+    @_gone_is_not_found
+    def resize_disk(self, target, size):
+        """Tells the running guest its disk target has size bytes now."""
+        self._domain.blockResize(target, size,
+                                 libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+
+    @_gone_is_not_found
+    def freeze_filesystems(self):
+        """Flushes and freezes the guest's filesystems (its QEMU agent)."""
+        try:
+            self._domain.fsFreeze()
+        except libvirt.libvirtError as e:
+            raise exception.InstanceQuiesceFailed(reason=e)
+
+    @_gone_is_not_found
+    def thaw_filesystems(self):
+        try:
+            self._domain.fsThaw()
+        except libvirt.libvirtError as e:
+            raise exception.InstanceQuiesceFailed(reason=e)
 
     @_gone_is_not_found
     def redirect_writes(self, target, overlay, quiesce, require_quiesce):

@@ -8,6 +8,7 @@ own, so a slow nova never stalls libvirt.
 """
 
 import collections
+import contextlib
 import queue
 import threading
 import time
@@ -24,6 +25,8 @@ LOG = logging.getLogger(__name__)
 
 MIN_LIBVIRT_VERSION = (8, 0, 0)
 MIN_QEMU_VERSION = (6, 2, 0)
+# The description of the secrets this driver defines (and may remove).
+SECRET_DESCRIPTION = 'nova_altdriver: a Cinder volume user\'s cephx key'
 
 # What virNodeGetInfo says of the host (it returns a list).
 NodeInfo = collections.namedtuple('NodeInfo', 'memory_mb cpus mhz')
@@ -77,6 +80,25 @@ _TRANSITIONS = {
 _STOP = object()
 
 
+class DeviceRemoval(object):
+    """libvirt's answer to a device removal a guest was asked for."""
+
+    def __init__(self):
+        self._answered = threading.Event()
+        self.removed = None
+
+    def answer(self, removed):
+        self.removed = removed
+        self._answered.set()
+
+    def wait(self, seconds):
+        """True once removed, False if the guest refused, None if no
+        answer came within seconds.
+        """
+        self._answered.wait(seconds)
+        return self.removed
+
+
 class Host(object):
 
     def __init__(self, uri, event_handler=None, stopped_event_delay=15.0):
@@ -91,6 +113,8 @@ class Host(object):
         self._conn_lock = threading.Lock()
         self._events = queue.Queue()
         self._dispatcher = None
+        self._device_waiters = {}  # (uuid, alias) -> DeviceRemoval
+        self._device_waiters_lock = threading.Lock()
         self._capabilities = None
 
     # -- connection -------------------------------------------------------
@@ -108,9 +132,14 @@ class Host(object):
         except libvirt.libvirtError as e:
             raise LibvirtUnavailable(uri=self.uri, reason=e)
         if self._dispatcher is not None:
-            conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                self._on_lifecycle_event, None)
+            for event_id, callback in (
+                    (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                     self._on_lifecycle_event),
+                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+                     self._on_device_removed),
+                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+                     self._on_device_removal_failed)):
+                conn.domainEventRegisterAny(None, event_id, callback, None)
             conn.registerCloseCallback(self._on_connection_closed, None)
         LOG.info('Connected to libvirt at %s', self.uri)
         return conn
@@ -169,6 +198,33 @@ class Host(object):
         if transition is not None:
             self._events.put(
                 virtevent.LifecycleEvent(dom.UUIDString(), transition))
+
+    def _on_device_removed(self, conn, dom, alias, opaque):
+        # Runs in the event loop thread: no logging, no blocking.
+        self._device_answer(dom.UUIDString(), alias, True)
+
+    def _on_device_removal_failed(self, conn, dom, alias, opaque):
+        self._device_answer(dom.UUIDString(), alias, False)
+
+    def _device_answer(self, uuid, alias, removed):
+        with self._device_waiters_lock:
+            waiter = self._device_waiters.get((uuid, alias))
+        if waiter is not None:
+            waiter.answer(removed)
+
+    @contextlib.contextmanager
+    def device_removal(self, uuid, alias):
+        """A DeviceRemoval of the device alias of guest uuid: created before
+        the removal is asked for, so that no answer is missed.
+        """
+        waiter = DeviceRemoval()
+        with self._device_waiters_lock:
+            self._device_waiters[(uuid, alias)] = waiter
+        try:
+            yield waiter
+        finally:
+            with self._device_waiters_lock:
+                self._device_waiters.pop((uuid, alias), None)
 
     def _dispatch_events(self):
         held = {}  # uuid -> (due time, STOPPED event held back)
@@ -336,6 +392,52 @@ class Host(object):
         if guest is not None:
             guest.hard_stop()
         return guest
+
+    # -- secrets ----------------------------------------------------------
+
+    def has_secret(self, uuid):
+        try:
+            self.call(lambda c: c.secretLookupByUUIDString(uuid))
+            return True
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+                return False
+            raise
+
+    def define_ceph_secret(self, uuid, user, key):
+        """A private libvirt secret of type ceph holding the key (bytes) of
+        cephx user, marked as this driver's own (SECRET_DESCRIPTION).
+        """
+        secret = etree.Element('secret', ephemeral='no', private='yes')
+        etree.SubElement(secret, 'description').text = SECRET_DESCRIPTION
+        etree.SubElement(secret, 'uuid').text = uuid
+        usage = etree.SubElement(secret, 'usage', type='ceph')
+        etree.SubElement(usage, 'name').text = 'client.%s secret' % user
+        made = self.call(lambda c: c.secretDefineXML(
+            etree.tostring(secret, encoding='unicode')))
+        made.setValue(key)
+
+    def own_secrets(self):
+        """The UUIDs of the secrets this driver defined (none where libvirt
+        keeps no secrets, as its test driver).
+        """
+        try:
+            secrets = self.call(lambda c: c.listAllSecrets(0))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+            return []
+        return [s.UUIDString() for s in secrets
+                if etree.fromstring(s.XMLDesc()).findtext('description') ==
+                SECRET_DESCRIPTION]
+
+    def remove_secret(self, uuid):
+        """Undefines a secret; one gone already is fine."""
+        try:
+            self.call(lambda c: c.secretLookupByUUIDString(uuid)).undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                raise
 
     def get_guest(self, instance):
         guest = self.find_guest(instance.uuid)

@@ -56,8 +56,9 @@ def _tail(path, num):
 
 class Lifecycle(object):
 
-    def __init__(self, host, virtapi, snapshot, cache):
+    def __init__(self, host, virtapi, snapshot, cache, volumes):
         self._host = host
+        self._volumes = volumes
         self._cache = cache
         self._layout = cache.layout
         self._virtapi = virtapi
@@ -70,9 +71,12 @@ class Lifecycle(object):
         the writes an interrupted snapshot holds go into the disk first.
         """
         self._snapshot.settle(instance)
+        boot_volume, volumes = self._volumes.disks(instance,
+                                                   block_device_info)
         disks, layout, kernel, ramdisk = disks_mod.all_disks(
             self._cache, context, instance, image_meta, block_device_info,
-            admin_password, network_info, injected_files)
+            volumes, boot_volume, admin_password, network_info,
+            injected_files)
         try:
             xml = self.build_xml(instance, image_meta, layout, network_info,
                                  kernel, ramdisk)
@@ -187,6 +191,7 @@ class Lifecycle(object):
 
     def destroy(self, instance, network_info, destroy_disks=True):
         self._remove_domain(instance)
+        self._volumes.release_secrets()
         self.cleanup(instance, network_info, destroy_disks)
 
     def cleanup(self, instance, network_info, destroy_disks=True,

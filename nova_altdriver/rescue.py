@@ -32,8 +32,9 @@ LOG = logging.getLogger(__name__)
 
 class Rescue(object):
 
-    def __init__(self, host, cache, lifecycle, power, snapshot):
+    def __init__(self, host, cache, lifecycle, power, snapshot, volumes):
         self._host = host
+        self._volumes = volumes
         self._cache = cache
         self._layout = cache.layout
         self._lifecycle = lifecycle
@@ -92,16 +93,22 @@ class Rescue(object):
         rescue_disk = self._layout.instance_file(instance, paths.RESCUE_DISK)
         disks_mod.overlay(rescue_base, rescue_disk)  # not flavor-sized
         # The original devices, as nova knows them (not from Glance: the
-        # original image may be gone, bug 2002606).
-        original = disks_mod.InstanceDisks(self._cache, instance,
-                                           instance.image_meta)
-        root = original.root(context)
+        # original image may be gone, bug 2002606); its volumes only in a
+        # stable device rescue (the only one of a volume-backed server).
+        stable = domain.is_stable_rescue(props)
+        boot_volume, volumes = (
+            self._volumes.disks(instance, block_device_info) if stable
+            else (None, []))
+        original = disks_mod.InstanceDisks(
+            self._cache, instance, instance.image_meta,
+            taken={v.dev for v in volumes + [boot_volume] if v})
+        root = boot_volume or original.root(context)
         config_drive = original.config_drive(
             context, rescue_password, network_info, None,
             name=paths.RESCUE_CONFIG_DRIVE)
         others = (original.ephemerals(block_device_info) +
-                  original.swap(block_device_info)
-                  if domain.is_stable_rescue(props) else [])
+                  original.swap(block_device_info) + volumes
+                  if stable else [])
         return domain.rescue_disks(rescue_disk, root, others, config_drive,
                                    props)
 

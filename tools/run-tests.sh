@@ -46,6 +46,8 @@ for tier in "${tiers[@]}"; do
             stestr --test-path "./nova_altdriver/tests/$tier" run || status=1
             count ;;
         e2e)
+            # volumes: Ceph RBD through QEMU's librbd
+            bash tools/ceph/ceph.sh up
             # One real libvirtd and QEMU on 2 cores: one test at a time.
             stestr --test-path ./nova_altdriver/tests/e2e run --serial || status=1
             count ;;

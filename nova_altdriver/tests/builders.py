@@ -12,6 +12,7 @@ from nova_altdriver import imagecache
 
 INSTANCE_UUID = 'f0b9b3f6-9f7e-4f0f-8a54-2a0c2b1c0d11'
 IMAGE_UUID = '6b0a1e2c-3a6e-4a8a-9c2f-1b2c3d4e5f60'
+CEPH_SECRET_UUID = '3f5a4c5e-2b3c-4d5e-8f90-123456789abc'
 
 
 def instance(memory_mb=512, vcpus=1, root_gb=1, ephemeral_gb=0, swap=0):
@@ -36,6 +37,21 @@ def vif(vif_type, **details):
         network=network_model.Network(
             id='1f6a1c2e-0b1d-4c8e-9f00-aa55aa55aa55', bridge='br-int',
             meta={'mtu': 1450}))
+
+
+def rbd_connection_info(volume_id, multiattach=False, access_mode='rw'):
+    """What Cinder's RBD driver answers for a volume (cinder 29)."""
+    return {'driver_volume_type': 'rbd',
+            'data': {'name': 'volumes/volume-' + volume_id,
+                     'hosts': ['127.0.0.1'], 'ports': ['6789'],
+                     'cluster_name': 'ceph', 'auth_enabled': True,
+                     'auth_username': 'cinder', 'secret_type': 'ceph',
+                     'secret_uuid': CEPH_SECRET_UUID,
+                     'volume_id': volume_id, 'discard': True,
+                     'qos_specs': None, 'access_mode': access_mode,
+                     'encrypted': False, 'cacheable': False},
+            'status': 'attaching', 'volume_id': volume_id,
+            'serial': volume_id, 'multiattach': multiattach}
 
 
 def base_name(image_id):

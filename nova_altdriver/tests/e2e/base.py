@@ -56,8 +56,10 @@ class TestCase(base.TestCase):
             self.skipTest(problem)
         self.conn = self.useFixture(Connection()).conn
 
-    def start_compute(self, host='compute1', uri=URI, nodename=None):
-        return super().start_compute(host=host, uri=uri, nodename=nodename)
+    def start_compute(self, host='compute1', uri=URI, nodename=None,
+                      instances_path=None):
+        return super().start_compute(host=host, uri=uri, nodename=nodename,
+                                     instances_path=instances_path)
 
     def upload_guest_image(self, name='disk.qcow2', **properties):
         """The test guest (tools/guest-image) as a Glance image."""

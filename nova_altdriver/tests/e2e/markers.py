@@ -34,6 +34,7 @@ class Boot(object):
         self.found = None       # HB-FOUND: the heartbeat found on self
         self.beats = []         # HB: heartbeats written to self
         self.ticks = []         # TICK: its uptime while it runs
+        self.disks = []         # DISKS: its disks now (after hot plugs)
 
     @property
     def uptime(self):
@@ -74,6 +75,8 @@ def boots(text):
             boot.found = int(words[0])
         elif name == 'HB' and words and words[0].isdigit():
             boot.beats.append(int(words[0]))
+        elif name == 'DISKS':
+            boot.disks = words
         elif name == 'TICK' and words:
             try:
                 boot.ticks.append(float(words[0]))

@@ -216,8 +216,11 @@ class HostileImageTest(base.TestCase):
                                 check_response_status=[202])
         self._wait_for_assert(lambda: self.assertTrue(os.path.exists(
             os.path.join(self.base_dir(), builders.base_name(good)))))
+        # (nova fetches several images at a time: the refusals may still
+        # be on their way)
         for case, image_id, _reason in cases:
-            self.assertNotCached(case, image_id)
+            self._wait_for_assert(
+                lambda: self.assertNotCached(case, image_id))
 
 
 class OddNamesAndDevicesTest(base.TestCase):

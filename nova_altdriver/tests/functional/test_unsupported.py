@@ -72,6 +72,9 @@ class UnsupportedTestCase(base.TestCase):
 
 
 class VolumeTest(UnsupportedTestCase):
+    """Volumes other than Ceph RBD ones (the fixture's are of a kind
+    nobody attaches): refused by name, the volume available again.
+    """
 
     def setUp(self):
         super().setUp()
@@ -95,7 +98,7 @@ class VolumeTest(UnsupportedTestCase):
             self.server['id'], {'volumeAttachment': {'volumeId': VOLUME}})
         self.assertRefusedEvent(self.server, instance_actions.ATTACH_VOLUME,
                                 'compute_attach_volume', 'nova_altdriver',
-                                'Cinder volumes')
+                                'Ceph RBD volumes only')
         self.assertUnchanged(self.server)
         self.assertNotAttached()
         self.assertStillWorks(self.server)
@@ -114,8 +117,8 @@ class VolumeTest(UnsupportedTestCase):
         self.assertNotAttached()
 
     def test_detach_and_swap_of_a_volume_never_attached(self):
-        # No volume gets attached, so none reaches the driver's detach, swap
-        # or extend: nova itself answers.
+        # Such a volume never gets attached, so it never reaches the
+        # driver's detach, swap or extend: nova itself answers.
         self.refused(404, self.api.delete_server_volume,
                      self.server['id'], VOLUME)
         self.refused(404, self.admin_api.put_server_volume,
@@ -132,7 +135,7 @@ class VolumeTest(UnsupportedTestCase):
         server = self.api.post_server({'server': body})
         # A build that cannot start ends in ERROR, as with any driver.
         server = self._wait_for_state_change(server, 'ERROR')
-        self.assertIn('nova_altdriver does not attach Cinder volumes',
+        self.assertIn('nova_altdriver attaches Ceph RBD volumes only',
                       server['fault']['message'])
         self.assertEqual({}, self.cinder.volume_to_attachment[VOLUME])
 

@@ -80,6 +80,9 @@ class DevstackPluginTest(testtools.TestCase):
                         'pause', 'suspend'):
             self.assertEqual('True', features[feature], feature)
         self.assertEqual('False', features['live_migration'])
+        self.assertEqual('False', features['swap_volume'])
+        self.assertEqual('True', self.read(self.tempest_conf)[
+            'volume-feature-enabled']['extend_attached_volume'])
 
     def test_the_scripts_pass_shellcheck(self):
         subprocess.run(['shellcheck', '-s', 'bash', 'devstack/plugin.sh',

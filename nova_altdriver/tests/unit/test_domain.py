@@ -13,6 +13,7 @@ from nova_altdriver import domain
 from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
 from nova_altdriver import vifs
+from nova_altdriver import volumes
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 INST = '/var/lib/nova/instances/' + builders.INSTANCE_UUID
@@ -67,6 +68,18 @@ class GoldenXMLTest(base.TestCase):
             console_log=INST + '/console.log',
             kernel='/var/lib/nova/instances/_base/k',
             ramdisk='/var/lib/nova/instances/_base/r'))
+
+    def test_volume_backed_server_with_a_local_swap_and_a_volume(self):
+        boot = volumes.volume_disk(builders.rbd_connection_info(
+            'a1b2c3d4-0000-4000-8000-000000000001'), 'vda', 'virtio')
+        data = volumes.volume_disk(builders.rbd_connection_info(
+            'a1b2c3d4-0000-4000-8000-000000000002', multiattach=True,
+            access_mode='ro'), 'sdb', 'scsi')
+        disks = [boot, domain.Disk(INST + '/disk.swap', 'qcow2', 'vdb',
+                                   'virtio'), data]
+        self.assertGolden('volume-backed.xml', domain.build(
+            _instance(swap=64), _image(), disks,
+            console_log=INST + '/console.log'))
 
     def test_cpu_mode(self):
         disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]

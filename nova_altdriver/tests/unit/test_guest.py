@@ -9,6 +9,7 @@ from nova_altdriver import guest as guest_mod
 from nova_altdriver.tests import builders
 from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.unit import base
+from nova_altdriver import volumes
 
 DISK_XML = """<domain><devices><disk type='file' device='disk'>
   <source file='/i/disk'/><target dev='vda' bus='virtio'/>%s
@@ -24,6 +25,14 @@ class DisksTest(base.TestCase):
         xml = domain.build(builders.instance(), builders.image_meta(), disks)
         self.assertEqual(disks, guest_mod.disks_of(xml))
         self.assertFalse(guest_mod.is_rescue_definition(xml))
+
+    def test_volumes_as_they_were_built(self):
+        disks = [volumes.volume_disk(builders.rbd_connection_info(
+            'a1b2c3d4-0000-4000-8000-00000000000%d' % n, multiattach=n > 1,
+            access_mode='ro' if n > 2 else 'rw'), 'vd' + 'abc'[n - 1],
+            'virtio', boot_order=n) for n in (1, 2, 3)]
+        xml = domain.build(builders.instance(), builders.image_meta(), disks)
+        self.assertEqual(disks, guest_mod.disks_of(xml))
 
     def test_a_rescue_definition_by_its_disk_files_only(self):
         instance = builders.instance()

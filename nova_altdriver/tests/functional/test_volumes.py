@@ -1,0 +1,105 @@
+"""Volume-backed servers through nova's API and its Cinder fixture, on the
+libvirt test driver (which has no device hot-plug: attaching to a running
+guest is proven on real QEMU and Ceph, in the e2e tier).
+"""
+
+import os
+
+from nova.tests import fixtures as nova_fixtures
+
+from nova_altdriver.tests import builders
+from nova_altdriver.tests.functional import base
+
+BOOT_VOLUME = nova_fixtures.CinderFixture.IMAGE_BACKED_VOL
+ISCSI_VOLUME = nova_fixtures.CinderFixture.ISCSI_BACKED_VOL
+
+
+class VolumeBackedTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cinder = self.useFixture(nova_fixtures.CinderFixture(self))
+        info = builders.rbd_connection_info(BOOT_VOLUME)
+        # (the test driver keeps no secrets: a cephx user is e2e's)
+        info['data']['auth_enabled'] = False
+        self.cinder.VOLUME_CONNECTION_INFO = dict(
+            self.cinder.VOLUME_CONNECTION_INFO, **{BOOT_VOLUME: info})
+        self.compute = self.start_compute()
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
+                                             ephemeral=0, swap=64)
+
+    def boot_from(self, volume_id):
+        server = self._build_server(image_uuid='', flavor_id=self.flavor_id,
+                                    networks='none')
+        server['block_device_mapping_v2'] = [{
+            'boot_index': 0, 'uuid': volume_id, 'source_type': 'volume',
+            'destination_type': 'volume'}]
+        return server
+
+    def disks(self, server):
+        return [(d.find('target').get('dev'), d.get('type'),
+                 d.xpath('string(source/@name)') or os.path.basename(
+                     d.xpath('string(source/@file)')))
+                for d in self.domain_xml(self.compute, server).findall(
+                    'devices/disk')]
+
+    def test_boot_from_an_rbd_volume(self):
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(BOOT_VOLUME)}),
+            'ACTIVE')
+        booted = [('vda', 'network', 'volumes/volume-' + BOOT_VOLUME),
+                  ('vdb', 'file', 'disk.swap')]
+        self.assertEqual(booted, self.disks(server))
+        self.assertEqual('/dev/vda',
+                         server['OS-EXT-SRV-ATTR:root_device_name'])
+        self.assertFalse(os.path.exists(
+            os.path.join(self.instance_dir(server), 'disk')))
+        # made again from nova's data, the volume stays the root disk
+        self._reboot_server(server, hard=True)
+        self.assertEqual(booted, self.disks(server))
+        self._stop_server(server)
+        self._start_server(server)
+        self.assertEqual(booted, self.disks(server))
+        self._delete_server(server)
+        self.assertEqual(
+            [], list(self.cinder.volume_ids_for_instance(server['id'])))
+
+    def test_a_server_without_local_disks(self):
+        self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
+                                             ephemeral=0, swap=0)
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(BOOT_VOLUME)}),
+            'ACTIVE')
+        self.assertEqual(
+            [('vda', 'network', 'volumes/volume-' + BOOT_VOLUME)],
+            self.disks(server))
+        self._delete_server(server)
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
+
+    def test_a_volume_of_another_kind_is_refused_with_a_clear_fault(self):
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(ISCSI_VOLUME)}),
+            'ERROR')
+        self.assertIn('Ceph RBD volumes only, not iscsi volumes',
+                      server['fault']['message'])
+        self.assertEqual([], self.hypervisor_of(self.compute).listAllDomains())
+
+    def test_stable_rescue_of_a_volume_backed_server(self):
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(BOOT_VOLUME)}),
+            'ACTIVE')
+        booted = self.disks(server)
+        rescue_image = self.upload_image(
+            self.make_qcow2('rescue.qcow2'), hw_rescue_device='disk',
+            hw_rescue_bus='virtio')
+        self.api.post_server_action(server['id'], {
+            'rescue': {'rescue_image_ref': rescue_image}})
+        server = self._wait_for_state_change(server, 'RESCUE')
+        # every original device as it was, the rescue disk added and
+        # booted first
+        self.assertEqual(booted + [('vdc', 'file', 'disk.rescue')],
+                         self.disks(server))
+        self.assertEqual(['1'], self.domain_xml(self.compute, server).xpath(
+            "devices/disk[target/@dev='vdc']/boot/@order"))
+        self._unrescue_server(server)
+        self.assertEqual(booted, self.disks(server))
