@@ -48,10 +48,10 @@ CEPH_STATE=${CEPH_STATE:-/var/lib/nova-altdriver-ceph}
 CEPH_CONF=/etc/ceph/ceph.conf
 # The services `up` starts, in that order (`down` stops them); Ceph's
 # daemons are tools/ceph/ceph.sh's.
-SERVICES=(mariadb epmd rabbitmq keystone placement glance ovsdb-server
-          ovs-vswitchd neutron nova-api nova-conductor nova-scheduler
-          nova-compute virtlogd2 libvirtd2 nova-compute2 cinder-api
-          cinder-scheduler cinder-volume horizon)
+SERVICES=(mariadb epmd rabbitmq keystone cinder-volume placement glance
+          ovsdb-server ovs-vswitchd neutron nova-api nova-conductor
+          nova-scheduler nova-compute virtlogd2 libvirtd2 nova-compute2
+          cinder-api cinder-scheduler horizon)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
                  [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774
                  [cinder-api]=8776 [horizon]=8080)
@@ -387,6 +387,11 @@ cmd_up() {
     expose_ceph_python
     cinder_config
     db_setup
+    # cinder-volume before cinder-scheduler: the scheduler asks the volume
+    # services for their capacity once, when it starts; a volume service
+    # that is not listening yet reports only a minute later
+    local cinder=(--config-file "$ETC/cinder/cinder.conf")
+    start cinder-volume "$VENV/bin/cinder-volume" "${cinder[@]}"
     uwsgi_api placement OS_PLACEMENT_CONFIG_DIR
     uwsgi_api glance OS_GLANCE_CONFIG_DIR
     start_ovs
@@ -400,10 +405,8 @@ cmd_up() {
     start_libvirt2
     start nova-compute2 env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute2.conf"
-    local cinder=(--config-file "$ETC/cinder/cinder.conf")
     start cinder-api "$VENV/bin/uwsgi" --ini "$ETC/uwsgi-cinder-api.ini"
     start cinder-scheduler "$VENV/bin/cinder-scheduler" "${cinder[@]}"
-    start cinder-volume "$VENV/bin/cinder-volume" "${cinder[@]}"
     wait_http placement http://127.0.0.1:8778/ 60
     wait_http glance http://127.0.0.1:9292/ 60
     wait_http neutron http://127.0.0.1:9696/ 60
