@@ -113,8 +113,8 @@ def volume_backend(args):
             print(' '.join(pools))
             return
         if time.monotonic() >= deadline:
-            sys.exit('no volume backend after %d s: %s' % (args.seconds,
-                                                            error))
+            sys.exit('no volume backend after %d s: %s'
+                     % (args.seconds, error))
         time.sleep(2)
 
 
