@@ -13,6 +13,10 @@
 # Two compute hosts share the instances directory (shared storage, for
 # evacuation): aio-compute on the system libvirtd, aio-compute2 on a second
 # libvirtd in a private mount namespace (tools/second-libvirtd.sh).
+# Cinder keeps volumes on the machine's one-node Ceph cluster
+# (tools/ceph/ceph.sh, which the e2e tests use too; its ports and
+# /etc/ceph are the machine's): RBD images that QEMU opens itself. `up`
+# starts it unless it runs; `down` stops it only if `up` started it.
 #
 # Everything (configuration, databases, logs, pid files, instances) lives under
 # AIO_STATE (default /var/lib/nova-altdriver-aio). Services listen on 127.0.0.1
@@ -39,13 +43,18 @@ LIBVIRT2_URI="qemu+unix:///system?socket=$LIBVIRT2_DIR/run/libvirt-sock"
 KEYSTONE=http://127.0.0.1:5000
 TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:5672/
 CLOUD=altdriver-aio
-# Start order; `down` stops in reverse.
-SERVICES=(mariadb epmd rabbitmq keystone placement glance ovsdb-server
-          ovs-vswitchd neutron nova-api nova-conductor nova-scheduler
-          nova-compute virtlogd2 libvirtd2 nova-compute2 horizon)
+# ceph.sh's own default: one cluster per machine
+CEPH_STATE=${CEPH_STATE:-/var/lib/nova-altdriver-ceph}
+CEPH_CONF=/etc/ceph/ceph.conf
+# The services `up` starts, in that order (`down` stops them); Ceph's
+# daemons are tools/ceph/ceph.sh's.
+SERVICES=(mariadb epmd rabbitmq keystone cinder-volume placement glance
+          ovsdb-server ovs-vswitchd neutron nova-api nova-conductor
+          nova-scheduler nova-compute virtlogd2 libvirtd2 nova-compute2
+          cinder-api cinder-scheduler horizon)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
                  [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774
-                 [horizon]=8080)
+                 [cinder-api]=8776 [horizon]=8080)
 source "$AIO_DIR/network.sh"
 source "$AIO_DIR/horizon.sh"
 
@@ -137,8 +146,9 @@ render() {
 }
 
 write_configs() {
-    mkdir -p "$ETC"/{keystone,glance,placement,neutron/plugins/ml2,nova} "$LOGS" "$RUN" \
-        "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,nova2,neutron,locks}
+    mkdir -p "$ETC"/{keystone,glance,placement,neutron/plugins/ml2,nova,cinder} "$LOGS" "$RUN" \
+        "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,nova2,neutron,locks} \
+        "$STATE"/cinder/{conversion,locks,coordination}
     local share=$VENV/etc
     render my.cnf "$ETC/my.cnf"
     render rabbitmq.conf "$ETC/rabbitmq.conf"
@@ -165,13 +175,15 @@ write_configs() {
     printf '%s %s %s\n' "$HOSTNAME_COMPUTE" nova-compute "$LIBVIRT_URI" \
         "$HOSTNAME_COMPUTE2" nova-compute2 "$LIBVIRT2_URI" >"$STATE/computes"
     cp -f "$share/nova/api-paste.ini" "$ETC/nova/"
+    # Cinder: cinder.conf once Ceph is up (cinder_config)
+    cp -f "$share/cinder/api-paste.ini" "$ETC/cinder/"
 
     # uWSGI, one file per API; glance's adds chunked input: nova uploads
     # snapshot data in chunks larger than uWSGI's 1 MiB default
     local api module template
     for api in keystone:keystone.wsgi.api placement:placement.wsgi.api \
                glance:glance.wsgi.api neutron:neutron.wsgi.api \
-               nova-api:nova.wsgi.osapi_compute; do
+               nova-api:nova.wsgi.osapi_compute cinder-api:cinder.wsgi.api; do
         module=${api#*:}; api=${api%%:*}
         template=uwsgi-$api.ini
         [ -f "$AIO_DIR/etc/$template.in" ] || template=uwsgi.ini
@@ -192,6 +204,19 @@ write_clouds_yaml() {  # for the CLI, the tours and bootstrap
 }
 
 # ---------------------------------------------------------------- start
+wait_volume_backend() {  # wait_volume_backend SECONDS: Cinder can make volumes
+    local end=$((SECONDS + $1)) s pools
+    until pools=$(bootstrap volume-backend "$CLOUD" 10 2>/dev/null); do
+        for s in cinder-api cinder-scheduler cinder-volume; do
+            pid_of $s >/dev/null || { tail -30 "$LOGS/$s.log" >&2; die "$s exited (log: $LOGS/$s.log)"; }
+        done
+        [ $SECONDS -lt "$end" ] || {
+            tail -30 "$LOGS/cinder-volume.log" >&2
+            die "Cinder reports no volume backend after $1 s (log: $LOGS/cinder-volume.log)"; }
+    done
+    log "cinder: volume backend $pools"
+}
+
 start_mariadb() {
     if [ ! -d "$STATE/mysql/mysql" ]; then
         log "initialising MariaDB in $STATE/mysql"
@@ -207,7 +232,7 @@ start_mariadb() {
     done
     mysql_ -e 'select 1' >/dev/null || die "MariaDB does not answer"
     local db sql="CREATE USER IF NOT EXISTS 'aio'@'127.0.0.1' IDENTIFIED BY '$DBPASS';"
-    for db in keystone glance placement neutron nova_api nova nova_cell0; do
+    for db in keystone glance placement neutron nova_api nova nova_cell0 cinder; do
         sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8;"
         sql+="GRANT ALL PRIVILEGES ON $db.* TO 'aio'@'127.0.0.1';"
     done
@@ -260,18 +285,66 @@ uwsgi_api() {  # uwsgi_api NAME CONFIG_DIR_VAR
     start "$1" env "$2=$ETC/${3:-$1}" "$VENV/bin/uwsgi" --ini "$ETC/uwsgi-$1.ini"
 }
 
-catalog_setup() {
-    [ -f "$STATE/.catalog" ] && return 0
+catalog_setup() {  # again when bootstrap.py changed (a new service)
+    local key
+    key=$(content_hash "$AIO_DIR/bootstrap.py")
+    [ "$(cat "$STATE/.catalog" 2>/dev/null)" = "$key" ] && return 0
     log "keystone: service project, users, catalog"
     bootstrap catalog "$CLOUD"
-    touch "$STATE/.catalog"
+    echo "$key" >"$STATE/.catalog"
 }
 
-db_setup() {  # schema migrations, once
+# ---------------------------------------------------------------- Ceph
+ceph_() { CEPH_STATE=$CEPH_STATE bash "$ALTDRIVER_TOP/tools/ceph/ceph.sh" "$@"; }
+
+# ceph.sh up runs in the background while the other services start; if a
+# daemon of the cluster was not running, the cluster is ours to stop in
+# `down` (run/ceph.ours), else someone else's (the e2e tests')
+start_ceph() {
+    if ! ceph_ status >/dev/null 2>&1; then
+        touch "$RUN/ceph.ours"
+    fi
+    log "ceph: up (in the background; log: $LOGS/ceph.log)"
+    ceph_ up >>"$LOGS/ceph.log" 2>&1 &
+    CEPH_UP=$!
+}
+
+wait_ceph() {
+    wait "$CEPH_UP" || { tail -20 "$LOGS/ceph.log" >&2; die "ceph did not come up (log: $LOGS/ceph.log)"; }
+    log "ceph: $(grep -o 'ceph up in .*' "$LOGS/ceph.log" | tail -1)"
+}
+
+# Debian's rados and rbd modules for the venv's Python (3.11 too): the .pth
+# names ceph.sh's directory that holds only those two (all of dist-packages
+# would bring Debian's requests, urllib3...)
+expose_ceph_python() {
+    local site pth
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    pth=$site/nova-altdriver-ceph.pth
+    [ "$(cat "$pth" 2>/dev/null)" = "$CEPH_STATE/python" ] || echo "$CEPH_STATE/python" >"$pth"
+    "$VENV/bin/python" -c 'import rados, rbd' \
+        || die "the venv's Python does not import rados and rbd (through $pth)"
+}
+
+# cinder.conf: the RBD backend, the cluster's fsid as the libvirt secret's UUID
+cinder_config() {
+    local fsid
+    fsid=$(ceph-conf -c "$CEPH_CONF" --lookup fsid) || die "no fsid in $CEPH_CONF"
+    SERVICE_USER=cinder DATABASE=$(dburl cinder) RBD_SECRET_UUID=$fsid \
+        render cinder.conf "$ETC/cinder/cinder.conf"
+}
+
+db_setup() {  # schema migrations, once (cinder's: also into an older cloud)
+    local pids=() p rc=0
+    exec 4>>"$LOGS/db-sync.log"
+    if [ ! -f "$STATE/.cinder-db" ]; then
+        log "database schema: cinder"
+        "$VENV/bin/cinder-manage" --config-file "$ETC/cinder/cinder.conf" db sync >&4 2>&4 &
+        pids+=($!)
+    fi
     if [ ! -f "$STATE/.dbs" ]; then
         log "database schemas: placement, glance, neutron, nova"
-        local nm=("$VENV/bin/nova-manage" --config-file "$ETC/nova/nova.conf") pids=() p rc=0
-        exec 4>>"$LOGS/db-sync.log"
+        local nm=("$VENV/bin/nova-manage" --config-file "$ETC/nova/nova.conf")
         OS_PLACEMENT_CONFIG_DIR=$ETC/placement "$VENV/bin/placement-manage" \
             --config-file "$ETC/placement/placement.conf" db sync >&4 2>&4 &
         pids+=($!)
@@ -287,11 +360,11 @@ db_setup() {  # schema migrations, once
               "${nm[@]}" cell_v2 create_cell --name cell1
           "${nm[@]}" db sync ) >&4 2>&4 &
         pids+=($!)
-        for p in "${pids[@]}"; do wait "$p" || rc=1; done
-        exec 4>&-
-        [ $rc = 0 ] || die "schema migrations failed (see $LOGS/db-sync.log)"
-        touch "$STATE/.dbs"
     fi
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    exec 4>&-
+    [ $rc = 0 ] || die "schema migrations failed (see $LOGS/db-sync.log)"
+    touch "$STATE/.dbs" "$STATE/.cinder-db"
 }
 
 cmd_up() {
@@ -301,6 +374,7 @@ cmd_up() {
         tools/aio/requirements.txt)
     mkdir -p "$STATE"; echo "$VENV" >"$STATE/venv"
     write_configs
+    start_ceph
     install_ml2_driver
     write_clouds_yaml
     start_mariadb
@@ -309,7 +383,15 @@ cmd_up() {
     uwsgi_api keystone OS_KEYSTONE_CONFIG_DIR
     wait_http keystone "$KEYSTONE/v3" 60
     catalog_setup
+    wait_ceph
+    expose_ceph_python
+    cinder_config
     db_setup
+    # cinder-volume before cinder-scheduler: the scheduler asks the volume
+    # services for their capacity once, when it starts; a volume service
+    # that is not listening yet reports only a minute later
+    local cinder=(--config-file "$ETC/cinder/cinder.conf")
+    start cinder-volume "$VENV/bin/cinder-volume" "${cinder[@]}"
     uwsgi_api placement OS_PLACEMENT_CONFIG_DIR
     uwsgi_api glance OS_GLANCE_CONFIG_DIR
     start_ovs
@@ -327,6 +409,8 @@ cmd_up() {
     start_libvirt2
     start nova-compute2 env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute2.conf"
+    start cinder-api "$VENV/bin/uwsgi" --ini "$ETC/uwsgi-cinder-api.ini"
+    start cinder-scheduler "$VENV/bin/cinder-scheduler" "${cinder[@]}"
     wait_http placement http://127.0.0.1:8778/ 60
     wait_http glance http://127.0.0.1:9292/ 60
     wait_http neutron http://127.0.0.1:9696/ 60
@@ -346,13 +430,15 @@ cmd_up() {
         sleep 0.2
     done
     [ "$i" -lt 600 ] || die "the compute hosts were not both mapped and reporting within 120 s"
+    wait_http cinder-api http://127.0.0.1:8776/ 60
+    wait_volume_backend 180
     start_horizon
     log "all-in-one cloud up in $((SECONDS - t0)) s: openstack --os-cloud $CLOUD server list"
 }
 
 cmd_status() {
     local s pid rc=0 rss total=0
-    printf '%-15s %-8s %-10s %s\n' service pid rss_MiB answer
+    printf '%-17s %-8s %-10s %s\n' service pid rss_MiB answer
     for s in "${SERVICES[@]}"; do
         if pid=$(pid_of "$s"); then
             # RSS of the process and all its descendants
@@ -372,13 +458,24 @@ cmd_status() {
                 ovs-vsctl --timeout=5 br-exists "$BRIDGE" && ans="$BRIDGE up" \
                     || { ans="NO $BRIDGE"; rc=1; }
             fi
-            printf '%-15s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
+            printf '%-17s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
         else
             [ "$s" = epmd ] && continue
-            printf '%-15s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
+            printf '%-17s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
         fi
     done
-    printf '%-15s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
+    # Ceph's daemons, as ceph.sh status lists them, and the cluster's health
+    local out d state health
+    out=$(ceph_ status 2>&1) || rc=1
+    health=$(sed -n 's/^ *health: *//p' <<<"$out")
+    while read -r d pid rss state; do
+        if [ "$state" = running ]; then
+            total=$((total + rss))
+            [ "$d" = mon.a ] && state=${health:-"NO HEALTH"}
+        fi
+        printf '%-17s %-8s %-10s %s\n' "ceph-$d" "$pid" "$rss" "$state"
+    done < <(sed -n '2,4p' <<<"$out")
+    printf '%-17s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
     return $rc
 }
 
@@ -388,11 +485,20 @@ cmd_down() {
     local s pids=()
     stop_one horizon
     for s in nova-compute nova-compute2 nova-scheduler nova-conductor nova-api \
-             neutron glance placement keystone; do
+             cinder-volume cinder-scheduler cinder-api neutron glance placement keystone; do
         if [[ $s == nova-compute* ]]; then STOP_WAIT=45 stop_one $s & else stop_one $s & fi
         pids+=($!)
     done
     wait "${pids[@]}"
+    # Ceph meanwhile if `up` started it (a guest still using a volume then
+    # waits for its I/O until Ceph is back)
+    local ceph=
+    if [ -f "$RUN/ceph.ours" ]; then
+        { ceph_ down && rm -f "$RUN/ceph.ours"; } &
+        ceph=$!
+    else
+        log "ceph: not stopped (it ran before \`up\`)"
+    fi
     # guests of the second host keep running, as on the system libvirtd: the
     # next `up` reconnects to them
     stop_one libvirtd2
@@ -402,6 +508,7 @@ cmd_down() {
     stop_one rabbitmq
     stop_one epmd
     stop_one mariadb
+    [ -z "$ceph" ] || wait $ceph || log "ceph.sh down failed"
 }
 
 case ${1:-} in

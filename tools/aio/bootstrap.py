@@ -6,6 +6,10 @@
         the service project, the services' users and the service catalog
     bootstrap.py network CLOUD NAME CIDR GATEWAY
         the shared network servers boot on, and its subnet
+    bootstrap.py volume-backend CLOUD SECONDS
+        waits that long at most for Cinder's scheduler to know a pool of
+        a volume backend (its driver set up, its capacity reported); prints
+        the pools, exits 1 if there is none
 
 The password of the admin and of the services' users is AIO_PASSWORD from
 the environment (never on a command line); catalog and network reach the
@@ -15,16 +19,23 @@ make only what is not there yet.
 
 import argparse
 import os
+import sys
+import time
 
 import openstack
 import yaml
 
 REGION = 'RegionOne'
-# user and service name, service type, endpoint URL
-SERVICES = (('nova', 'compute', 'http://127.0.0.1:8774/v2.1'),
-            ('placement', 'placement', 'http://127.0.0.1:8778'),
-            ('glance', 'image', 'http://127.0.0.1:9292'),
-            ('neutron', 'network', 'http://127.0.0.1:9696'))
+CINDER = 'http://127.0.0.1:8776/v3'
+# the service's user, its name in the catalog, its type, the endpoint URL.
+# Cinder twice: nova looks for volumev3, tempest and the SDK for
+# block-storage (Horizon takes either)
+SERVICES = (('nova', 'nova', 'compute', 'http://127.0.0.1:8774/v2.1'),
+            ('placement', 'placement', 'placement', 'http://127.0.0.1:8778'),
+            ('glance', 'glance', 'image', 'http://127.0.0.1:9292'),
+            ('neutron', 'neutron', 'network', 'http://127.0.0.1:9696'),
+            ('cinder', 'cinderv3', 'volumev3', CINDER),
+            ('cinder', 'cinder', 'block-storage', CINDER))
 
 
 def clouds_yaml(args):
@@ -54,7 +65,7 @@ def catalog(args):
     roles = (identity.find_role('admin'),
              identity.find_role('service') or
              identity.create_role(name='service'))
-    for name, _, _ in SERVICES:
+    for name in sorted({user for user, _, _, _ in SERVICES}):
         user = (identity.find_user(name, domain_id=domain.id) or
                 identity.create_user(name=name,
                                      password=os.environ['AIO_PASSWORD'],
@@ -62,7 +73,7 @@ def catalog(args):
                                      default_project_id=project.id))
         for role in roles:
             identity.assign_project_role_to_user(project, user, role)
-    for name, kind, url in SERVICES:
+    for _, name, kind, url in SERVICES:
         service = (identity.find_service(name) or
                    identity.create_service(name=name, type=kind))
         have = {e.interface for e in identity.endpoints(service_id=service.id)}
@@ -88,6 +99,25 @@ def network(args):
                                     is_dhcp_enabled=False)
 
 
+def volume_backend(args):
+    cloud = openstack.connect(cloud=args.cloud)
+    deadline = time.monotonic() + args.seconds
+    while True:
+        try:
+            pools = [p.name for p in cloud.block_storage.backend_pools()]
+        except openstack.exceptions.SDKException as e:
+            pools, error = [], e
+        else:
+            error = 'no pool reported yet'
+        if pools:
+            print(' '.join(pools))
+            return
+        if time.monotonic() >= deadline:
+            sys.exit('no volume backend after %d s: %s'
+                     % (args.seconds, error))
+        time.sleep(2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest='command', required=True)
@@ -103,6 +133,10 @@ def main():
     command.set_defaults(run=network)
     for arg in ('cloud', 'name', 'cidr', 'gateway'):
         command.add_argument(arg)
+    command = commands.add_parser('volume-backend')
+    command.set_defaults(run=volume_backend)
+    command.add_argument('cloud')
+    command.add_argument('seconds', type=int)
     args = parser.parse_args()
     args.run(args)
 

@@ -195,6 +195,8 @@ class Tour(object):
         wizard.go_to('Source')
         pages.wait_for('image %s offered' % IMAGE,
                        lambda: wizard.allocate(IMAGE), 30)
+        # an image-backed server (Horizon would boot it from a new volume)
+        wizard.create_volume(False)
         wizard.go_to('Flavor')
         pages.wait_for('flavor %s offered' % FLAVOR,
                        lambda: wizard.allocate(FLAVOR), 30)

@@ -276,6 +276,17 @@ class LaunchWizard(object):
                 return True
         return False
 
+    def create_volume(self, yes):
+        """Sets the Source step's "Create New Volume" (offered for an image
+        source when Cinder is there); false if this Horizon offers none.
+        """
+        buttons = [e for e in self.horizon.driver.find_elements(
+            By.XPATH, '//label[@id="vol-create"][normalize-space(.)="%s"]'
+            % ('Yes' if yes else 'No')) if e.is_displayed()]
+        if buttons and 'active' not in buttons[0].get_attribute('class'):
+            self.horizon.click(buttons[0])
+        return bool(buttons)
+
     def config_drive(self):
         """Ticks Configuration Drive; false if this Horizon offers none."""
         boxes = self.horizon.driver.find_elements(By.ID, 'config-drive')

@@ -1,9 +1,13 @@
 #!/bin/bash
 # A tour of the all-in-one cloud with the openstack CLI (run through
 # `aio.sh tour`): the test guest is booted and walked through the server
-# operations; every step is checked by the server's status and by marker lines
-# the guest prints on its serial console (tools/guest-image/README.md).
-# Prints a table `operation | result | seconds`; exits non-zero if a step failed.
+# operations, then gets a Cinder volume attached, extended and detached; a
+# second one boots from a volume made from the image and is walked through
+# what volume-backed servers do. Every step is checked by the server's status
+# and by marker lines the guest prints on its serial console
+# (tools/guest-image/README.md), the volumes also by what the host's libvirt
+# and Ceph hold. Prints a table `operation | result | seconds`; exits
+# non-zero if a step failed. `tour cleanup` only removes what a tour left.
 set -uo pipefail
 source "$(dirname "$0")/../common.sh"
 
@@ -18,6 +22,14 @@ FLAVOR=$P-flavor
 SERVER=$P-server
 SNAP=$P-snapshot
 SERVER2=$P-from-snapshot
+# volumes: a stable-rescue image (keeps every disk in place, 2.87), a boot
+# volume made from the guest image and the servers booted from it, a blank
+# volume hot-plugged into SERVER
+RESCUE_STABLE=$P-rescue-stable
+VOL_BOOT=$P-boot-volume
+VOL_DATA=$P-data-volume
+VSERVER=$P-volume-server
+VSERVER2=$P-volume-server2
 WAIT=${TOUR_WAIT:-240}
 # NETWORK (aio.sh makes it; the host holds its gateway address) and BRIDGE
 source "$(dirname "$0")/network.sh"
@@ -28,6 +40,7 @@ osc() { openstack --os-cloud "$CLOUD" "$@"; }
 declare -A SERVICE_OF URI_OF
 while read -r h svc uri; do SERVICE_OF[$h]=$svc URI_OF[$h]=$uri; done <"$STATE/computes"
 HOST1=aio-compute
+HOST2=aio-compute2
 host_of() { osc server show "$1" -f value -c OS-EXT-SRV-ATTR:host; }
 # defined_on SERVER_ID: the hosts whose libvirtd has a domain for the server
 defined_on() {
@@ -88,14 +101,15 @@ wait_console() {
     return 1
 }
 
-# wait_boot SERVER N: a new ALTDRIVER-READY line (unlike PREV_READY) with bootcount N
-PREV_READY=
+# wait_boot SERVER N: a new ALTDRIVER-READY line (unlike the SERVER's
+# PREV_READY) with bootcount N
+declare -A PREV_READY
 wait_boot() {
     local end=$((SECONDS + WAIT)) line count
     while [ $SECONDS -lt $end ]; do
         { read -r line; read -r count; } < <(latest "$1" ready bootcount)
-        if [ -n "$line" ] && [ "$line" != "$PREV_READY" ]; then
-            PREV_READY=$line
+        if [ -n "$line" ] && [ "$line" != "${PREV_READY[$1]:-}" ]; then
+            PREV_READY[$1]=$line
             if [ "$count" = "$2" ]; then
                 log "console: $line"; return 0
             fi
@@ -142,14 +156,129 @@ net_ok() {
     log "no answer to ping from $ip"; return 1
 }
 
-BOOTS=0
+# booted SERVER [DISK]: the guest boots once more from its own disk, whose
+# boot count goes on (BOOTS: the boots of each server's disk, or of a boot
+# volume that several servers use in turn)
+declare -A BOOTS
+booted() {
+    local disk=${2:-$1}
+    BOOTS[$disk]=$((${BOOTS[$disk]:-0} + 1))
+    wait_boot "$1" "${BOOTS[$disk]}"
+}
+
+# ------------------------------------------------------------------ volumes
+vol_status() { osc volume show "$1" -f value -c status 2>&1; }
+vol_id() { osc volume show "$1" -f value -c id; }
+
+# wait_volume VOLUME STATUS [SECONDS]: the volume reached STATUS (error* ends it)
+wait_volume() {
+    local end=$((SECONDS + ${3:-$WAIT})) st
+    while [ $SECONDS -lt $end ]; do
+        st=$(vol_status "$1")
+        [ "$st" = "$2" ] && { log "volume $1 is $st"; return 0; }
+        case $st in error*) log "volume $1 went to $st"; return 1 ;; esac
+        sleep 2
+    done
+    log "volume $1: still '$st' after ${3:-$WAIT} s (wanted $2)"; return 1
+}
+
+# rbd_image VOLUME_ID: Cinder's RBD image of the volume is in the pool, as
+# Cinder's cephx user sees it
+rbd_image() { rbd --id cinder -p volumes info "volume-$1" >/dev/null 2>&1; }
+
+# domain_disk SERVER VOLUME_ID: the target (vda...) of the volume's RBD
+# disk in the server's libvirt domain on its host (empty: none)
+domain_disk() {
+    local host id
+    host=$(host_of "$1") && id=$(osc server show "$1" -f value -c id) || return 1
+    virsh -c "${URI_OF[$host]}" domblklist "$id" |
+        awk -v src="volumes/volume-$2" '$2 == src { print $1 }'
+}
+
+# disks SERVER: the disks the guest listed last (ALTDRIVER-DISKS, printed
+# again on every hot plug and unplug)
+disks() {
+    console "$1" | grep -aoE 'ALTDRIVER-DISKS( [a-z]+[0-9]*)*' | tail -1 | cut -s -d' ' -f2-
+}
+minus() {  # minus "A B C" "B": the words of the first list not in the second
+    comm -23 <(tr ' ' '\n' <<<"$1" | sort -u) <(tr ' ' '\n' <<<"$2" | sort -u) | xargs
+}
+# disk_change SERVER "DISKS BEFORE" +|-: waits for the guest's list of disks
+# to change by one disk more (+) or less (-) and prints that disk
+disk_change() {
+    local end=$((SECONDS + WAIT)) now added gone
+    while [ $SECONDS -lt $end ]; do
+        now=$(disks "$1")
+        if [ "$now" != "$2" ]; then
+            log "console: ALTDRIVER-DISKS $now (before: $2)"
+            added=$(minus "$now" "$2") gone=$(minus "$2" "$now")
+            if [ "$3" = + ] && [ -z "$gone" ] && [ "$(wc -w <<<"$added")" = 1 ]; then
+                echo "$added"; return 0
+            fi
+            if [ "$3" = - ] && [ -z "$added" ] && [ "$(wc -w <<<"$gone")" = 1 ]; then
+                echo "$gone"; return 0
+            fi
+            log "not one disk $3"; return 1
+        fi
+        sleep 2
+    done
+    log "the guest's disks stay '$2' after $WAIT s"; return 1
+}
+
+# wait_event SERVER ACTION EVENT: the server's latest ACTION (server event
+# list) has EVENT, finished with Success
+wait_event() {
+    local end=$((SECONDS + WAIT)) req result=
+    while [ $SECONDS -lt $end ]; do
+        req=$(osc server event list "$1" -f value -c 'Request ID' -c Action |
+              awk -v a="$2" '$2 == a { print $1; exit }')
+        if [ -n "$req" ]; then
+            result=$(osc server event show "$1" "$req" -f json | python3 -c '
+import json, sys
+events = json.load(sys.stdin)["events"]
+print(" ".join(str(e.get("result")) for e in events if e["event"] == sys.argv[1]))' "$3")
+            case $result in
+                Success) log "$1: $2 ($req): $3 $result"; return 0 ;;
+                Error) log "$1: $2 ($req): $3 $result"; return 1 ;;
+            esac
+        fi
+        sleep 2
+    done
+    log "$1: no $2 with $3 Success after $WAIT s (${req:-no action}, result '${result}')"
+    return 1
+}
+
+# volume_delete VOLUME_ID: deleted, its RBD image gone. A volume that
+# stays attached to no server (a tour interrupted) is reset and forced.
+volume_delete() {
+    local end=$((SECONDS + WAIT)) st
+    st=$(vol_status "$1")
+    case $st in
+        available|error) osc volume delete "$1" || return 1 ;;
+        *) wait_volume "$1" available 30 && osc volume delete "$1" || {
+               log "volume $1 is $(vol_status "$1"): resetting it and forcing the delete"
+               osc volume set --state available --detached "$1"
+               osc volume delete --force "$1" || return 1; } ;;
+    esac
+    while st=$(osc volume show "$1" -f value -c status 2>/dev/null); do
+        [ "$st" != error_deleting ] || { log "volume $1: error_deleting"; return 1; }
+        [ $SECONDS -lt $end ] || { log "volume $1 still there ($st) after $WAIT s"; return 1; }
+        sleep 2
+    done
+    ! rbd_image "$1" || { log "RBD image volumes/volume-$1 left behind"; return 1; }
+    log "volume $1 deleted, its RBD image too"
+}
+
 # ------------------------------------------------------------------ steps
 s_cleanup() {
-    local s
-    for s in $SERVER $SERVER2; do
+    local s v
+    for s in $SERVER $SERVER2 $VSERVER $VSERVER2; do
         osc server show "$s" >/dev/null 2>&1 && osc server delete --wait "$s"
     done
-    for s in $IMAGE $RESCUE $SNAP; do
+    for s in $VOL_DATA $VOL_BOOT; do
+        for v in $(osc volume list --name "$s" -f value -c ID); do volume_delete "$v"; done
+    done
+    for s in $IMAGE $RESCUE $RESCUE_STABLE $SNAP; do
         while osc image show "$s" >/dev/null 2>&1; do osc image delete "$s" || break; done
     done
     return 0
@@ -161,7 +290,13 @@ s_images() {
     osc image create --disk-format qcow2 --container-format bare --public \
         --file "$dir/disk.qcow2" "$IMAGE" -f value -c id &&
     osc image create --disk-format qcow2 --container-format bare --public \
-        --file "$dir/rescue.qcow2" "$RESCUE" -f value -c id
+        --file "$dir/rescue.qcow2" "$RESCUE" -f value -c id &&
+    # stable device rescue: the server's disks stay where they are, the
+    # rescue disk is added on virtio and booted first (needed for
+    # volume-backed servers)
+    osc image create --disk-format qcow2 --container-format bare --public \
+        --property hw_rescue_bus=virtio --property hw_rescue_device=disk \
+        --file "$dir/rescue.qcow2" "$RESCUE_STABLE" -f value -c id
 }
 
 s_flavor() {
@@ -172,27 +307,26 @@ s_flavor() {
 s_boot() {
     osc server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NETWORK" \
         --host "$HOST1" "$SERVER" -f value -c id || return 1
-    wait_status "$SERVER" ACTIVE && BOOTS=1 && wait_boot "$SERVER" 1 && net_ok "$SERVER"
+    wait_status "$SERVER" ACTIVE && booted "$SERVER" && net_ok "$SERVER"
 }
 
-s_stop() {
-    osc server stop "$SERVER" && wait_status "$SERVER" SHUTOFF &&
-        wait_console "$SERVER" 'ALTDRIVER-ACPI-POWER'
+s_stop() {  # SERVER
+    osc server stop "$1" && wait_status "$1" SHUTOFF &&
+        wait_console "$1" 'ALTDRIVER-ACPI-POWER'
 }
-s_start() {
-    osc server start "$SERVER" && wait_status "$SERVER" ACTIVE &&
-        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS
+s_start() {  # SERVER [DISK]
+    osc server start "$1" && wait_status "$1" ACTIVE && booted "$@"
 }
 s_reboot() {  # soft|hard
     osc server reboot "--$1" "$SERVER" && wait_status "$SERVER" ACTIVE &&
-        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS && net_ok "$SERVER"
+        booted "$SERVER" && net_ok "$SERVER"
 }
 s_pause() { osc server pause "$SERVER" && wait_status "$SERVER" PAUSED && ticks_frozen "$SERVER"; }
 s_unpause() { osc server unpause "$SERVER" && wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"; }
 s_suspend() { osc server suspend "$SERVER" && wait_status "$SERVER" SUSPENDED; }
 s_resume() {
     osc server resume "$SERVER" && wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER" &&
-        [ "$(latest "$SERVER" ready)" = "$PREV_READY" ] ||
+        [ "$(latest "$SERVER" ready)" = "${PREV_READY[$SERVER]:-}" ] ||
         { log "resume rebooted the guest or the guest does not run"; return 1; }
 }
 s_rescue() {
@@ -202,7 +336,7 @@ s_rescue() {
 }
 s_unrescue() {
     osc server unrescue "$SERVER" && wait_status "$SERVER" ACTIVE &&
-        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS &&
+        booted "$SERVER" &&
         wait_console "$SERVER" 'ALTDRIVER-RESCUED rescued-by-rescue-image' && net_ok "$SERVER"
 }
 s_snapshot() {
@@ -212,14 +346,9 @@ s_snapshot() {
 s_boot_snapshot() {
     osc server create --flavor "$FLAVOR" --image "$SNAP" --nic none "$SERVER2" \
         -f value -c id || return 1
-    local save=$PREV_READY rc
-    PREV_READY=
     # the snapshot carries the boot count of the first server on
-    wait_status "$SERVER2" ACTIVE && wait_boot "$SERVER2" $((BOOTS + 1)) &&
+    wait_status "$SERVER2" ACTIVE && wait_boot "$SERVER2" $((${BOOTS[$SERVER]} + 1)) &&
         osc server delete --wait "$SERVER2"
-    rc=$?
-    PREV_READY=$save
-    return $rc
 }
 s_shelve() {
     local host id
@@ -237,36 +366,37 @@ s_shelve_offload() {
         { log "libvirt domain $id still defined on $(defined_on "$id") after offload"; return 1; }
     return 0
 }
-s_unshelve() {
-    osc server unshelve "$SERVER" && wait_status "$SERVER" ACTIVE &&
-        BOOTS=$((BOOTS + 1)) && wait_boot "$SERVER" $BOOTS && net_ok "$SERVER"
+s_unshelve() {  # SERVER [DISK]
+    osc server unshelve "$1" && wait_status "$1" ACTIVE && booted "$@" && net_ok "$1"
 }
 s_rebuild() {
-    PREV_READY=$(latest "$SERVER" ready)
+    PREV_READY[$SERVER]=$(latest "$SERVER" ready)
     osc server rebuild --image "$IMAGE" "$SERVER" -f value -c id && wait_status "$SERVER" ACTIVE &&
-        BOOTS=1 && wait_boot "$SERVER" 1 && net_ok "$SERVER"
+        BOOTS[$SERVER]=0 && booted "$SERVER" && net_ok "$SERVER"
 }
 # The server's host fails: its nova-compute dies, the guest stops, the domain
 # stays defined (as after a power loss); an admin forces the service down
 # and evacuates. Since compute API 2.95 the server arrives stopped; started,
-# the guest boots its own disk from the shared instances directory on the
-# other host: the boot counter goes on.
-s_evacuate() {
+# the guest boots its own disk (from the shared instances directory, or its
+# boot volume) on the other host: the boot counter goes on.
+s_evacuate() {  # SERVER [DISK]
     local id src dst h
-    id=$(osc server show "$SERVER" -f value -c id) && src=$(host_of "$SERVER") || return 1
+    id=$(osc server show "$1" -f value -c id) && src=$(host_of "$1") || return 1
     for h in "${!URI_OF[@]}"; do [ "$h" != "$src" ] && dst=$h; done
-    EVAC_SRC=$src EVAC_ID=$id
+    EVAC_SRC=$src EVAC_ID=$id EVAC_DISK=
+    # an image-backed server's disk, which the other host boots
+    [ ! -f "$STATE/instances/$id/disk" ] || EVAC_DISK=$STATE/instances/$id/disk
     bash "$ALTDRIVER_TOP/tools/aio/aio.sh" kill "${SERVICE_OF[$src]}" &&
         virsh -c "${URI_OF[$src]}" destroy "$id" >/dev/null &&
         osc compute service set --down "$src" nova-compute || return 1
-    osc server evacuate --host "$dst" "$SERVER" -f value -c id && wait_status "$SERVER" SHUTOFF &&
-        [ "$(host_of "$SERVER")" = "$dst" ] || { log "server not on $dst"; return 1; }
-    s_start && net_ok "$SERVER"
+    osc server evacuate --host "$dst" "$1" -f value -c id && wait_status "$1" SHUTOFF &&
+        [ "$(host_of "$1")" = "$dst" ] || { log "server not on $dst"; return 1; }
+    s_start "$@" && net_ok "$1"
 }
 # The failed host comes back: nova-compute removes the stale domain of the
-# evacuated server and keeps its disk and its network device, which the other
-# host now uses.
-s_source_back() {
+# evacuated server and keeps its disks and its network device, which the
+# other host now uses.
+s_source_back() {  # SERVER
     local src=$EVAC_SRC id=$EVAC_ID end=$((SECONDS + WAIT))
     bash "$ALTDRIVER_TOP/tools/aio/aio.sh" up || return 1
     while defined_on "$id" | grep -qx "$src"; do
@@ -280,9 +410,54 @@ s_source_back() {
         [ $SECONDS -lt $end ] || { log "$src cannot be forced up"; return 1; }
         sleep 2
     done
-    [ -f "$STATE/instances/$id/disk" ] || { log "the disk of $id is gone"; return 1; }
-    wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER" && net_ok "$SERVER"
+    [ -d "$STATE/instances/$id" ] && { [ -z "$EVAC_DISK" ] || [ -f "$EVAC_DISK" ]; } ||
+        { log "the instance directory or disk of $id is gone"; return 1; }
+    wait_status "$1" ACTIVE && ticks_advance "$1" && net_ok "$1"
 }
+
+# A blank volume into the running guest: it sees one disk more, empty, 1 GiB
+GUEST_DISK=
+s_volume_attach() {
+    local before vid dev
+    before=$(disks "$SERVER")
+    osc volume create --size 1 "$VOL_DATA" -f value -c id && wait_volume "$VOL_DATA" available &&
+        vid=$(vol_id "$VOL_DATA") || return 1
+    dev=$(osc server add volume "$SERVER" "$VOL_DATA" -f value -c Device) || return 1
+    log "nova attaches $VOL_DATA as $dev"
+    wait_volume "$VOL_DATA" in-use && GUEST_DISK=$(disk_change "$SERVER" "$before" +) &&
+        wait_console "$SERVER" "ALTDRIVER-EXTRA $GUEST_DISK size=2097152 fs=none" || return 1
+    dev=$(domain_disk "$SERVER" "$vid")
+    [ -n "$dev" ] || { log "no disk volumes/volume-$vid in the domain"; return 1; }
+    log "the domain has volumes/volume-$vid as $dev"
+}
+# Extended while attached: Cinder grows the RBD image and tells nova, which
+# has QEMU resize the guest's disk
+s_volume_extend() {
+    local vid dev bytes
+    vid=$(vol_id "$VOL_DATA") || return 1
+    osc --os-volume-api-version 3.42 volume set --size 2 "$VOL_DATA" &&
+        wait_volume "$VOL_DATA" in-use || return 1
+    [ "$(osc volume show "$VOL_DATA" -f value -c size)" = 2 ] ||
+        { log "$VOL_DATA is not 2 GiB"; return 1; }
+    wait_event "$SERVER" extend_volume compute_extend_volume || return 1
+    dev=$(domain_disk "$SERVER" "$vid") && [ -n "$dev" ] || return 1
+    bytes=$(virsh -c "${URI_OF[$(host_of "$SERVER")]}" domblkinfo \
+        "$(osc server show "$SERVER" -f value -c id)" "$dev" | awk '$1 == "Capacity:" { print $2 }')
+    [ "$bytes" = $((2 << 30)) ] || { log "QEMU's $dev has $bytes bytes, not 2 GiB"; return 1; }
+    log "QEMU's $dev has 2 GiB"
+}
+s_volume_detach() {
+    local before vid gone
+    before=$(disks "$SERVER") && vid=$(vol_id "$VOL_DATA") || return 1
+    osc server remove volume "$SERVER" "$VOL_DATA" || return 1
+    gone=$(disk_change "$SERVER" "$before" -) || return 1
+    [ "$gone" = "$GUEST_DISK" ] || { log "the guest lost $gone, not $GUEST_DISK"; return 1; }
+    wait_volume "$VOL_DATA" available || return 1
+    [ -z "$(domain_disk "$SERVER" "$vid")" ] ||
+        { log "volumes/volume-$vid still in the domain"; return 1; }
+    ticks_advance "$SERVER"
+}
+
 s_delete() {
     local id port
     id=$(osc server show "$SERVER" -f value -c id) &&
@@ -300,14 +475,88 @@ s_delete() {
     return 0
 }
 
+# A volume made from the guest image, bootable; its data in Ceph
+s_volume_from_image() {
+    osc volume create --image "$IMAGE" --size 1 "$VOL_BOOT" -f value -c id &&
+        wait_volume "$VOL_BOOT" available || return 1
+    local bootable
+    bootable=$(osc volume show "$VOL_BOOT" -f value -c bootable)
+    [ "${bootable,,}" = true ] || { log "$VOL_BOOT is not bootable ($bootable)"; return 1; }
+    rbd_image "$(vol_id "$VOL_BOOT")" || { log "no RBD image for $VOL_BOOT"; return 1; }
+}
+# s_volume_boot SERVER HOST: a server booted from VOL_BOOT (QEMU opens the
+# RBD image as vda); the guest's boot count goes on from the volume's
+s_volume_boot() {
+    local vid
+    vid=$(vol_id "$VOL_BOOT") || return 1
+    osc server create --flavor "$FLAVOR" --volume "$VOL_BOOT" --network "$NETWORK" \
+        --host "$2" "$1" -f value -c id || return 1
+    wait_status "$1" ACTIVE && booted "$1" "$VOL_BOOT" && net_ok "$1" || return 1
+    [ "$(domain_disk "$1" "$vid")" = vda ] ||
+        { log "the domain has no volumes/volume-$vid as vda"; return 1; }
+    wait_console "$1" 'ALTDRIVER-SELF vda role=guest' &&
+        [ "$(vol_status "$VOL_BOOT")" = in-use ]
+}
+# stable device rescue (compute API 2.87, an image with hw_rescue_bus and
+# hw_rescue_device): the boot volume stays vda, the rescue disk boots first
+# and writes to it
+s_volume_rescue() {
+    osc --os-compute-api-version 2.87 server rescue --image "$RESCUE_STABLE" "$VSERVER" &&
+        wait_status "$VSERVER" RESCUE && wait_console "$VSERVER" 'ALTDRIVER-RESCUE-WROTE vda' &&
+        wait_boot "$VSERVER" 1  # the rescue disk's own first boot
+}
+s_volume_unrescue() {
+    osc server unrescue "$VSERVER" && wait_status "$VSERVER" ACTIVE &&
+        booted "$VSERVER" "$VOL_BOOT" &&
+        wait_console "$VSERVER" 'ALTDRIVER-RESCUED rescued-by-rescue-image' && net_ok "$VSERVER"
+}
+# a volume-backed server is offloaded at once: the guest goes, the volume
+# stays reserved for it
+s_volume_shelve() {
+    local id st
+    id=$(osc server show "$VSERVER" -f value -c id) || return 1
+    osc server shelve "$VSERVER" && wait_status "$VSERVER" SHELVED_OFFLOADED || return 1
+    [ -z "$(defined_on "$id")" ] ||
+        { log "libvirt domain $id still defined on $(defined_on "$id") after offload"; return 1; }
+    st=$(vol_status "$VOL_BOOT")
+    case $st in
+        in-use|reserved) log "$VOL_BOOT is $st" ;;
+        *) log "$VOL_BOOT is $st while its server is shelved"; return 1 ;;
+    esac
+}
+# s_volume_server_delete SERVER: the server goes, its boot volume stays
+# (delete_on_termination false) with the data on it
+s_volume_server_delete() {
+    local id vid
+    id=$(osc server show "$1" -f value -c id) && vid=$(vol_id "$VOL_BOOT") || return 1
+    osc server delete --wait "$1" || return 1
+    [ -z "$(defined_on "$id")" ] ||
+        { log "libvirt domain $id still defined on $(defined_on "$id")"; return 1; }
+    [ ! -e "$STATE/instances/$id" ] || { log "instance directory $id left behind"; return 1; }
+    wait_volume "$VOL_BOOT" available || return 1
+    rbd_image "$vid" || { log "the RBD image of $VOL_BOOT is gone"; return 1; }
+}
+s_volume_delete() {
+    local v h rc=0
+    for v in $(osc volume list --name "$VOL_BOOT" -f value -c ID) \
+             $(osc volume list --name "$VOL_DATA" -f value -c ID); do
+        volume_delete "$v" || rc=1
+    done
+    # nova_altdriver removes the libvirt secrets it made once no guest uses them
+    for h in "${!URI_OF[@]}"; do
+        log "$h: libvirt secrets left: $(virsh -c "${URI_OF[$h]}" secret-list | awk 'NR > 2 && NF { printf "%s ", $0 }')"
+    done
+    return $rc
+}
+
 T0=$SECONDS
 step cleanup s_cleanup
 [ "${1:-}" = cleanup ] && exit $FAILED
-step "image upload (guest + rescue)" s_images
+step "image upload (guest + 2 rescue)" s_images
 step "flavor create" s_flavor
 if step "server create (boot)" s_boot; then
-    step "stop" s_stop
-    step "start" s_start
+    step "stop" s_stop "$SERVER"
+    step "start" s_start "$SERVER"
     step "reboot --soft" s_reboot soft
     step "reboot --hard" s_reboot hard
     step "pause" s_pause
@@ -319,17 +568,42 @@ if step "server create (boot)" s_boot; then
     step "server image create" s_snapshot &&
         step "boot from snapshot" s_boot_snapshot
     step "shelve" s_shelve
-    step "unshelve (from SHELVED)" s_unshelve
+    step "unshelve (from SHELVED)" s_unshelve "$SERVER"
     # OSC skips servers that are already shelved: `shelve --offload` of an
     # ACTIVE server shelves, waits for SHELVED, then offloads
     step "shelve --offload" s_shelve_offload
-    step "unshelve (from SHELVED_OFFLOADED)" s_unshelve
+    step "unshelve (from SHELVED_OFFLOADED)" s_unshelve "$SERVER"
     step "rebuild" s_rebuild
-    step "evacuate (host down)" s_evacuate
+    step "evacuate (host down)" s_evacuate "$SERVER"
     # even after a failed evacuation: the cloud gets its first host back
-    step "failed host back" s_source_back
+    step "failed host back" s_source_back "$SERVER"
+    # Cinder: a blank volume hot-plugged into the running guest (now on the
+    # second host), extended while attached, unplugged
+    if step "server add volume (new, blank)" s_volume_attach; then
+        step "volume set --size 2 (attached)" s_volume_extend
+        step "server remove volume" s_volume_detach
+    fi
     step "delete" s_delete
 fi
+# Boot from volume: a volume made from the image, a server booted from it,
+# walked through what volume-backed servers do; deleted, the volume kept and
+# booted again by a new server, which is then evacuated
+if step "volume create --image" s_volume_from_image; then
+    if step "server create --volume" s_volume_boot "$VSERVER" "$HOST1"; then
+        step "rescue (volume-backed, 2.87)" s_volume_rescue
+        [ "$(osc server show "$VSERVER" -f value -c status)" = RESCUE ] &&
+            step "unrescue (volume-backed)" s_volume_unrescue
+        step "shelve (volume-backed: offload)" s_volume_shelve
+        step "unshelve (volume-backed)" s_unshelve "$VSERVER" "$VOL_BOOT"
+        step "delete (volume kept)" s_volume_server_delete "$VSERVER"
+    fi
+    if step "server create --volume (same)" s_volume_boot "$VSERVER2" "$HOST2"; then
+        step "evacuate (volume-backed)" s_evacuate "$VSERVER2" "$VOL_BOOT"
+        step "failed host back (volume-backed)" s_source_back "$VSERVER2"
+        step "delete (volume kept) 2" s_volume_server_delete "$VSERVER2"
+    fi
+fi
+step "volume delete" s_volume_delete
 
 printf '\n%-34s | %-6s | %s\n' operation result seconds
 printf -- '-----------------------------------+--------+--------\n'
