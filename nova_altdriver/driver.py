@@ -42,6 +42,7 @@ class AltDriver(driver.ComputeDriver):
         has_imagecache=True,
         supports_evacuate=True,
         supports_extend_volume=True,
+        supports_multiattach=True,
         supports_bfv_rescue=True,
         supports_image_type_qcow2=True,
         supports_image_type_raw=True,
@@ -278,6 +279,11 @@ class AltDriver(driver.ComputeDriver):
     def extend_volume(self, context, connection_info, instance,
                       requested_size):
         self._volumes.extend(connection_info, instance, requested_size)
+
+    def swap_volume(self, context, old_connection_info, new_connection_info,
+                    instance, mountpoint, resize_to):
+        self._volumes.swap(old_connection_info, new_connection_info,
+                           instance, resize_to)
 
     def quiesce(self, context, instance, image_meta):
         self._volumes.quiesce(instance, image_meta)

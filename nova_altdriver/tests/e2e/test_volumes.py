@@ -3,11 +3,13 @@
 for Cinder: what the guest sees of its volumes, and what stays behind.
 """
 
+import json
 import os
 import subprocess
 import time
 import uuid
 
+from lxml import etree
 from nova.tests import fixtures as nova_fixtures
 
 from nova_altdriver import host as host_mod
@@ -22,6 +24,19 @@ KEYRING = '/etc/ceph/ceph.client.cinder.keyring'
 
 def rbd_uri(volume_id):
     return 'rbd:volumes/volume-%s:id=cinder:conf=%s' % (volume_id, CEPH_CONF)
+
+
+def rbd(*args, check=True):
+    return subprocess.run(['rbd', '--id', 'cinder', '-c', CEPH_CONF] +
+                          list(args), check=check, capture_output=True,
+                          text=True)
+
+
+def volume_size(volume_id):
+    info = subprocess.run(
+        ['qemu-img', 'info', '--output=json', rbd_uri(volume_id)],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(info)['virtual-size']
 
 
 class VolumeTest(base.TestCase):
@@ -41,26 +56,31 @@ class VolumeTest(base.TestCase):
                                           ephemeral=0)
         self.addCleanup(self.remove_own_secrets)  # whatever happens
 
-    def make_volume(self, volume_id, from_guest_image=False):
+    def make_volume(self, volume_id, from_guest_image=False, size='64M',
+                    multiattach=False):
         """An RBD image as Cinder would make it, and its connection info."""
+        rbd('rm', 'volumes/volume-' + volume_id, check=False)  # a run's rest
         if from_guest_image:
             args = ['qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw',
                     os.path.join(base.GUEST_DIR, 'disk.qcow2')]
         else:
             args = ['qemu-img', 'create', '-f', 'raw']
         subprocess.run(args + [rbd_uri(volume_id)] + (
-            [] if from_guest_image else ['64M']), check=True,
+            [] if from_guest_image else [size]), check=True,
             capture_output=True)
-        self.addCleanup(subprocess.run, [
-            'rbd', '--id', 'cinder', '-c', CEPH_CONF, 'rm',
-            'volumes/volume-' + volume_id], capture_output=True)
+        self.addCleanup(rbd, 'rm', 'volumes/volume-' + volume_id,
+                        check=False)
+        if multiattach:  # as Cinder's RBD driver makes them
+            rbd('feature', 'disable', 'volumes/volume-' + volume_id,
+                'fast-diff', 'object-map', 'exclusive-lock')
         info = builders.rbd_connection_info(volume_id)
         info['data']['secret_uuid'] = builders.CEPH_SECRET_UUID
         self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
 
     def own_secrets(self):
         return [s for s in self.conn.listAllSecrets(0)
-                if host_mod.SECRET_DESCRIPTION in s.XMLDesc()]
+                if etree.fromstring(s.XMLDesc()).findtext('description') ==
+                host_mod.SECRET_DESCRIPTION]
 
     def remove_own_secrets(self):
         for secret in self.own_secrets():
@@ -214,3 +234,93 @@ class VolumeTest(base.TestCase):
         # running, it lets go
         self.api.delete_server_volume(server['id'], volume_id)
         self.wait_for_disks(server, ['vda'])
+
+    def test_a_volume_swapped_under_a_running_guest(self):
+        # Cinder migrating an attached volume (only Cinder may ask: nova's
+        # swap policy is for the service role)
+        self.policy.set_rules({
+            'os_compute_api:os-volumes-attachments:swap': '@'},
+            overwrite=False)
+        old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
+        self.make_volume(old, from_guest_image=True)
+        server = self.boot(self.upload_guest_image(), self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        self.api.post_server_volume(
+            server['id'], {'volumeAttachment': {'volumeId': old}})
+        self.wait_for_guest(server, 'ALTDRIVER-OTHER vdb marker=base-image')
+        dom = self.conn.lookupByUUIDString(server['id'])
+
+        # a target QEMU cannot copy onto (too small): the guest stays on
+        # its volume, the server ACTIVE
+        too_small = str(uuid.uuid4())
+        self.make_volume(too_small, size='16M')
+        self.api.put_server_volume(server['id'], old, too_small)
+        self._wait_for_instance_action_event(
+            server, 'swap_volume', 'compute_swap_volume', 'Error')
+        self.assertEqual('ACTIVE', self.api.get_server(server['id'])[
+            'status'])
+        self.assertEqual([old], [a['volumeId'] for a in
+                                 self.api.get_server_volumes(server['id'])])
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):  # live, persistent
+            self.assertIn('volume-' + old, xml)
+            self.assertNotIn('volume-' + too_small, xml)
+
+        # copied, then pivoted: the guest runs on, on the new volume
+        self.make_volume(new, size=str(volume_size(old)))
+        self.api.put_server_volume(server['id'], old, new)
+        self._wait_for_assert(lambda: self.assertEqual([new], [
+            a['volumeId'] for a in self.api.get_server_volumes(
+                server['id'])]), max_retries=self.STATE_WAIT_RETRIES)
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):
+            self.assertIn('volume-' + new, xml)
+            self.assertNotIn('volume-' + old, xml)
+        subprocess.run(['qemu-img', 'compare', rbd_uri(old), rbd_uri(new)],
+                       check=True, capture_output=True)
+        rbd('rm', 'volumes/volume-' + old)  # QEMU has let go of it
+        self.assertEqual(1, len(markers.boots(self.console(server))))
+        self.assertEqual(['vda', 'vdb'],
+                         markers.latest(self.console(server)).disks)
+        # what the guest finds there now comes from the new volume only
+        self._reboot_server(server, hard=True)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        self.assertIn('ALTDRIVER-OTHER vdb marker=base-image',
+                      console.split('ALTDRIVER-READY bootcount=1')[1])
+        self.api.delete_server_volume(server['id'], new)
+        self.wait_for_disks(server, ['vda'])
+        self._delete_server(server)
+        self.assertNoSecretLeft()
+
+    def test_two_servers_share_a_multiattach_volume(self):
+        # (a host cache that would be wrong for a shared disk)
+        self.flags(disk_cache_mode='writeback', group='altdriver')
+        self.api.microversion = '2.60'
+        volume_id = self.cinder.MULTIATTACH_VOL
+        self.make_volume(volume_id, from_guest_image=True, multiattach=True)
+        image = self.upload_guest_image()
+        servers = [self.boot(image, self.flavor) for _ in range(2)]
+        for server in servers:
+            self.wait_for_guest(server, 'ALTDRIVER-READY')
+            self.api.post_server_volume(
+                server['id'], {'volumeAttachment': {'volumeId': volume_id}})
+        # both guests read it at once, neither host caching it
+        for server in servers:
+            self.wait_for_guest(server,
+                                'ALTDRIVER-OTHER vdb marker=base-image')
+            vdb, = etree.fromstring(self.conn.lookupByUUIDString(
+                server['id']).XMLDesc(0)).xpath(
+                    "devices/disk[target/@dev='vdb']")
+            self.assertIsNotNone(vdb.find('shareable'))
+            self.assertEqual('none', vdb.find('driver').get('cache'))
+
+        # one lets it go; the other keeps it, and the secret it needs
+        self.api.delete_server_volume(servers[0]['id'], volume_id)
+        self.wait_for_disks(servers[0], ['vda'])
+        self.assertEqual([volume_id], [
+            a['volumeId'] for a in self.api.get_server_volumes(
+                servers[1]['id'])])
+        self.assertEqual(['vda', 'vdb'],
+                         markers.latest(self.console(servers[1])).disks)
+        self.assertEqual(1, len(self.own_secrets()))
+        self._delete_server(servers[1])
+        self.assertNoSecretLeft()
+        self._delete_server(servers[0])
