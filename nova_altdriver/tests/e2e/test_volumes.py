@@ -6,11 +6,14 @@ for Cinder: what the guest sees of its volumes, and what stays behind.
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 
+import fixtures
 from lxml import etree
 from nova.tests import fixtures as nova_fixtures
+from nova.tests.functional.api import client
 
 from nova_altdriver import host as host_mod
 from nova_altdriver.tests import builders
@@ -324,3 +327,61 @@ class VolumeTest(base.TestCase):
         self._delete_server(servers[1])
         self.assertNoSecretLeft()
         self._delete_server(servers[0])
+
+    def test_rebuild_of_a_volume_backed_server_reimages_its_volume(self):
+        # API 2.93: Cinder writes the new image onto the boot volume and
+        # tells nova (here a thread does what Cinder's volume service does)
+        self.make_volume(BOOT_VOLUME, from_guest_image=True)
+        server = self.boot_from_volume()
+        console = self.wait_for_guest(server, 'ALTDRIVER-HB 2')
+        self.assertEqual('base-image', markers.latest(console).marker)
+        variant = self.guest_variant_file('--marker', 'reimaged')
+        new_image = self.upload_image(variant, 'qcow2')
+
+        def cinder_reimages(context, volume_id, image_id, **kwargs):
+            def reimage():
+                subprocess.run(['qemu-img', 'convert', '-n', '-f', 'qcow2',
+                                '-O', 'raw', variant, rbd_uri(volume_id)],
+                               check=True, capture_output=True)
+                self.api.api_post('/os-server-external-events', {
+                    'events': [{'name': 'volume-reimaged',
+                                'server_uuid': server['id'],
+                                'tag': volume_id}]})
+            threading.Thread(target=reimage).start()
+        self.useFixture(fixtures.MockPatch(
+            'nova.volume.cinder.API.reimage_volume',
+            side_effect=cinder_reimages, autospec=False))
+
+        self.api.microversion = '2.93'
+        self.api.post_server_action(server['id'], {
+            'rebuild': {'imageRef': new_image}})
+        server = self._wait_for_state_change(server, 'REBUILD')
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        # the guest boots what the volume holds now: the new image, afresh
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1',
+                                      timeout=180)
+        boot = markers.latest(console)
+        self.assertEqual(('reimaged', 1), (boot.marker, boot.bootcount))
+        self._delete_server(server)
+        self.assertNoSecretLeft()
+
+    def test_a_snapshot_that_needs_quiescing_the_guest_cannot_do(self):
+        # the volume's image asks for quiescing, the guest runs no agent:
+        # the snapshot is refused, the server runs on untouched
+        volume_id = self.cinder.IMAGE_BACKED_VOL_QUIESCE
+        self.make_volume(volume_id, from_guest_image=True)
+        server = self.boot('', self.flavor, block_device_mapping_v2=[{
+            'boot_index': 0, 'uuid': volume_id, 'source_type': 'volume',
+            'destination_type': 'volume', 'delete_on_termination': False}])
+        self.wait_for_guest(server, 'ALTDRIVER-HB 2')
+        error = self.assertRaises(
+            client.OpenStackApiException, self.api.post_server_action,
+            server['id'], {'createImage': {'name': 'snap'}})
+        self.assertEqual(409, error.response.status_code)
+        self.assertIn('quiesce', str(error).lower())
+        server = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', None), (
+            server['status'], server['OS-EXT-STS:task_state']))
+        beats = markers.latest(self.console(server)).beats[-1]
+        self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (beats + 1))
+        self.assertEqual(1, len(markers.boots(self.console(server))))
