@@ -92,6 +92,7 @@ class AltDriver(driver.ComputeDriver):
         os.makedirs(self._layout.root, exist_ok=True)
         self._local_node_uuid()
         self._snapshot.recover_interrupted(host)
+        self._volumes.abort_interrupted_swaps()
         self._image_cache.remove_unfinished()
         self._lifecycle.remove_unfinished_evacuations(
             nova_context.get_admin_context(), host)

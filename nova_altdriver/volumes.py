@@ -258,6 +258,24 @@ class Volumes(object):
                  driver_block_device.get_volume_id(new_connection_info),
                  instance=instance)
 
+    def abort_interrupted_swaps(self):
+        """Ends the copies of swaps nova-compute died in: the guests stay on
+        their old volumes, as nova's data still has them (Cinder's
+        migration fails; asked again, it starts afresh).
+        """
+        for guest in self._host.list_guests():
+            try:
+                if not guest.is_active():
+                    continue
+                for disk in guest.disks():
+                    if disk.rbd and guest.has_block_job(disk.dev):
+                        LOG.warning('Aborting the copy of volume %s that an '
+                                    'interrupted swap left', disk.serial,
+                                    instance_uuid=guest.uuid)
+                        guest.abort_block_job(disk.dev)
+            except exception.InstanceNotFound:
+                continue  # removed meanwhile
+
     def quiesce(self, instance, image_meta):
         if not image_meta.properties.get('hw_qemu_guest_agent'):
             raise exception.QemuGuestAgentNotEnabled()

@@ -385,3 +385,39 @@ class VolumeTest(base.TestCase):
         beats = markers.latest(self.console(server)).beats[-1]
         self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (beats + 1))
         self.assertEqual(1, len(markers.boots(self.console(server))))
+
+    def test_a_swap_nova_compute_died_in_is_undone_at_its_start(self):
+        self.policy.set_rules({
+            'os_compute_api:os-volumes-attachments:swap': '@'},
+            overwrite=False)
+        old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
+        self.make_volume(old, from_guest_image=True)
+        server = self.boot(self.upload_guest_image(), self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        self.api.post_server_volume(
+            server['id'], {'volumeAttachment': {'volumeId': old}})
+        self.wait_for_guest(server, 'ALTDRIVER-OTHER vdb marker=base-image')
+        self.make_volume(new, size=str(volume_size(old)))
+        dom = self.conn.lookupByUUIDString(server['id'])
+
+        # nova-compute dies while QEMU copies (and runs no clean-up)
+        with fixtures.MockPatch(
+                'nova_altdriver.guest.Guest.pivot_when_ready',
+                side_effect=SystemExit('nova-compute killed')):
+            self.api.put_server_volume(server['id'], old, new)
+            self._wait_for_assert(lambda: self.assertTrue(
+                dom.blockJobInfo('vdb', 0)))
+        self.compute = self.restart_compute_service(self.compute)
+
+        # the guest is on its old volume, as nova has it; QEMU let go of
+        # the new one, which Cinder can delete
+        self.assertEqual({}, dom.blockJobInfo('vdb', 0))
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):
+            self.assertIn('volume-' + old, xml)
+            self.assertNotIn('volume-' + new, xml)
+        self.assertEqual([old], [a['volumeId'] for a in
+                                 self.api.get_server_volumes(server['id'])])
+        rbd('rm', 'volumes/volume-' + new)
+        beats = markers.latest(self.console(server)).beats[-1]
+        self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (beats + 1))
+        self.assertEqual(1, len(markers.boots(self.console(server))))
