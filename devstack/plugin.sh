@@ -41,13 +41,16 @@ function configure_tempest_for_nova_altdriver {
     # Not (yet) supported by the driver.
     for feature in resize cold_migration live_migration \
             attach_encrypted_volume interface_attach change_password \
-            spice_console serial_console swap_volume volume_multiattach; do
+            spice_console serial_console; do
         iniset "$TEMPEST_CONFIG" compute-feature-enabled "$feature" False
     done
-    # Cinder on Ceph RBD (devstack-plugin-ceph): the volumes it attaches
+    # Cinder on Ceph RBD (devstack-plugin-ceph): the volumes it attaches,
+    # extends and migrates (multiattach follows DevStack's
+    # ENABLE_VOLUME_MULTIATTACH, which makes the volume type it needs)
     if is_service_enabled cinder; then
         iniset "$TEMPEST_CONFIG" volume-feature-enabled \
             extend_attached_volume True
+        iniset "$TEMPEST_CONFIG" compute-feature-enabled swap_volume True
     fi
 }
 

@@ -189,8 +189,10 @@ def disk_element(disk):
     """
     el = etree.Element('disk', type='network' if disk.rbd else 'file',
                        device=disk.device)
+    # a disk two guests share is never cached by either host's QEMU
     _sub(el, 'driver', name='qemu', type=disk.format,
-         cache=CONF.altdriver.disk_cache_mode, discard='unmap')
+         cache='none' if disk.shareable else CONF.altdriver.disk_cache_mode,
+         discard='unmap')
     if disk.alias:
         _sub(el, 'alias', name=disk.alias)
     if disk.rbd:

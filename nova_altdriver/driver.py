@@ -42,6 +42,7 @@ class AltDriver(driver.ComputeDriver):
         has_imagecache=True,
         supports_evacuate=True,
         supports_extend_volume=True,
+        supports_multiattach=True,
         supports_bfv_rescue=True,
         supports_image_type_qcow2=True,
         supports_image_type_raw=True,
@@ -91,6 +92,7 @@ class AltDriver(driver.ComputeDriver):
         os.makedirs(self._layout.root, exist_ok=True)
         self._local_node_uuid()
         self._snapshot.recover_interrupted(host)
+        self._volumes.abort_interrupted_swaps()
         self._image_cache.remove_unfinished()
         self._lifecycle.remove_unfinished_evacuations(
             nova_context.get_admin_context(), host)
@@ -278,6 +280,11 @@ class AltDriver(driver.ComputeDriver):
     def extend_volume(self, context, connection_info, instance,
                       requested_size):
         self._volumes.extend(connection_info, instance, requested_size)
+
+    def swap_volume(self, context, old_connection_info, new_connection_info,
+                    instance, mountpoint, resize_to):
+        self._volumes.swap(old_connection_info, new_connection_info,
+                           instance, resize_to)
 
     def quiesce(self, context, instance, image_meta):
         self._volumes.quiesce(instance, image_meta)

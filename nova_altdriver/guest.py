@@ -42,6 +42,7 @@ STOPPED_WITHOUT_SAVE = frozenset((
 # then fails destroy with EBUSY. Retried as the in-tree driver does.
 _DESTROY_ATTEMPTS = 6
 _DESTROY_RETRY_SECONDS = 1.0
+_JOB_POLL_SECONDS = 0.05
 
 
 def _disk(el):
@@ -302,6 +303,26 @@ class Guest(object):
         return True
 
     @_gone_is_not_found
+    def mirror_disk(self, target, disk):
+        """Starts copying the running guest's disk target onto disk (a
+        domain.Disk whose storage exists, as large): the guest goes on with
+        target, every write mirrored, until pivot_when_ready or
+        abort_block_job (a transient job: it ends with libvirtd).
+        """
+        self._domain.blockCopy(
+            target, _device_xml(disk), None,
+            libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT |
+            libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
+
+    @_gone_is_not_found
+    def abort_block_job(self, target):
+        """Ends the block job on target, the guest staying where it was
+        (nothing when there is none).
+        """
+        if self._domain.blockJobInfo(target, 0):
+            self._domain.blockJobAbort(target, 0)
+
+    @_gone_is_not_found
     def resize_disk(self, target, size):
         """Tells the running guest its disk target has size bytes now."""
         self._domain.blockResize(target, size,
@@ -380,7 +401,16 @@ class Guest(object):
             "devices/disk[target/@dev=$dev]/mirror[@ready='yes']",
             dev=target))
 
+    def pivot_when_ready(self, target):
+        """Waits until the block job on target is ready, then moves the
+        guest onto the job's destination (BlockJobEnded if the job ends
+        first).
+        """
+        while not self.block_job_ready(target):
+            time.sleep(_JOB_POLL_SECONDS)
+        self._pivot(target)
+
     @_gone_is_not_found
-    def pivot(self, target):
+    def _pivot(self, target):
         self._domain.blockJobAbort(target,
                                    libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)

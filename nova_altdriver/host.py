@@ -28,6 +28,20 @@ MIN_QEMU_VERSION = (6, 2, 0)
 # The description of the secrets this driver defines (and may remove).
 SECRET_DESCRIPTION = 'nova_altdriver: a Cinder volume user\'s cephx key'
 
+
+def ceph_secret_xml(uuid, user):
+    """The definition of a private libvirt ceph secret for cephx user,
+    marked as this driver's own (SECRET_DESCRIPTION); its value is set
+    apart.
+    """
+    secret = etree.Element('secret', ephemeral='no', private='yes')
+    etree.SubElement(secret, 'description').text = SECRET_DESCRIPTION
+    etree.SubElement(secret, 'uuid').text = uuid
+    usage = etree.SubElement(secret, 'usage', type='ceph')
+    etree.SubElement(usage, 'name').text = 'client.%s secret' % user
+    return etree.tostring(secret, encoding='unicode', pretty_print=True)
+
+
 # What virNodeGetInfo says of the host (it returns a list).
 NodeInfo = collections.namedtuple('NodeInfo', 'memory_mb cpus mhz')
 
@@ -408,13 +422,8 @@ class Host(object):
         """A private libvirt secret of type ceph holding the key (bytes) of
         cephx user, marked as this driver's own (SECRET_DESCRIPTION).
         """
-        secret = etree.Element('secret', ephemeral='no', private='yes')
-        etree.SubElement(secret, 'description').text = SECRET_DESCRIPTION
-        etree.SubElement(secret, 'uuid').text = uuid
-        usage = etree.SubElement(secret, 'usage', type='ceph')
-        etree.SubElement(usage, 'name').text = 'client.%s secret' % user
         made = self.call(lambda c: c.secretDefineXML(
-            etree.tostring(secret, encoding='unicode')))
+            ceph_secret_xml(uuid, user)))
         made.setValue(key)
 
     def own_secrets(self):

@@ -39,7 +39,6 @@ from nova_altdriver import paths
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
-_JOB_POLL_SECONDS = 0.05
 # In a snapshot's work directory: what the guest writes meanwhile, its
 # definition before, and the nova-compute host that owns the directory.
 _OVERLAY = 'writes-meanwhile.qcow2'
@@ -273,9 +272,7 @@ class Snapshot(object):
         # started again it would fail.
         if not guest.has_block_job(target):
             guest.commit_active_layer(target)
-        while not guest.block_job_ready(target):
-            time.sleep(_JOB_POLL_SECONDS)
-        guest.pivot(target)
+        guest.pivot_when_ready(target)
 
     def _settle(self, instance_uuid):
         for _uuid, work in _work_dirs(self._layout.snapshots_dir,

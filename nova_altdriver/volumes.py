@@ -1,5 +1,6 @@
 """Cinder volumes: this host's connector, a volume's disk, attach, detach,
-extend, and the quiescing of nova's snapshots of volume-backed servers.
+extend, swap (Cinder's migration of an attached volume), and the quiescing
+of nova's snapshots of volume-backed servers.
 
 Ceph RBD volumes only (``driver_volume_type = rbd``, Cinder's RBD driver):
 QEMU opens them itself through librbd, so nothing is connected on the host.
@@ -11,6 +12,7 @@ removes it once no guest of this host uses it.
 """
 
 import base64
+import dataclasses
 import os
 import platform
 import re
@@ -22,6 +24,7 @@ from nova import exception
 from nova.virt import block_device as driver_block_device
 from nova.virt import driver
 from oslo_log import log as logging
+from oslo_utils import units
 
 import nova.conf
 from nova_altdriver import domain
@@ -164,21 +167,21 @@ class Volumes(object):
             LOG.info('No guest to detach volume %s from', volume_id,
                      instance=instance)
             return
-        running = (_volume(guest.disks(), volume_id)
+        running = (_volume(guest.disks(), connection_info)
                    if guest.is_active() else None)
         if running is not None:
             if guest.power_state() == power_state.PAUSED:
                 raise exception.DeviceDetachFailed(
                     device=running.dev, reason='a paused guest cannot let '
                     'it go: unpause the server first')
-            self._detach_live(guest, running, volume_id)
-        defined = _volume(guest.disks(inactive=True), volume_id)
+            self._detach_live(guest, running, connection_info)
+        defined = _volume(guest.disks(inactive=True), connection_info)
         if defined is not None:
             guest.detach_disk(defined, live=False)
         self.release_secrets()
         LOG.info('Volume %s detached', volume_id, instance=instance)
 
-    def _detach_live(self, guest, disk, volume_id):
+    def _detach_live(self, guest, disk, connection_info):
         # Asked again (a request can meet a guest still booting), as the
         # in-tree driver does.
         attempts = CONF.altdriver.device_detach_attempts
@@ -191,7 +194,7 @@ class Volumes(object):
             if removed is False:
                 raise exception.DeviceDetachFailed(
                     device=disk.dev, reason='the guest refused to let it go')
-            if removed or _volume(guest.disks(), volume_id) is None:
+            if removed or _volume(guest.disks(), connection_info) is None:
                 return
             LOG.warning('The guest has not let %s go within %d s (attempt '
                         '%d of %d)', disk.dev, seconds, attempt, attempts,
@@ -208,12 +211,70 @@ class Volumes(object):
         guest = self._host.find_guest(instance.uuid)
         if guest is None or not guest.is_active():
             return
-        disk = _volume(guest.disks(), volume_id)
+        disk = _volume(guest.disks(), connection_info)
         if disk is None:
             raise exception.DiskNotFound(location=volume_id)
         guest.resize_disk(disk.dev, requested_size)
         LOG.info('Volume %s extended to %d bytes', volume_id,
                  requested_size, instance=instance)
+
+    def swap(self, old_connection_info, new_connection_info, instance,
+             resize_to):
+        """Copies the running guest's volume onto the new one Cinder made,
+        then moves the guest onto it (copy, then pivot: the guest runs on
+        and sees one disk throughout; libvirt puts the new volume into the
+        definition with the pivot); resize_to GiB (0: same size). On any
+        failure the guest stays on the old volume, untouched.
+        """
+        guest = self._host.get_guest(instance)
+        old_id = driver_block_device.get_volume_id(old_connection_info)
+        running = (_volume(guest.disks(), old_connection_info)
+                   if guest.is_active() else None)
+        if running is None:
+            raise exception.VolumeRebaseFailed(
+                reason='volume %s is not in a running guest: QEMU copies it'
+                % old_id)
+        # the guest keeps its device as it knows it: serial, alias, address
+        new = dataclasses.replace(
+            self._usable(new_connection_info, running.dev, running.bus,
+                         running.device),
+            serial=running.serial, alias=running.alias,
+            boot_order=running.boot_order)
+        try:
+            guest.mirror_disk(running.dev, new)
+            guest.pivot_when_ready(running.dev)
+        except Exception as e:
+            try:
+                guest.abort_block_job(running.dev)
+            except Exception as abort_error:
+                LOG.warning('Could not abort the copy of %s: %s', running.dev,
+                            abort_error, instance=instance)
+            self.release_secrets()
+            raise exception.VolumeRebaseFailed(reason=e)
+        if resize_to:
+            guest.resize_disk(running.dev, resize_to * units.Gi)
+        self.release_secrets()
+        LOG.info('Volume %s swapped for %s', old_id,
+                 driver_block_device.get_volume_id(new_connection_info),
+                 instance=instance)
+
+    def abort_interrupted_swaps(self):
+        """Ends the copies of swaps nova-compute died in: the guests stay on
+        their old volumes, as nova's data still has them (Cinder's
+        migration fails; asked again, it starts afresh).
+        """
+        for guest in self._host.list_guests():
+            try:
+                if not guest.is_active():
+                    continue
+                for disk in guest.disks():
+                    if disk.rbd and guest.has_block_job(disk.dev):
+                        LOG.warning('Aborting the copy of volume %s that an '
+                                    'interrupted swap left', disk.serial,
+                                    instance_uuid=guest.uuid)
+                        guest.abort_block_job(disk.dev)
+            except exception.InstanceNotFound:
+                continue  # removed meanwhile
 
     def quiesce(self, instance, image_meta):
         if not image_meta.properties.get('hw_qemu_guest_agent'):
@@ -245,5 +306,12 @@ class Volumes(object):
             LOG.warning('Could not remove unused Ceph secrets: %s', e)
 
 
-def _volume(disks, volume_id):
-    return next((d for d in disks if d.rbd and d.serial == volume_id), None)
+def _volume(disks, connection_info):
+    """The disk of a volume: by its id as the guest knows it, or by its
+    image (after a swap the guest's device keeps the first volume's id,
+    which Cinder's migration usually gives the new volume too).
+    """
+    volume_id = driver_block_device.get_volume_id(connection_info)
+    name = connection_info['data'].get('name')
+    return next((d for d in disks if d.rbd and (
+        d.serial == volume_id or d.rbd.name == name)), None)

@@ -524,6 +524,15 @@ s_volume_shelve() {
         *) log "$VOL_BOOT is $st while its server is shelved"; return 1 ;;
     esac
 }
+# rebuild of a volume-backed server (compute API 2.93): Cinder writes the
+# image onto the boot volume again, the guest boots it afresh
+s_volume_rebuild() {
+    PREV_READY[$VSERVER]=$(latest "$VSERVER" ready)
+    osc --os-compute-api-version 2.93 server rebuild --image "$IMAGE" \
+        --reimage-boot-volume "$VSERVER" -f value -c id &&
+        wait_status "$VSERVER" ACTIVE && BOOTS[$VOL_BOOT]=0 &&
+        booted "$VSERVER" "$VOL_BOOT" && net_ok "$VSERVER"
+}
 # s_volume_server_delete SERVER: the server goes, its boot volume stays
 # (delete_on_termination false) with the data on it
 s_volume_server_delete() {
@@ -595,6 +604,7 @@ if step "volume create --image" s_volume_from_image; then
             step "unrescue (volume-backed)" s_volume_unrescue
         step "shelve (volume-backed: offload)" s_volume_shelve
         step "unshelve (volume-backed)" s_unshelve "$VSERVER" "$VOL_BOOT"
+        step "rebuild --reimage-boot-volume (2.93)" s_volume_rebuild
         step "delete (volume kept)" s_volume_server_delete "$VSERVER"
     fi
     if step "server create --volume (same)" s_volume_boot "$VSERVER2" "$HOST2"; then

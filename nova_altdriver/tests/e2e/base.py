@@ -66,8 +66,8 @@ class TestCase(base.TestCase):
         return self.upload_image(os.path.join(GUEST_DIR, name), 'qcow2',
                                  **properties)
 
-    def guest_variant(self, *options, **properties):
-        """A Glance image of the test guest changed by customize.sh
+    def guest_variant_file(self, *options):
+        """The path of a copy of the test guest changed by customize.sh
         options (for example '--knob', 'ignore-acpi').
         """
         path = os.path.join(self._state_dir, 'variant-%d.qcow2' % len(
@@ -75,7 +75,12 @@ class TestCase(base.TestCase):
         subprocess.run([os.path.join(TOOLS, 'customize.sh'),
                         os.path.join(GUEST_DIR, 'disk.qcow2'), path] +
                        list(options), check=True, capture_output=True)
-        return self.upload_image(path, 'qcow2', **properties)
+        return path
+
+    def guest_variant(self, *options, **properties):
+        """A Glance image of guest_variant_file(*options)."""
+        return self.upload_image(self.guest_variant_file(*options), 'qcow2',
+                                 **properties)
 
     def boot(self, image_id, flavor_id, expected_state='ACTIVE', **extra):
         """Boots a server (no network unless extra says) and removes its

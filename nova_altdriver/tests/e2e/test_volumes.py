@@ -3,12 +3,17 @@
 for Cinder: what the guest sees of its volumes, and what stays behind.
 """
 
+import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 
+import fixtures
+from lxml import etree
 from nova.tests import fixtures as nova_fixtures
+from nova.tests.functional.api import client
 
 from nova_altdriver import host as host_mod
 from nova_altdriver.tests import builders
@@ -22,6 +27,19 @@ KEYRING = '/etc/ceph/ceph.client.cinder.keyring'
 
 def rbd_uri(volume_id):
     return 'rbd:volumes/volume-%s:id=cinder:conf=%s' % (volume_id, CEPH_CONF)
+
+
+def rbd(*args, check=True):
+    return subprocess.run(['rbd', '--id', 'cinder', '-c', CEPH_CONF] +
+                          list(args), check=check, capture_output=True,
+                          text=True)
+
+
+def volume_size(volume_id):
+    info = subprocess.run(
+        ['qemu-img', 'info', '--output=json', rbd_uri(volume_id)],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(info)['virtual-size']
 
 
 class VolumeTest(base.TestCase):
@@ -41,26 +59,31 @@ class VolumeTest(base.TestCase):
                                           ephemeral=0)
         self.addCleanup(self.remove_own_secrets)  # whatever happens
 
-    def make_volume(self, volume_id, from_guest_image=False):
+    def make_volume(self, volume_id, from_guest_image=False, size='64M',
+                    multiattach=False):
         """An RBD image as Cinder would make it, and its connection info."""
+        rbd('rm', 'volumes/volume-' + volume_id, check=False)  # a run's rest
         if from_guest_image:
             args = ['qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw',
                     os.path.join(base.GUEST_DIR, 'disk.qcow2')]
         else:
             args = ['qemu-img', 'create', '-f', 'raw']
         subprocess.run(args + [rbd_uri(volume_id)] + (
-            [] if from_guest_image else ['64M']), check=True,
+            [] if from_guest_image else [size]), check=True,
             capture_output=True)
-        self.addCleanup(subprocess.run, [
-            'rbd', '--id', 'cinder', '-c', CEPH_CONF, 'rm',
-            'volumes/volume-' + volume_id], capture_output=True)
+        self.addCleanup(rbd, 'rm', 'volumes/volume-' + volume_id,
+                        check=False)
+        if multiattach:  # as Cinder's RBD driver makes them
+            rbd('feature', 'disable', 'volumes/volume-' + volume_id,
+                'fast-diff', 'object-map', 'exclusive-lock')
         info = builders.rbd_connection_info(volume_id)
         info['data']['secret_uuid'] = builders.CEPH_SECRET_UUID
         self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
 
     def own_secrets(self):
         return [s for s in self.conn.listAllSecrets(0)
-                if host_mod.SECRET_DESCRIPTION in s.XMLDesc()]
+                if etree.fromstring(s.XMLDesc()).findtext('description') ==
+                host_mod.SECRET_DESCRIPTION]
 
     def remove_own_secrets(self):
         for secret in self.own_secrets():
@@ -214,3 +237,187 @@ class VolumeTest(base.TestCase):
         # running, it lets go
         self.api.delete_server_volume(server['id'], volume_id)
         self.wait_for_disks(server, ['vda'])
+
+    def test_a_volume_swapped_under_a_running_guest(self):
+        # Cinder migrating an attached volume (only Cinder may ask: nova's
+        # swap policy is for the service role)
+        self.policy.set_rules({
+            'os_compute_api:os-volumes-attachments:swap': '@'},
+            overwrite=False)
+        old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
+        self.make_volume(old, from_guest_image=True)
+        server = self.boot(self.upload_guest_image(), self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        self.api.post_server_volume(
+            server['id'], {'volumeAttachment': {'volumeId': old}})
+        self.wait_for_guest(server, 'ALTDRIVER-OTHER vdb marker=base-image')
+        dom = self.conn.lookupByUUIDString(server['id'])
+
+        # a target QEMU cannot copy onto (too small): the guest stays on
+        # its volume, the server ACTIVE
+        too_small = str(uuid.uuid4())
+        self.make_volume(too_small, size='16M')
+        self.api.put_server_volume(server['id'], old, too_small)
+        self._wait_for_instance_action_event(
+            server, 'swap_volume', 'compute_swap_volume', 'Error')
+        self.assertEqual('ACTIVE', self.api.get_server(server['id'])[
+            'status'])
+        self.assertEqual([old], [a['volumeId'] for a in
+                                 self.api.get_server_volumes(server['id'])])
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):  # live, persistent
+            self.assertIn('volume-' + old, xml)
+            self.assertNotIn('volume-' + too_small, xml)
+
+        # copied, then pivoted: the guest runs on, on the new volume
+        self.make_volume(new, size=str(volume_size(old)))
+        self.api.put_server_volume(server['id'], old, new)
+        self._wait_for_assert(lambda: self.assertEqual([new], [
+            a['volumeId'] for a in self.api.get_server_volumes(
+                server['id'])]), max_retries=self.STATE_WAIT_RETRIES)
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):
+            self.assertIn('volume-' + new, xml)
+            self.assertNotIn('volume-' + old, xml)
+        subprocess.run(['qemu-img', 'compare', rbd_uri(old), rbd_uri(new)],
+                       check=True, capture_output=True)
+        rbd('rm', 'volumes/volume-' + old)  # QEMU has let go of it
+        self.assertEqual(1, len(markers.boots(self.console(server))))
+        self.assertEqual(['vda', 'vdb'],
+                         markers.latest(self.console(server)).disks)
+        # what the guest finds there now comes from the new volume only
+        self._reboot_server(server, hard=True)
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        self.assertIn('ALTDRIVER-OTHER vdb marker=base-image',
+                      console.split('ALTDRIVER-READY bootcount=1')[1])
+        self.api.delete_server_volume(server['id'], new)
+        self.wait_for_disks(server, ['vda'])
+        self._delete_server(server)
+        self.assertNoSecretLeft()
+
+    def test_two_servers_share_a_multiattach_volume(self):
+        # (a host cache that would be wrong for a shared disk)
+        self.flags(disk_cache_mode='writeback', group='altdriver')
+        self.api.microversion = '2.60'
+        volume_id = self.cinder.MULTIATTACH_VOL
+        self.make_volume(volume_id, from_guest_image=True, multiattach=True)
+        image = self.upload_guest_image()
+        servers = [self.boot(image, self.flavor) for _ in range(2)]
+        for server in servers:
+            self.wait_for_guest(server, 'ALTDRIVER-READY')
+            self.api.post_server_volume(
+                server['id'], {'volumeAttachment': {'volumeId': volume_id}})
+        # both guests read it at once, neither host caching it
+        for server in servers:
+            self.wait_for_guest(server,
+                                'ALTDRIVER-OTHER vdb marker=base-image')
+            vdb, = etree.fromstring(self.conn.lookupByUUIDString(
+                server['id']).XMLDesc(0)).xpath(
+                    "devices/disk[target/@dev='vdb']")
+            self.assertIsNotNone(vdb.find('shareable'))
+            self.assertEqual('none', vdb.find('driver').get('cache'))
+
+        # one lets it go; the other keeps it, and the secret it needs
+        self.api.delete_server_volume(servers[0]['id'], volume_id)
+        self.wait_for_disks(servers[0], ['vda'])
+        self.assertEqual([volume_id], [
+            a['volumeId'] for a in self.api.get_server_volumes(
+                servers[1]['id'])])
+        self.assertEqual(['vda', 'vdb'],
+                         markers.latest(self.console(servers[1])).disks)
+        self.assertEqual(1, len(self.own_secrets()))
+        self._delete_server(servers[1])
+        self.assertNoSecretLeft()
+        self._delete_server(servers[0])
+
+    def test_rebuild_of_a_volume_backed_server_reimages_its_volume(self):
+        # API 2.93: Cinder writes the new image onto the boot volume and
+        # tells nova (here a thread does what Cinder's volume service does)
+        self.make_volume(BOOT_VOLUME, from_guest_image=True)
+        server = self.boot_from_volume()
+        console = self.wait_for_guest(server, 'ALTDRIVER-HB 2')
+        self.assertEqual('base-image', markers.latest(console).marker)
+        variant = self.guest_variant_file('--marker', 'reimaged')
+        new_image = self.upload_image(variant, 'qcow2')
+
+        def cinder_reimages(context, volume_id, image_id, **kwargs):
+            def reimage():
+                subprocess.run(['qemu-img', 'convert', '-n', '-f', 'qcow2',
+                                '-O', 'raw', variant, rbd_uri(volume_id)],
+                               check=True, capture_output=True)
+                self.api.api_post('/os-server-external-events', {
+                    'events': [{'name': 'volume-reimaged',
+                                'server_uuid': server['id'],
+                                'tag': volume_id}]})
+            threading.Thread(target=reimage).start()
+        self.useFixture(fixtures.MockPatch(
+            'nova.volume.cinder.API.reimage_volume',
+            side_effect=cinder_reimages, autospec=False))
+
+        self.api.microversion = '2.93'
+        self.api.post_server_action(server['id'], {
+            'rebuild': {'imageRef': new_image}})
+        server = self._wait_for_state_change(server, 'REBUILD')
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        # the guest boots what the volume holds now: the new image, afresh
+        console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1',
+                                      timeout=180)
+        boot = markers.latest(console)
+        self.assertEqual(('reimaged', 1), (boot.marker, boot.bootcount))
+        self._delete_server(server)
+        self.assertNoSecretLeft()
+
+    def test_a_snapshot_that_needs_quiescing_the_guest_cannot_do(self):
+        # the volume's image asks for quiescing, the guest runs no agent:
+        # the snapshot is refused, the server runs on untouched
+        volume_id = self.cinder.IMAGE_BACKED_VOL_QUIESCE
+        self.make_volume(volume_id, from_guest_image=True)
+        server = self.boot('', self.flavor, block_device_mapping_v2=[{
+            'boot_index': 0, 'uuid': volume_id, 'source_type': 'volume',
+            'destination_type': 'volume', 'delete_on_termination': False}])
+        self.wait_for_guest(server, 'ALTDRIVER-HB 2')
+        error = self.assertRaises(
+            client.OpenStackApiException, self.api.post_server_action,
+            server['id'], {'createImage': {'name': 'snap'}})
+        self.assertEqual(409, error.response.status_code)
+        self.assertIn('quiesce', str(error).lower())
+        server = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', None), (
+            server['status'], server['OS-EXT-STS:task_state']))
+        beats = markers.latest(self.console(server)).beats[-1]
+        self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (beats + 1))
+        self.assertEqual(1, len(markers.boots(self.console(server))))
+
+    def test_a_swap_nova_compute_died_in_is_undone_at_its_start(self):
+        self.policy.set_rules({
+            'os_compute_api:os-volumes-attachments:swap': '@'},
+            overwrite=False)
+        old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
+        self.make_volume(old, from_guest_image=True)
+        server = self.boot(self.upload_guest_image(), self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        self.api.post_server_volume(
+            server['id'], {'volumeAttachment': {'volumeId': old}})
+        self.wait_for_guest(server, 'ALTDRIVER-OTHER vdb marker=base-image')
+        self.make_volume(new, size=str(volume_size(old)))
+        dom = self.conn.lookupByUUIDString(server['id'])
+
+        # nova-compute dies while QEMU copies (and runs no clean-up)
+        with fixtures.MockPatch(
+                'nova_altdriver.guest.Guest.pivot_when_ready',
+                side_effect=SystemExit('nova-compute killed')):
+            self.api.put_server_volume(server['id'], old, new)
+            self._wait_for_assert(lambda: self.assertTrue(
+                dom.blockJobInfo('vdb', 0)))
+        self.compute = self.restart_compute_service(self.compute)
+
+        # the guest is on its old volume, as nova has it; QEMU let go of
+        # the new one, which Cinder can delete
+        self.assertEqual({}, dom.blockJobInfo('vdb', 0))
+        for xml in (dom.XMLDesc(0), dom.XMLDesc(2)):
+            self.assertIn('volume-' + old, xml)
+            self.assertNotIn('volume-' + new, xml)
+        self.assertEqual([old], [a['volumeId'] for a in
+                                 self.api.get_server_volumes(server['id'])])
+        rbd('rm', 'volumes/volume-' + new)
+        beats = markers.latest(self.console(server)).beats[-1]
+        self.wait_for_guest(server, 'ALTDRIVER-HB %d' % (beats + 1))
+        self.assertEqual(1, len(markers.boots(self.console(server))))

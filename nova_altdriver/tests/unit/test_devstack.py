@@ -80,7 +80,8 @@ class DevstackPluginTest(testtools.TestCase):
                         'pause', 'suspend'):
             self.assertEqual('True', features[feature], feature)
         self.assertEqual('False', features['live_migration'])
-        self.assertEqual('False', features['swap_volume'])
+        self.assertEqual('True', features['swap_volume'])
+        self.assertNotIn('volume_multiattach', features)  # DevStack's own
         self.assertEqual('True', self.read(self.tempest_conf)[
             'volume-feature-enabled']['extend_attached_volume'])
 

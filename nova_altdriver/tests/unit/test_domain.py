@@ -10,6 +10,7 @@ import re
 from lxml import etree
 
 from nova_altdriver import domain
+from nova_altdriver import host as host_mod
 from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
 from nova_altdriver import vifs
@@ -37,6 +38,10 @@ class GoldenXMLTest(base.TestCase):
         with open(path) as f:
             self.assertEqual(f.read(), xml)
         etree.fromstring(xml)  # well-formed
+
+    def test_the_ceph_secret_of_a_volume(self):
+        self.assertGolden('ceph-secret.xml', host_mod.ceph_secret_xml(
+            builders.CEPH_SECRET_UUID, 'cinder'))
 
     def test_plain_virtio_server_with_local_disks(self):
         self.flags(virt_type='kvm', group='altdriver')
