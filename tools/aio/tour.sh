@@ -484,13 +484,16 @@ s_volume_from_image() {
     [ "${bootable,,}" = true ] || { log "$VOL_BOOT is not bootable ($bootable)"; return 1; }
     rbd_image "$(vol_id "$VOL_BOOT")" || { log "no RBD image for $VOL_BOOT"; return 1; }
 }
-# s_volume_boot SERVER HOST: a server booted from VOL_BOOT (QEMU opens the
-# RBD image as vda); the guest's boot count goes on from the volume's
+# s_volume_boot SERVER HOST [delete]: a server booted from VOL_BOOT (QEMU
+# opens the RBD image as vda), with delete: the volume goes with the server
+# (delete_on_termination); the guest's boot count goes on from the volume's
 s_volume_boot() {
-    local vid
+    local vid with=false
+    [ "${3:-}" = delete ] && with=true
     vid=$(vol_id "$VOL_BOOT") || return 1
-    osc server create --flavor "$FLAVOR" --volume "$VOL_BOOT" --network "$NETWORK" \
-        --host "$2" "$1" -f value -c id || return 1
+    osc server create --flavor "$FLAVOR" --network "$NETWORK" --host "$2" \
+        --block-device "uuid=$vid,source_type=volume,destination_type=volume,boot_index=0,delete_on_termination=$with" \
+        "$1" -f value -c id || return 1
     wait_status "$1" ACTIVE && booted "$1" "$VOL_BOOT" && net_ok "$1" || return 1
     [ "$(domain_disk "$1" "$vid")" = vda ] ||
         { log "the domain has no volumes/volume-$vid as vda"; return 1; }
@@ -544,6 +547,20 @@ s_volume_server_delete() {
     [ ! -e "$STATE/instances/$id" ] || { log "instance directory $id left behind"; return 1; }
     wait_volume "$VOL_BOOT" available || return 1
     rbd_image "$vid" || { log "the RBD image of $VOL_BOOT is gone"; return 1; }
+}
+# s_volume_server_delete_all SERVER: the server goes, and its boot volume
+# with it (delete_on_termination): in Cinder and in Ceph
+s_volume_server_delete_all() {
+    local id vid end=$((SECONDS + WAIT))
+    id=$(osc server show "$1" -f value -c id) && vid=$(vol_id "$VOL_BOOT") || return 1
+    osc server delete --wait "$1" || return 1
+    [ -z "$(defined_on "$id")" ] ||
+        { log "libvirt domain $id still defined on $(defined_on "$id")"; return 1; }
+    while osc volume show "$vid" >/dev/null 2>&1 || rbd_image "$vid"; do
+        [ $SECONDS -lt $end ] || { log "$VOL_BOOT ($vid) is still there"; return 1; }
+        sleep 2
+    done
+    log "$VOL_BOOT went with its server, its RBD image too"
 }
 s_volume_delete() {
     local v h rc=0
@@ -607,19 +624,20 @@ if step "volume create --image" s_volume_from_image; then
         step "rebuild --reimage-boot-volume (2.93)" s_volume_rebuild
         step "delete (volume kept)" s_volume_server_delete "$VSERVER"
     fi
-    if step "server create --volume (same)" s_volume_boot "$VSERVER2" "$HOST2"; then
+    if step "server create --volume (same, deleted with it)" \
+            s_volume_boot "$VSERVER2" "$HOST2" delete; then
         step "evacuate (volume-backed)" s_evacuate "$VSERVER2" "$VOL_BOOT"
         step "failed host back (volume-backed)" s_source_back "$VSERVER2"
-        step "delete (volume kept) 2" s_volume_server_delete "$VSERVER2"
+        step "delete (the volume with it)" s_volume_server_delete_all "$VSERVER2"
     fi
 fi
 step "volume delete" s_volume_delete
 
-printf '\n%-34s | %-6s | %s\n' operation result seconds
-printf -- '-----------------------------------+--------+--------\n'
+printf '\n%-44s | %-6s | %s\n' operation result seconds
+printf -- '---------------------------------------------+--------+--------\n'
 for r in "${RESULTS[@]}"; do
     IFS='|' read -r n res dt <<<"$r"
-    printf '%-34s | %-6s | %s\n' "$n" "$res" "$dt"
+    printf '%-44s | %-6s | %s\n' "$n" "$res" "$dt"
 done
 printf 'tour: %d s, %s\n' $((SECONDS - T0)) "$([ $FAILED = 0 ] && echo 'all steps passed' || echo 'FAILURES')"
 exit $FAILED
