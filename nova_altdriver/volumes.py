@@ -275,6 +275,9 @@ class Volumes(object):
                         guest.abort_block_job(disk.dev)
             except exception.InstanceNotFound:
                 continue  # removed meanwhile
+            except Exception as e:  # nova-compute starts all the same
+                LOG.warning('Could not look for interrupted volume swaps: '
+                            '%s', e, instance_uuid=guest.uuid)
 
     def quiesce(self, instance, image_meta):
         if not image_meta.properties.get('hw_qemu_guest_agent'):
