@@ -1,15 +1,19 @@
-"""The all-in-one cloud's server operations through Horizon, in a browser.
+"""The all-in-one cloud's server and volume operations through Horizon, in
+a browser.
 
 Run by `aio.sh browser-tour [OUTDIR]`: headless Chromium (Debian's chromium
 and chromedriver, nothing downloaded) logs in to Horizon, launches the test
 guest with the Launch Instance wizard and walks it through the actions of the
-Instances table. Every step is checked by the status Horizon shows and by the
-marker lines the guest prints on its console, read on the instance's Log tab
+Instances table; then launches it again from a new volume (Horizon's
+default), attaches, extends and detaches a blank volume (Instances and
+Volumes tables) and rescues and shelves the volume-backed server. Every step
+is checked by the status Horizon shows and by the marker lines the guest
+prints on its console, read on the instance's Log tab
 (tools/guest-image/README.md; parsed by the e2e tests' markers.py). One
 screenshot per step goes to OUTDIR, plus the page's HTML when the step
 failed. Prints a table `step | result | seconds`; exits non-zero if a step
-failed. The server and the snapshot it made are deleted at the end, also
-after a failure.
+failed. The servers, volumes and the snapshot it made are deleted at the
+end, also after a failure.
 
 The steps and their checks are here, the pages they use in horizon_pages.py.
 """
@@ -35,12 +39,26 @@ CLOUD = 'altdriver-aio'
 PASSWORD = os.environ.get('AIO_PASSWORD', 'altdriver')
 NETWORK = os.environ.get('AIO_NETWORK', 'aio-net')
 WAIT = int(os.environ.get('TOUR_WAIT', '300'))
-# the CLI tour's image, rescue image and flavor (tour.sh): reused if there
+# the CLI tour's images and flavor (tour.sh): reused if there
 IMAGE = 'aio-tour-guest'
 RESCUE = 'aio-tour-rescue'
+# stable device rescue: a volume-backed server's disks stay in place
+RESCUE_STABLE = 'aio-tour-rescue-stable'
 FLAVOR = 'aio-tour-flavor'
+# image name: its file (tools/guest-image) and properties
+IMAGES = {
+    IMAGE: ('disk.qcow2', {}),
+    RESCUE: ('rescue.qcow2', {}),
+    RESCUE_STABLE: ('rescue.qcow2', {'hw_rescue_bus': 'virtio',
+                                     'hw_rescue_device': 'disk'}),
+}
 SERVER = 'aio-browser-server'
 SNAPSHOT = 'aio-browser-snapshot'
+# booted from a new volume, which is deleted with it
+VSERVER = 'aio-browser-volume-server'
+# a blank volume hot-plugged into VSERVER
+VOLUME = 'aio-browser-volume'
+GIB = 1 << 30
 
 IPV4 = re.compile(r'\b\d+\.\d+\.\d+\.\d+\b')
 
@@ -66,8 +84,16 @@ class Tour(object):
         self.cloud = openstack.connect(cloud=CLOUD)
         # Horizon in the browser and its pages, from the login on
         self.horizon = self.instances = self.log_tab = self.images = None
+        self.volumes = self.action_log = None
         self.server_id = None
         self.last_ready = None
+        # VSERVER's boot volume, the blank VOLUME and its disk in the guest
+        self.boot_volume = self.volume_id = self.guest_disk = None
+        # the guest's disks as it listed them last (ALTDRIVER-DISKS)
+        self.disks = []
+        # the compute hosts' libvirt (aio.sh writes them): host -> URI
+        with open(os.path.join(STATE, 'computes')) as f:
+            self.libvirt = {h: uri for h, _, uri in map(str.split, f)}
         self.results = []
 
     # ------------------------------------------------------- the cloud
@@ -75,28 +101,67 @@ class Tour(object):
         """The CLI tour's images and flavor; made as it makes them if gone."""
         c = self.cloud
         self.cleanup()
-        missing = [n for n in (IMAGE, RESCUE) if not c.image.find_image(n)]
+        missing = [n for n in IMAGES if not c.image.find_image(n)]
         if missing:
             build = os.path.join(TOP, 'tools', 'guest-image', 'build.sh')
             out = subprocess.check_output(['bash', build], text=True).strip()
             for name in missing:
                 pages.log('uploading %s' % name)
-                disk = 'rescue.qcow2' if name == RESCUE else 'disk.qcow2'
+                disk, properties = IMAGES[name]
                 c.create_image(name, filename=os.path.join(out, disk),
                                disk_format='qcow2', container_format='bare',
-                               visibility='public', wait=True)
+                               visibility='public', wait=True, **properties)
         if not c.compute.find_flavor(FLAVOR):
             c.compute.create_flavor(name=FLAVOR, ram=256, vcpus=1, disk=1)
 
     def cleanup(self):
         c = self.cloud
-        for server in c.compute.servers(name='^%s$' % SERVER):
+        volumes = {v.id for v in c.block_storage.volumes(name=VOLUME)}
+        for server in c.compute.servers(name='^(%s|%s)$' % (SERVER, VSERVER)):
+            # its boot volume, should the server not take it along
+            volumes.update(a.volume_id
+                           for a in c.compute.volume_attachments(server))
             pages.log('deleting server %s' % server.id)
             c.compute.delete_server(server)
             c.compute.wait_for_delete(server, wait=WAIT)
+        for volume_id in volumes:
+            self.delete_volume(volume_id)
         for image in c.image.images(name=SNAPSHOT):
             pages.log('deleting image %s' % image.id)
             c.image.delete_image(image)
+
+    def delete_volume(self, volume_id):
+        """Deletes the volume unless it is gone or going, and waits until it
+        is gone. One a tour left attached to no server is reset first.
+        """
+        storage = self.cloud.block_storage
+        volume = storage.find_volume(volume_id)
+        if volume is None:
+            return
+        pages.log('deleting volume %s (%s)' % (volume.id, volume.status))
+        if volume.status not in ('available', 'error', 'deleting'):
+            storage.reset_volume_status(volume, status='available',
+                                        attach_status='detached')
+        if volume.status != 'deleting':
+            storage.delete_volume(volume)
+        storage.wait_for_delete(volume, wait=WAIT)
+
+    def qemu_capacity(self, volume_id):
+        """The bytes QEMU gives the volume's disk in the server's domain on
+        its host (virsh domblkinfo), None if the domain has no such disk.
+        """
+        uri = self.libvirt[self.cloud.compute.get_server(
+            self.server_id).compute_host]
+        for line in subprocess.check_output(
+                ['virsh', '-c', uri, 'domblklist', self.server_id],
+                text=True).splitlines():
+            if line.split()[1:] == ['volumes/volume-%s' % volume_id]:
+                info = subprocess.check_output(
+                    ['virsh', '-c', uri, 'domblkinfo', self.server_id,
+                     line.split()[0]], text=True)
+                return int(re.search(r'^Capacity:\s+(\d+)', info,
+                                     re.M).group(1))
+        return None
 
     # ------------------------------------------------------------ checks
     def wait_status(self, *wanted):
@@ -117,8 +182,43 @@ class Tour(object):
                                       state.get('Task')))
         pages.log('status %s' % state['Status'])
 
+    def wait_volume(self, volume_id, wanted):
+        """The volume's row on the Volumes page shows WANTED, {column: text}.
+        """
+        state = {}
+
+        def reached():
+            state.update(self.volumes.cells(volume_id) or
+                         {'Status': '(no row)'})
+            if state['Status'].startswith('Error'):
+                raise pages.StepFailed('the volume went to %s: %s'
+                                       % (state['Status'],
+                                          self.horizon.messages()))
+            return all(state.get(k) == v for k, v in wanted.items())
+        try:
+            pages.wait_for('volume %s' % wanted, reached, WAIT)
+        except pages.StepFailed as e:
+            raise pages.StepFailed('%s (last: %s)' % (e, {
+                k: state.get(k) for k in wanted}))
+        pages.log('volume %s: %s' % (volume_id, wanted))
+
     def console(self):
         return self.log_tab.text(self.server_id)
+
+    def disk_change(self):
+        """The guest lists its disks anew (ALTDRIVER-DISKS, printed on every
+        hot plug and unplug): the disks it gained and lost.
+        """
+        before = self.disks
+
+        def changed():
+            # none: the console's last lines hold no DISKS line
+            now = markers.latest(self.console()).disks
+            return now != before and now
+        self.disks = pages.wait_for('ALTDRIVER-DISKS other than %s'
+                                    % ' '.join(before), changed, WAIT)
+        pages.log('console: ALTDRIVER-DISKS %s' % ' '.join(self.disks))
+        return set(self.disks) - set(before), set(before) - set(self.disks)
 
     def wait_console(self, pattern):
         regex = re.compile(pattern)
@@ -182,21 +282,28 @@ class Tour(object):
         self.instances = pages.InstancesPage(self.horizon)
         self.log_tab = pages.LogTab(self.horizon)
         self.images = pages.ImagesPage(self.horizon)
+        self.volumes = pages.VolumesPage(self.horizon)
+        self.action_log = pages.ActionLogTab(self.horizon)
         pages.LoginPage(self.horizon).log_in('admin', PASSWORD, 'Default')
 
-    def fill_wizard(self, attempts=2):
-        """Details, Source, Flavor, Networks of the Launch Instance wizard.
+    def fill_wizard(self, name, new_volume, attempts=2):
+        """Details, Source, Flavor, Networks of the Launch Instance wizard:
+        the image, into a new volume (Horizon's default; deleted with the
+        server) or not (an image-backed server).
 
         Now and then the wizard's network tables stay empty although
         Horizon fetched the network: the wizard is then opened again.
         """
         wizard = self.instances.launch_wizard()
-        wizard.name(SERVER)
+        wizard.name(name)
         wizard.go_to('Source')
         pages.wait_for('image %s offered' % IMAGE,
                        lambda: wizard.allocate(IMAGE), 30)
-        # an image-backed server (Horizon would boot it from a new volume)
-        wizard.create_volume(False)
+        if not wizard.create_volume(new_volume) and new_volume:
+            raise pages.StepFailed('the wizard offers no Create New Volume')
+        if new_volume:
+            pages.wait_for('Delete Volume on Instance Delete offered',
+                           lambda: wizard.delete_volume_on_delete(True), 10)
         wizard.go_to('Flavor')
         pages.wait_for('flavor %s offered' % FLAVOR,
                        lambda: wizard.allocate(FLAVOR), 30)
@@ -211,23 +318,39 @@ class Tour(object):
             self.horizon.save(os.path.join(self.outdir,
                                            'wizard-without-networks'))
             wizard.cancel()
-            return self.fill_wizard(attempts - 1)
+            return self.fill_wizard(name, new_volume, attempts - 1)
         return wizard
 
-    def launch(self):
-        wizard = self.fill_wizard()
+    def launch(self, name, new_volume):
+        wizard = self.fill_wizard(name, new_volume)
         wizard.go_to('Configuration')
         config_drive = wizard.config_drive()
         wizard.launch()
         self.server_id = pages.wait_for('the new instance listed',
-                                        lambda: self.instances.find(SERVER),
+                                        lambda: self.instances.find(name),
                                         60)
         pages.log('instance %s' % self.server_id)
+        self.last_ready = None
         self.wait_status('Active')
         self.wait_boot(1)
         if config_drive:
             self.wait_console('ALTDRIVER-CONFIGDRIVE')
         self.network_ok()
+
+    def launch_volume_backed(self):
+        """The guest boots from the new volume (vda), which the Volumes page
+        shows attached and bootable.
+        """
+        self.launch(VSERVER, new_volume=True)
+        self.wait_console('ALTDRIVER-SELF vda role=guest')
+        self.disks = markers.latest(self.console()).disks
+        attached = '/dev/vda on %s' % VSERVER
+        self.boot_volume = pages.wait_for(
+            'a volume %s' % attached, lambda: next((
+                v for v, cells in self.volumes.all_cells().items()
+                if cells.get('Attached To') == attached), None), 60)
+        self.wait_volume(self.boot_volume, {'Status': 'In-use',
+                                            'Bootable': 'Yes'})
 
     def stop(self):
         self.action('stop')
@@ -254,16 +377,17 @@ class Tour(object):
         self.wait_status('Active')
         self.ticks(advancing=True)
 
-    def rescue(self):
-        self.action('rescue', lambda: self.horizon.choose('id_image', RESCUE))
+    def rescue(self, image, disk=r'\w+'):
+        """Rescued with IMAGE: its guest writes to the server's DISK."""
+        self.action('rescue', lambda: self.horizon.choose('id_image', image))
         self.wait_status('Rescue')
         self.wait_console(r'ALTDRIVER-SELF \w+ role=rescue')
-        self.wait_console(r'ALTDRIVER-OTHER \w+ marker=')
-        self.wait_console(r'ALTDRIVER-RESCUE-WROTE \w+')
+        self.wait_console(r'ALTDRIVER-OTHER %s marker=' % disk)
+        self.wait_console(r'ALTDRIVER-RESCUE-WROTE %s' % disk)
         self.wait_boot(1)  # the rescue disk's own first boot
 
-    def unrescue(self):
-        self.power_on('unrescue', 5)
+    def unrescue(self, count):
+        self.power_on('unrescue', count)
         self.wait_console('ALTDRIVER-RESCUED rescued-by-rescue-image')
 
     def snapshot(self):
@@ -293,11 +417,85 @@ class Tour(object):
                        WAIT)
         self.server_id = None
 
+    def delete_volume_backed(self):
+        self.delete()
+        pages.wait_for('its boot volume leaves the Volumes page',
+                       lambda: self.volumes.row(self.boot_volume) is None,
+                       WAIT)
+        pages.log('volume %s deleted with it' % self.boot_volume)
+
+    # ---------------------------------------------------- volume steps
+    def create_volume(self):
+        """A blank volume of 1 GiB (Project > Volumes > Create Volume)."""
+        def fill():
+            self.horizon.type_into('id_name', VOLUME)
+            self.horizon.type_into('id_size', '1')
+        self.volumes.table_action('create', fill)
+        self.volume_id = pages.wait_for('volume %s listed' % VOLUME,
+                                        lambda: self.volumes.find(VOLUME), 60)
+        self.wait_volume(self.volume_id, {'Status': 'Available',
+                                          'Size': '1GiB'})
+
+    def attach_volume(self):
+        """Hot-plugged: the guest sees one disk more, empty and 1 GiB."""
+        self.action('attach_volume',
+                    lambda: self.horizon.choose('id_volume', VOLUME))
+        self.wait_volume(self.volume_id, {'Status': 'In-use'})
+        added, gone = self.disk_change()
+        if len(added) != 1 or gone:
+            raise pages.StepFailed('the guest gained %s and lost %s, not one '
+                                   'disk' % (sorted(added), sorted(gone)))
+        self.guest_disk = added.pop()
+        # 1 GiB in sectors of 512 bytes, no file system on it
+        self.wait_console('ALTDRIVER-EXTRA %s size=2097152 fs=none'
+                          % self.guest_disk)
+
+    def extend_volume(self):
+        """Extended to 2 GiB while attached: Cinder tells nova, which has
+        the driver grow QEMU's disk under the running guest.
+        """
+        self.volumes.action(self.volume_id, 'extend',
+                            lambda: self.horizon.type_into('id_new_size', '2'))
+        self.wait_volume(self.volume_id, {'Status': 'In-use', 'Size': '2GiB'})
+
+        def extended():
+            found = [a for a in self.action_log.actions(self.server_id)
+                     if a.get('Action') == 'extend_volume']
+            if found and found[0].get('Message') == 'Error':
+                raise pages.StepFailed('extend_volume failed: %s' % found[0])
+            return found
+        found = pages.wait_for('extend_volume in the Action Log', extended,
+                               60)
+        pages.log('Action Log: extend_volume %s' % found[0].get('Request ID'))
+        pages.wait_for("QEMU's disk of 2 GiB",
+                       lambda: self.qemu_capacity(self.volume_id) == 2 * GIB,
+                       WAIT)
+        pages.log("QEMU's disk has 2 GiB")
+
+    def detach_volume(self):
+        """Unplugged: the guest lost that disk and runs on."""
+        self.action('detach_volume',
+                    lambda: self.horizon.choose('id_volume', VOLUME))
+        added, gone = self.disk_change()
+        if added or gone != {self.guest_disk}:
+            raise pages.StepFailed('the guest gained %s and lost %s, not %s'
+                                   % (sorted(added), sorted(gone),
+                                      self.guest_disk))
+        self.wait_volume(self.volume_id, {'Status': 'Available'})
+        self.ticks(advancing=True)
+
+    def volume_delete(self):
+        self.volumes.action(self.volume_id, 'delete')
+        pages.wait_for('the volume leaves the table',
+                       lambda: self.volumes.row(self.volume_id) is None,
+                       WAIT)
+
     # ------------------------------------------------------------ runner
     def steps(self):
         return [
             ('log in', self.login),
-            ('launch instance (wizard)', self.launch),
+            ('launch instance (no volume)',
+             lambda: self.launch(SERVER, new_volume=False)),
             ('shut off', self.stop),
             ('start', lambda: self.power_on('start', 2)),
             ('soft reboot', lambda: self.power_on('soft_reboot', 3)),
@@ -306,13 +504,29 @@ class Tour(object):
             ('resume (from pause)', lambda: self.resume('pause')),
             ('suspend', self.suspend),
             ('resume (from suspend)', lambda: self.resume('suspend')),
-            ('rescue (rescue image)', self.rescue),
-            ('unrescue', self.unrescue),
+            ('rescue (rescue image)', lambda: self.rescue(RESCUE)),
+            ('unrescue', lambda: self.unrescue(5)),
             ('create snapshot', self.snapshot),
             ('shelve (offloaded by nova)', self.shelve),
             ('unshelve', lambda: self.power_on('shelve', 6)),
             ('rebuild', self.rebuild),
             ('delete', self.delete),
+            # Horizon's default launch: the image into a new volume, which
+            # the guest boots; a blank volume goes in and out of it
+            ('launch instance (new volume)', self.launch_volume_backed),
+            ('create volume', self.create_volume),
+            ('attach volume', self.attach_volume),
+            ('extend volume (attached)', self.extend_volume),
+            ('detach volume', self.detach_volume),
+            # stable device rescue: the boot volume stays vda
+            ('rescue (volume-backed)',
+             lambda: self.rescue(RESCUE_STABLE, 'vda')),
+            ('unrescue (volume-backed)', lambda: self.unrescue(2)),
+            # nova offloads a volume-backed server at once
+            ('shelve (volume-backed)', self.shelve),
+            ('unshelve (volume-backed)', lambda: self.power_on('shelve', 3)),
+            ('delete (its volume too)', self.delete_volume_backed),
+            ('delete volume', self.volume_delete),
         ]
 
     def run_step(self, number, name, function):

@@ -176,52 +176,74 @@ class LoginPage(object):
                  60, 0.5)
 
 
-class InstancesPage(object):
-    """The Instances table: a row per instance, its actions in a menu."""
+def row_cells(horizon, table, row):
+    """{column title: text} of ROW of the Horizon table TABLE (its id)."""
+    titles = [th.text.strip() for th in horizon.driver.find_elements(
+        By.CSS_SELECTOR, '#%s tr.table_column_header th' % table)]
+    cells = row.find_elements(By.XPATH, './td')
+    return dict(zip(titles, [td.text.strip() for td in cells]))
 
-    PATH = '/project/instances/'
+
+class TablePage(object):
+    """A Horizon table (PATH, its id TABLE): a row per object, the row's
+    actions in its menu, the table's above it.
+    """
+
+    PATH = TABLE = None
 
     def __init__(self, horizon):
         self.horizon = horizon
 
     def find(self, name):
-        """The ID of the instance listed as NAME, nothing if none."""
+        """The ID of the object listed as NAME, nothing if none."""
         self.horizon.open(self.PATH)
         rows = self.horizon.driver.find_elements(
-            By.CSS_SELECTOR, 'tr[data-display="%s"]' % name)
+            By.CSS_SELECTOR, '#%s tr[data-display="%s"]' % (self.TABLE, name))
         return rows and rows[0].get_attribute('data-object-id')
 
-    def row(self, server_id):
+    def row(self, object_id):
         self.horizon.open(self.PATH)
         rows = self.horizon.driver.find_elements(
-            By.ID, 'instances__row__' + server_id)
+            By.ID, '%s__row__%s' % (self.TABLE, object_id))
         return rows[0] if rows else None
 
-    def cells(self, server_id):
-        """{column title: text} of the instance's row, None if none."""
-        row = self.row(server_id)
-        if row is None:
-            return None
-        titles = [th.text.strip() for th in self.horizon.driver.find_elements(
-            By.CSS_SELECTOR, '#instances tr.table_column_header th')]
-        cells = row.find_elements(By.XPATH, './td')
-        return dict(zip(titles, [td.text.strip() for td in cells]))
+    def cells(self, object_id):
+        """{column title: text} of the object's row, None if none."""
+        row = self.row(object_id)
+        return None if row is None else row_cells(self.horizon, self.TABLE,
+                                                  row)
 
-    def action(self, server_id, name, fill=None):
+    def all_cells(self):
+        """{object ID: {column title: text}} of every row."""
+        self.horizon.open(self.PATH)
+        return {row.get_attribute('data-object-id'):
+                row_cells(self.horizon, self.TABLE, row)
+                for row in self.horizon.driver.find_elements(
+                    By.CSS_SELECTOR, '#%s tr[data-object-id]' % self.TABLE)}
+
+    def action(self, object_id, name, fill=None):
         """Runs a row action (from the row's menu) to the next page.
 
         Confirms it if Horizon asks; an action that opens a form has the
         form filled by FILL and submitted.
         """
-        horizon = self.horizon
-        row = self.row(server_id)
+        row = self.row(object_id)
         if row is None:
-            raise StepFailed('no row for the instance')
-        found = horizon.driver.find_elements(
-            By.ID, 'instances__row_%s__action_%s' % (server_id, name))
+            raise StepFailed('no row for %s' % object_id)
+        found = self.horizon.driver.find_elements(
+            By.ID, '%s__row_%s__action_%s' % (self.TABLE, object_id, name))
         if not found:
             raise StepFailed('the row offers no action %s' % name)
-        button = found[0]
+        self._run(found[0], name, fill, row)
+
+    def table_action(self, name, fill):
+        """Runs an action above the table whose form FILL fills."""
+        self.horizon.open(self.PATH)
+        self._run(self.horizon.driver.find_element(
+            By.ID, '%s__action_%s' % (self.TABLE, name)), name, fill)
+
+    def _run(self, button, name, fill, row=None):
+        horizon = self.horizon
         # Horizon asks before it does anything harmful
         confirm = 'btn-danger' in button.get_attribute('class')
 
@@ -238,11 +260,25 @@ class InstancesPage(object):
                 horizon.submit_modal()
         horizon.reloaded(run)
 
+
+class InstancesPage(TablePage):
+    """The Instances table."""
+
+    PATH = '/project/instances/'
+    TABLE = 'instances'
+
     def launch_wizard(self):
         self.horizon.open(self.PATH)
         self.horizon.click(self.horizon.driver.find_element(
             By.ID, 'instances__action_launch-ng'))
         return LaunchWizard(self.horizon)
+
+
+class VolumesPage(TablePage):
+    """The Volumes table (Project > Volumes)."""
+
+    PATH = '/project/volumes/'
+    TABLE = 'volumes'
 
 
 class LaunchWizard(object):
@@ -280,9 +316,22 @@ class LaunchWizard(object):
         """Sets the Source step's "Create New Volume" (offered for an image
         source when Cinder is there); false if this Horizon offers none.
         """
+        return self._yes_no('vol_create', yes)
+
+    def delete_volume_on_delete(self, yes):
+        """Sets "Delete Volume on Instance Delete" (offered for a new
+        volume); false if this Horizon offers none.
+        """
+        return self._yes_no('vol_delete_on_instance_delete', yes)
+
+    def _yes_no(self, field, yes):
+        """Clicks Yes or No of the Source step's toggle for FIELD (of the
+        wizard's model) unless it is set; false if there is none.
+        """
         buttons = [e for e in self.horizon.driver.find_elements(
-            By.XPATH, '//label[@id="vol-create"][normalize-space(.)="%s"]'
-            % ('Yes' if yes else 'No')) if e.is_displayed()]
+            By.XPATH, '//label[@ng-model="model.newInstanceSpec.%s"]'
+            '[normalize-space(.)="%s"]' % (field, 'Yes' if yes else 'No'))
+            if e.is_displayed()]
         if buttons and 'active' not in buttons[0].get_attribute('class'):
             self.horizon.click(buttons[0])
         return bool(buttons)
@@ -336,6 +385,21 @@ class LogTab(object):
         horizon.driver.execute_script(
             'window.scrollTo(0, document.body.scrollHeight)')
         return pre.text.replace('\r', '')
+
+
+class ActionLogTab(object):
+    """An instance's Action Log tab: what nova did to it, newest first."""
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def actions(self, server_id):
+        """[{column title: text}] of the tab's rows."""
+        self.horizon.open('/project/instances/%s/?tab=instance_details__audit'
+                          % server_id)
+        table = self.horizon.wait_visible('#audit', 'the Action Log')
+        return [row_cells(self.horizon, 'audit', row) for row in
+                table.find_elements(By.CSS_SELECTOR, 'tr[data-object-id]')]
 
 
 class ImagesPage(object):
