@@ -185,12 +185,6 @@ def _timed(what, call):
     return result, time.perf_counter() - start
 
 
-def _rss_mib():
-    with open('/proc/self/status') as f:
-        kib = next(line.split()[1] for line in f if line.startswith('VmRSS:'))
-    return int(kib) / 1024.0
-
-
 def measure(args):
     _configure(args)
     from nova.compute import provider_tree
@@ -236,8 +230,8 @@ def measure(args):
     n = len(domains)
     results = [('periodic', '%s @%d' % (name, n), _timed(name, call)[1], 's')
                for _ in range(args.repeat) for name, call in calls]
-    results.append(('memory', 'compute RSS @%d domains' % n, _rss_mib(),
-                    'MiB'))
+    results.append(('memory', 'compute RSS @%d domains' % n,
+                    benchmarks.rss_mib(), 'MiB'))
     benchmarks.append_records(args.out, args.driver, results)
     for _group, figure, value, unit in results:
         print('%s %s: %.4f %s' % (args.driver, figure, value, unit))

@@ -6,7 +6,8 @@ process per driver and scenario, alternating ours, in-tree, ours, in-tree.
 Absolute times are noise on shared machines: the ratio ours/in-tree of the
 medians in one run is the result. Prints one table per group and writes
 the raw runs (``runs.json``) and the tables (``results.txt``) to the output
-directory. Usually started by benchmarks/run.sh, which sets up the machine.
+directory. Usually started by benchmarks/run.sh, which sets up the machine;
+the ``volumes`` scenario starts (or adopts) the one-node Ceph of tools/ceph.
 """
 
 import argparse
@@ -15,7 +16,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,9 +26,10 @@ import libvirt
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('ALTDRIVER_CACHE', '/var/cache/nova-altdriver')
 DRIVERS = ('alt', 'intree')
-SCENARIOS = ('ops', 'bigdisk', 'concurrency', 'periodic')
+SCENARIOS = ('ops', 'bigdisk', 'concurrency', 'periodic', 'volumes')
 PERIODIC_SIZES = (10, 100, 500)
 GROUPS = ('operation', 'live snapshot', 'concurrency', 'periodic', 'memory')
+DOCS_RESULTS = os.path.join(TOP, 'doc', 'source', 'benchmark-results.txt')
 
 
 def log(msg):
@@ -67,7 +68,8 @@ class Runner(object):
 
     def remove_guests(self):
         """Guests a failed run left behind on the private libvirtd (nova
-        refuses to start a new compute service next to them).
+        refuses to start a new compute service next to them), and secrets
+        (the next driver would find its volumes' key defined already).
         """
         conn = libvirt.open(self.uri)
         try:
@@ -76,6 +78,8 @@ class Runner(object):
                     dom.destroy()
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                                   libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            for secret in conn.listAllSecrets():
+                secret.undefine()
         finally:
             conn.close()
 
@@ -115,6 +119,10 @@ class Runner(object):
         self._harness('bigdisk', {'BENCH_BIG_IMAGE': big_image(
             os.environ['ALTDRIVER_GUEST_DIR'])})
 
+    def scenario_volumes(self):
+        self._script('ceph/ceph.sh', 'up')  # returns once HEALTH_OK
+        self._harness('volumes')
+
     def scenario_periodic(self):
         domains = os.path.join(self.out, 'domains')
         self.remove_guests()
@@ -146,9 +154,18 @@ class Runner(object):
             f.write(text)
         print(text)
         if self.args.update_docs and not self.failures:
-            shutil.copy(os.path.join(self.out, 'results.txt'), os.path.join(
-                TOP, 'doc', 'source', 'benchmark-results.txt'))
+            self.update_docs(text)
         return 1 if self.failures else 0
+
+    def update_docs(self, text):
+        """A run of every scenario replaces the published tables; a run of
+        some merges its figures into them.
+        """
+        if set(self.args.scenarios) != set(SCENARIOS):
+            with open(DOCS_RESULTS) as f:
+                text = merge_results(f.read(), text, self.args.scenarios)
+        with open(DOCS_RESULTS, 'w') as f:
+            f.write(text)
 
 
 def tables(records):
@@ -157,17 +174,9 @@ def tables(records):
     for r in records:
         values[(r['group'], r['figure'])][r['driver']].append(r['value'])
         units[(r['group'], r['figure'])] = r['unit']
-    out = []
+    rows = collections.defaultdict(dict)
     for group in GROUPS:
-        rows = [key for key in values if key[0] == group]
-        if not rows:
-            continue
-        out.append(group.upper())
-        out.append('%-40s | %-26s | %-26s | %s' % (
-            'figure', 'ours: median (min-max)', 'in-tree: median (min-max)',
-            'ours/in-tree'))
-        out.append('-' * 41 + '+' + '-' * 28 + '+' + '-' * 28 + '+' + '-' * 13)
-        for key in rows:
+        for key in [key for key in values if key[0] == group]:
             cells, medians = [], []
             for driver in DRIVERS:
                 v = values[key][driver]
@@ -181,10 +190,54 @@ def tables(records):
                     cells.append('-')
             ratio = ('%.2f' % (medians[0] / medians[1])
                      if None not in medians and medians[1] else '-')
-            out.append('%-40s | %-26s | %-26s | %s' % (
-                key[1], cells[0], cells[1], ratio))
+            rows[group][key[1]] = '%-40s | %-26s | %-26s | %s' % (
+                key[1], cells[0], cells[1], ratio)
+    return render(rows)
+
+
+def render(rows):
+    """The tables of rows ({group: {figure: row line}}), in GROUPS order."""
+    out = []
+    for group in GROUPS:
+        if not rows.get(group):
+            continue
+        out.append(group.upper())
+        out.append('%-40s | %-26s | %-26s | %s' % (
+            'figure', 'ours: median (min-max)', 'in-tree: median (min-max)',
+            'ours/in-tree'))
+        out.append('-' * 41 + '+' + '-' * 28 + '+' + '-' * 28 + '+' + '-' * 13)
+        out.extend(rows[group].values())
         out.append('')
     return '\n'.join(out)
+
+
+def parse_results(text):
+    """(the machine lines, {group: {figure: row line}}) of a results.txt."""
+    titles = {group.upper(): group for group in GROUPS}
+    head, rows, group = [], collections.defaultdict(dict), None
+    for line in text.splitlines():
+        if line in titles:
+            group = titles[line]
+        elif group is None:
+            head.extend([line] if line else [])
+        elif '|' in line and not line.startswith(('figure ', '-')):
+            rows[group][line.split('|', 1)[0].strip()] = line
+    return head, rows
+
+
+def merge_results(published, new, scenarios):
+    """The published results with the rows of a run of some scenarios in
+    place of theirs (new figures last in their group), and the run's
+    machine line, marked with those scenarios, after the published one.
+    """
+    head, rows = parse_results(published)
+    new_head, new_rows = parse_results(new)
+    mark = '%s: ' % ', '.join(scenarios)
+    head = [line for line in head if not line.startswith(mark)] + [
+        mark + line for line in new_head]
+    for group, figures in new_rows.items():
+        rows[group].update(figures)
+    return '\n'.join(head) + '\n\n' + render(rows)
 
 
 def fmt(value):

@@ -23,6 +23,10 @@ from nova_altdriver.tests.e2e import markers
 BOOT_VOLUME = nova_fixtures.CinderFixture.IMAGE_BACKED_VOL
 CEPH_CONF = '/etc/ceph/ceph.conf'
 KEYRING = '/etc/ceph/ceph.client.cinder.keyring'
+# The block device mapping of a server booted from BOOT_VOLUME, kept.
+BOOT_FROM_VOLUME = [{
+    'boot_index': 0, 'uuid': BOOT_VOLUME, 'source_type': 'volume',
+    'destination_type': 'volume', 'delete_on_termination': False}]
 
 
 def rbd_uri(volume_id):
@@ -42,10 +46,12 @@ def volume_size(volume_id):
     return json.loads(info)['virtual-size']
 
 
-class VolumeTest(base.TestCase):
+class CephVolumes(object):
+    """For an e2e test case (also the volume benchmark): nova's Cinder
+    fixture answering for RBD volumes the test makes on this machine's Ceph.
+    """
 
-    def setUp(self):
-        super().setUp()
+    def use_ceph_volumes(self):
         if not os.path.exists(KEYRING):
             problem = 'no Ceph here (tools/ceph/ceph.sh up makes one)'
             if os.environ.get('ALTDRIVER_E2E_REQUIRED'):
@@ -54,9 +60,6 @@ class VolumeTest(base.TestCase):
         self.cinder = self.useFixture(nova_fixtures.CinderFixture(self))
         self.cinder.VOLUME_CONNECTION_INFO = dict(
             self.cinder.VOLUME_CONNECTION_INFO)
-        self.compute = self.start_compute()
-        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
-                                          ephemeral=0)
         self.addCleanup(self.remove_own_secrets)  # whatever happens
 
     def make_volume(self, volume_id, from_guest_image=False, size='64M',
@@ -92,10 +95,25 @@ class VolumeTest(base.TestCase):
     def assertNoSecretLeft(self):
         self.assertEqual([], [s.UUIDString() for s in self.own_secrets()])
 
+    def wait_for_disks(self, server, disks):
+        """Until the guest's latest ALTDRIVER-DISKS line names disks."""
+        self._wait_for_assert(lambda: self.assertEqual(
+            disks, markers.latest(self.console(server)).disks),
+            max_retries=self.STATE_WAIT_RETRIES)
+
+
+class VolumeTest(CephVolumes, base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.use_ceph_volumes()
+        self.compute = self.start_compute()
+        self.flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
+                                          ephemeral=0)
+
     def boot_from_volume(self):
-        return self.boot('', self.flavor, block_device_mapping_v2=[{
-            'boot_index': 0, 'uuid': BOOT_VOLUME, 'source_type': 'volume',
-            'destination_type': 'volume', 'delete_on_termination': False}])
+        return self.boot('', self.flavor,
+                         block_device_mapping_v2=BOOT_FROM_VOLUME)
 
     def test_a_volume_keeps_the_guests_data_from_server_to_server(self):
         self.make_volume(BOOT_VOLUME, from_guest_image=True)
@@ -125,12 +143,6 @@ class VolumeTest(base.TestCase):
             server['id'], {'volumeAttachment': {'volumeId': volume_id}})
         self.wait_for_disks(server, ['vda', 'vdb'])
         return server, volume_id
-
-    def wait_for_disks(self, server, disks):
-        """Until the guest's latest ALTDRIVER-DISKS line names disks."""
-        self._wait_for_assert(lambda: self.assertEqual(
-            disks, markers.latest(self.console(server)).disks),
-            max_retries=self.STATE_WAIT_RETRIES)
 
     def test_hot_attach_extend_and_detach(self):
         server, volume_id = self.running_guest_with_a_volume()

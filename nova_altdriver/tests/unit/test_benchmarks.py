@@ -1,5 +1,9 @@
+import os
+
+import fixtures
 import testtools
 
+import benchmarks
 from benchmarks import run
 
 
@@ -45,3 +49,72 @@ class PausedSecondsTest(testtools.TestCase):
         self.assertAlmostEqual(0.25 + 0.5 + 0.5,
                                ops.paused_seconds(events, end=4.5))
         self.assertEqual(0.0, ops.paused_seconds([(1.0, resumed)], 2.0))
+
+
+class MergeResultsTest(testtools.TestCase):
+    """--update-docs after a run of some scenarios: their figures replace
+    the published ones, the others stay.
+    """
+
+    PUBLISHED = 'MACHINE-1\n\n' + run.tables([
+        record('spawn', 'alt', 1.0), record('spawn', 'intree', 2.0),
+        record('pause', 'alt', 0.1), record('pause', 'intree', 0.1),
+        record('RSS', 'alt', 130, 'memory', 'MiB')])
+
+    def test_rows_replaced_in_place_and_new_ones_last(self):
+        new = 'MACHINE-2\n\n' + run.tables([
+            record('spawn', 'alt', 3.0), record('spawn', 'intree', 3.0),
+            record('attach_volume', 'alt', 0.5),
+            record('Ceph RSS', 'intree', 250, 'memory', 'MiB')])
+        head, rows = run.parse_results(run.merge_results(
+            self.PUBLISHED, new, ['volumes']))
+        self.assertEqual(['MACHINE-1', 'volumes: MACHINE-2'], head)
+        self.assertEqual(['spawn', 'pause', 'attach_volume'],
+                         list(rows['operation']))
+        self.assertIn('| 1.00', rows['operation']['spawn'])
+        self.assertEqual(['RSS', 'Ceph RSS'], list(rows['memory']))
+
+    def test_a_run_of_the_same_scenarios_again_replaces_its_line(self):
+        merged = run.merge_results(self.PUBLISHED, 'MACHINE-2\n',
+                                   ['ops', 'volumes'])
+        merged = run.merge_results(merged, 'MACHINE-3\n', ['ops', 'volumes'])
+        self.assertEqual(['MACHINE-1', 'ops, volumes: MACHINE-3'],
+                         run.parse_results(merged)[0])
+        self.assertEqual(self.PUBLISHED.split('\n\n', 1)[1],
+                         merged.split('\n\n', 1)[1])  # tables unchanged
+
+    def test_every_scenario_has_its_runner(self):
+        for scenario in run.SCENARIOS:
+            self.assertTrue(callable(getattr(run.Runner,
+                                             'scenario_' + scenario)))
+
+
+class CephRssTest(testtools.TestCase):
+    """The memory Ceph adds: its daemons' RSS together, from /proc."""
+
+    def proc(self, processes):
+        proc = self.useFixture(fixtures.TempDir()).path
+        for pid, (name, rss_kib) in processes.items():
+            os.mkdir(os.path.join(proc, pid))
+            with open(os.path.join(proc, pid, 'comm'), 'w') as f:
+                f.write(name + '\n')
+            with open(os.path.join(proc, pid, 'status'), 'w') as f:
+                f.write('Name:\t%s\nVmRSS:\t%d kB\nThreads:\t4\n' % (
+                    name, rss_kib))
+        os.symlink('1', os.path.join(proc, 'self'))
+        return proc
+
+    def test_daemons_add_up_and_others_do_not_count(self):
+        proc = self.proc({'1': ('bash', 4096), '10': ('ceph-mon', 40960),
+                          '11': ('ceph-mgr', 153600),
+                          '12': ('ceph-osd', 51200),
+                          '13': ('ceph-osd', 1024)})
+        self.assertEqual(40 + 150 + 50 + 1,
+                         benchmarks.ceph_rss_mib(proc))
+        self.assertEqual(4, benchmarks.rss_mib(proc=proc))
+
+    def test_a_missing_daemon_is_an_error_not_a_smaller_sum(self):
+        proc = self.proc({'10': ('ceph-mon', 40960),
+                          '12': ('ceph-osd', 51200)})
+        e = self.assertRaises(RuntimeError, benchmarks.ceph_rss_mib, proc)
+        self.assertIn('ceph-mgr', str(e))
