@@ -23,10 +23,17 @@ from nova_altdriver.tests.e2e import markers
 BOOT_VOLUME = nova_fixtures.CinderFixture.IMAGE_BACKED_VOL
 CEPH_CONF = '/etc/ceph/ceph.conf'
 KEYRING = '/etc/ceph/ceph.client.cinder.keyring'
-# The block device mapping of a server booted from BOOT_VOLUME, kept.
-BOOT_FROM_VOLUME = [{
-    'boot_index': 0, 'uuid': BOOT_VOLUME, 'source_type': 'volume',
-    'destination_type': 'volume', 'delete_on_termination': False}]
+
+
+def boot_from(volume_id):
+    """The block device mapping of a server booted from volume_id, which
+    stays when the server goes.
+    """
+    return [{'boot_index': 0, 'uuid': volume_id, 'source_type': 'volume',
+             'destination_type': 'volume', 'delete_on_termination': False}]
+
+
+BOOT_FROM_VOLUME = boot_from(BOOT_VOLUME)
 
 
 def rbd_uri(volume_id):
@@ -382,9 +389,8 @@ class VolumeTest(CephVolumes, base.TestCase):
         # the snapshot is refused, the server runs on untouched
         volume_id = self.cinder.IMAGE_BACKED_VOL_QUIESCE
         self.make_volume(volume_id, from_guest_image=True)
-        server = self.boot('', self.flavor, block_device_mapping_v2=[{
-            'boot_index': 0, 'uuid': volume_id, 'source_type': 'volume',
-            'destination_type': 'volume', 'delete_on_termination': False}])
+        server = self.boot('', self.flavor,
+                           block_device_mapping_v2=boot_from(volume_id))
         self.wait_for_guest(server, 'ALTDRIVER-HB 2')
         error = self.assertRaises(
             client.OpenStackApiException, self.api.post_server_action,
