@@ -68,6 +68,10 @@ class CephVolumes(object):
         self.cinder.VOLUME_CONNECTION_INFO = dict(
             self.cinder.VOLUME_CONNECTION_INFO)
         self.addCleanup(self.remove_own_secrets)  # whatever happens
+        # the images go last, once no QEMU of the test holds one open
+        self.rbd_images = []
+        self.addCleanup(lambda: [rbd('rm', name, check=False)
+                                 for name in self.rbd_images])
 
     def make_volume(self, volume_id, from_guest_image=False, size='64M',
                     multiattach=False):
@@ -81,8 +85,7 @@ class CephVolumes(object):
         subprocess.run(args + [rbd_uri(volume_id)] + (
             [] if from_guest_image else [size]), check=True,
             capture_output=True)
-        self.addCleanup(rbd, 'rm', 'volumes/volume-' + volume_id,
-                        check=False)
+        self.rbd_images.append('volumes/volume-' + volume_id)
         if multiattach:  # as Cinder's RBD driver makes them
             rbd('feature', 'disable', 'volumes/volume-' + volume_id,
                 'fast-diff', 'object-map', 'exclusive-lock')
