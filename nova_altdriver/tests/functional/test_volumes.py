@@ -5,6 +5,7 @@ guest is proven on real QEMU and Ceph, in the e2e tier).
 
 import os
 
+import fixtures
 from nova.tests import fixtures as nova_fixtures
 
 from nova_altdriver.tests import builders
@@ -12,6 +13,8 @@ from nova_altdriver.tests.functional import base
 
 BOOT_VOLUME = nova_fixtures.CinderFixture.IMAGE_BACKED_VOL
 ISCSI_VOLUME = nova_fixtures.CinderFixture.ISCSI_BACKED_VOL
+# its image asks for quiescing (hw_qemu_guest_agent, os_require_quiesce)
+QUIESCE_VOLUME = nova_fixtures.CinderFixture.IMAGE_BACKED_VOL_QUIESCE
 
 
 class VolumeBackedTest(base.TestCase):
@@ -19,11 +22,13 @@ class VolumeBackedTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.cinder = self.useFixture(nova_fixtures.CinderFixture(self))
-        info = builders.rbd_connection_info(BOOT_VOLUME)
-        # (the test driver keeps no secrets: a cephx user is e2e's)
-        info['data']['auth_enabled'] = False
         self.cinder.VOLUME_CONNECTION_INFO = dict(
-            self.cinder.VOLUME_CONNECTION_INFO, **{BOOT_VOLUME: info})
+            self.cinder.VOLUME_CONNECTION_INFO)
+        for volume_id in (BOOT_VOLUME, QUIESCE_VOLUME):
+            info = builders.rbd_connection_info(volume_id)
+            # (the test driver keeps no secrets: a cephx user is e2e's)
+            info['data']['auth_enabled'] = False
+            self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
         self.compute = self.start_compute()
         self.flavor_id = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
                                              ephemeral=0, swap=64)
@@ -103,3 +108,27 @@ class VolumeBackedTest(base.TestCase):
             "devices/disk[target/@dev='vdc']/boot/@order"))
         self._unrescue_server(server)
         self.assertEqual(booted, self.disks(server))
+
+    def test_snapshot_of_a_volume_backed_server_quiesced(self):
+        # (libvirt's test driver has an agent that freezes and thaws; the
+        # fixture's volumes lack the description Cinder's have)
+        get = self.cinder.fake_get
+        self.useFixture(fixtures.MockPatch(
+            'nova.volume.cinder.API.get', autospec=False,
+            side_effect=lambda *args, **kwargs: dict(
+                get(*args, **kwargs), display_description='')))
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': self.boot_from(QUIESCE_VOLUME)}),
+            'ACTIVE')
+        self.assertEqual(1, len(self.domain_xml(self.compute, server).xpath(
+            "devices/channel/target[@name='org.qemu.guest_agent.0']")))
+        image_id = self.api.post_server_action(
+            server['id'], {'createImage': {'name': 'snap'}})['image_id']
+        image = self.glance.show(None, image_id)
+        self.assertEqual('active', image['status'])
+        # the boot volume as a Cinder snapshot (and the flavor's swap)
+        self.assertEqual([('blank', -1), ('snapshot', 0)], sorted([
+            (m['source_type'], m['boot_index']) for m in image[
+                'properties']['block_device_mapping']]))
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertIsNone(server['OS-EXT-STS:task_state'])
