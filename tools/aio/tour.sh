@@ -624,7 +624,7 @@ if step "volume create --image" s_volume_from_image; then
         step "rebuild --reimage-boot-volume (2.93)" s_volume_rebuild
         step "delete (volume kept)" s_volume_server_delete "$VSERVER"
     fi
-    if step "server create --volume (same, deleted with it)" \
+    if step "server create --volume (deleted with it)" \
             s_volume_boot "$VSERVER2" "$HOST2" delete; then
         step "evacuate (volume-backed)" s_evacuate "$VSERVER2" "$VOL_BOOT"
         step "failed host back (volume-backed)" s_source_back "$VSERVER2"
