@@ -260,20 +260,26 @@ class VolumeTest(CephVolumes, base.TestCase):
         self.api.delete_server_volume(server['id'], volume_id)
         self.wait_for_disks(server, ['vda'])
 
-    def test_a_volume_swapped_under_a_running_guest(self):
-        # Cinder migrating an attached volume (only Cinder may ask: nova's
-        # swap policy is for the service role)
+    def running_guest_with_a_volume_to_swap(self):
+        """(server, its domain): a running guest whose vdb is the fixture's
+        volume of a Cinder migration (a copy of the guest's disk), which
+        Cinder may swap (nova's swap policy is for the service role).
+        """
         self.policy.set_rules({
             'os_compute_api:os-volumes-attachments:swap': '@'},
             overwrite=False)
-        old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
-        self.make_volume(old, from_guest_image=True)
+        self.make_volume(self.cinder.SWAP_OLD_VOL, from_guest_image=True)
         server = self.boot(self.upload_guest_image(), self.flavor)
         self.wait_for_guest(server, 'ALTDRIVER-READY')
-        self.api.post_server_volume(
-            server['id'], {'volumeAttachment': {'volumeId': old}})
+        self.api.post_server_volume(server['id'], {
+            'volumeAttachment': {'volumeId': self.cinder.SWAP_OLD_VOL}})
         self.wait_for_guest(server, 'ALTDRIVER-OTHER vdb marker=base-image')
-        dom = self.conn.lookupByUUIDString(server['id'])
+        return server, self.conn.lookupByUUIDString(server['id'])
+
+    def test_a_volume_swapped_under_a_running_guest(self):
+        # Cinder migrating an attached volume
+        old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
+        server, dom = self.running_guest_with_a_volume_to_swap()
 
         # a target QEMU cannot copy onto (too small): the guest stays on
         # its volume, the server ACTIVE
@@ -408,18 +414,9 @@ class VolumeTest(CephVolumes, base.TestCase):
         self.assertEqual(1, len(markers.boots(self.console(server))))
 
     def test_a_swap_nova_compute_died_in_is_undone_at_its_start(self):
-        self.policy.set_rules({
-            'os_compute_api:os-volumes-attachments:swap': '@'},
-            overwrite=False)
         old, new = self.cinder.SWAP_OLD_VOL, self.cinder.SWAP_NEW_VOL
-        self.make_volume(old, from_guest_image=True)
-        server = self.boot(self.upload_guest_image(), self.flavor)
-        self.wait_for_guest(server, 'ALTDRIVER-READY')
-        self.api.post_server_volume(
-            server['id'], {'volumeAttachment': {'volumeId': old}})
-        self.wait_for_guest(server, 'ALTDRIVER-OTHER vdb marker=base-image')
+        server, dom = self.running_guest_with_a_volume_to_swap()
         self.make_volume(new, size=str(volume_size(old)))
-        dom = self.conn.lookupByUUIDString(server['id'])
 
         # nova-compute dies while QEMU copies (and runs no clean-up)
         with fixtures.MockPatch(
