@@ -125,6 +125,22 @@ altdriver_opts = [
         help='Host page cache mode of instance disks. ``none`` (O_DIRECT) '
              'is safe and fast on most storage; ``writethrough`` works on '
              'filesystems without O_DIRECT such as tmpfs.'),
+    cfg.StrOpt(
+        'migration_inbound_addr',
+        help='The address other compute hosts reach this one at for '
+             'migrations: its libvirtd (at ``migration_uri``), the incoming '
+             'memory stream of a live migration and the disk copies of a '
+             'block migration. Unset: ``[DEFAULT] my_ip``.'),
+    cfg.StrOpt(
+        'migration_uri',
+        default='qemu+tcp://%s/system',
+        help='How this host reaches another host\'s libvirtd for a '
+             'migration (its libvirtd for a live migration, nova-compute '
+             'for the disks of a resize or cold migration); ``%s`` is the '
+             'other host\'s ``migration_inbound_addr``. Use '
+             '``qemu+tls://%s/system`` in production (libvirt\'s TLS '
+             'certificates on every host); ``qemu+tcp`` without '
+             'authentication is for tests on loopback only.'),
 ]
 
 

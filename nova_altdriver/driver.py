@@ -60,6 +60,9 @@ class AltDriver(driver.ComputeDriver):
             event_handler=self.emit_event,
             stopped_event_delay=CONF.altdriver.stopped_event_delay)
         self._configured_nodename = CONF.altdriver.hypervisor_hostname
+        # where other hosts reach this one for migrations
+        self._migration_addr = (CONF.altdriver.migration_inbound_addr or
+                                CONF.my_ip)
         self._layout = paths.Layout.from_config()
         self._node_uuid = None
         self._nodename = None

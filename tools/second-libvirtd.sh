@@ -1,15 +1,24 @@
 #!/bin/bash
-# A second libvirt host on this machine, for evacuation tests: libvirtd and
-# virtlogd in a private mount namespace with their own state, config and
-# socket. Guests of both daemons see the same /tmp and instances paths.
+# A second libvirt host on this machine, for evacuation and migration tests:
+# libvirtd and virtlogd in a private mount namespace with their own state,
+# config and socket. Guests of both daemons see the same /tmp and instances
+# paths.
 #
-#   second-libvirtd.sh start DIR   prints the URI of the new daemon
-#   second-libvirtd.sh stop DIR    stops the daemons started in DIR
+#   second-libvirtd.sh start DIR [ADDR]  prints the URI of the new daemon
+#   second-libvirtd.sh stop DIR          stops the daemons started in DIR
+#
+# With ADDR (a loopback address such as 127.0.0.2) the daemon also accepts
+# other libvirt daemons' and nova-computes' connections for migrations at
+# qemu+tcp://ADDR/system - unauthenticated, which is for tests on loopback
+# only (doc/source/operations.rst says what production uses: TLS) - and
+# takes incoming migrations and block-migration NBD servers on ADDR, from a
+# port range of its own (daemons on one machine share the ports).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 cmd=${1:?start or stop}
 dir=${2:?state directory}
+addr=${3:-}
 
 case $cmd in
 start)
@@ -22,6 +31,21 @@ start)
     # UUID talking to each other, and nova tells hosts apart by it.
     [ -s "$dir/host_uuid" ] || cat /proc/sys/kernel/random/uuid >"$dir/host_uuid"
     echo "host_uuid = \"$(cat "$dir/host_uuid")\"" >>"$dir/etc/libvirtd.conf"
+    listen=
+    if [ -n "$addr" ]; then
+        [[ $addr == 127.* ]] || die "listen address $addr is not loopback"
+        listen=--listen
+        sed -i '/^\s*\(listen_\|auth_tcp\|tcp_port\)/d' "$dir/etc/libvirtd.conf"
+        printf '%s\n' 'listen_tls = 0' 'listen_tcp = 1' 'auth_tcp = "none"' \
+            "listen_addr = \"$addr\"" >>"$dir/etc/libvirtd.conf"
+        # 64 ports per address, from the last octet: 127.0.0.2 -> 49280
+        first=$((49152 + 64 * (${addr##*.} % 16)))
+        sed -i '/^\s*migration_\(address\|host\|port_min\|port_max\)/d' \
+            "$dir/etc/qemu.conf"
+        printf '%s\n' "migration_address = \"$addr\"" \
+            "migration_host = \"$addr\"" "migration_port_min = $first" \
+            "migration_port_max = $((first + 63))" >>"$dir/etc/qemu.conf"
+    fi
     unshare -m --propagation private bash -c "
         set -e
         mount --bind '$dir/run' /run/libvirt
@@ -30,7 +54,7 @@ start)
         mount --bind '$dir/log' /var/log/libvirt
         mount --bind '$dir/etc' /etc/libvirt
         virtlogd -d -p '$dir/virtlogd.pid'
-        libvirtd -d -p '$dir/libvirtd.pid'
+        libvirtd -d $listen -p '$dir/libvirtd.pid'
     "
     uri="qemu+unix:///system?socket=$dir/run/libvirt-sock"
     for _ in $(seq 1 120); do

@@ -57,9 +57,24 @@ class TestCase(base.TestCase):
         self.conn = self.useFixture(Connection()).conn
 
     def start_compute(self, host='compute1', uri=URI, nodename=None,
-                      instances_path=None):
+                      instances_path=None, migration_addr=None):
         return super().start_compute(host=host, uri=uri, nodename=nodename,
-                                     instances_path=instances_path)
+                                     instances_path=instances_path,
+                                     migration_addr=migration_addr)
+
+    def migration_hosts(self, instances_paths=(None, None)):
+        """compute1 and compute2 on two private libvirt daemons that reach
+        each other for migrations (127.0.0.2 and 127.0.0.3); each host's
+        instances path as given (None: the test's one, shared).
+        """
+        computes = []
+        for num, path in enumerate(instances_paths, 1):
+            addr = '127.0.0.%d' % (num + 1)
+            uri = self.second_libvirt_host(listen_addr=addr)
+            computes.append(self.start_compute(
+                'compute%d' % num, uri=uri, instances_path=path,
+                migration_addr=addr))
+        return computes
 
     def upload_guest_image(self, name='disk.qcow2', **properties):
         """The test guest (tools/guest-image) as a Glance image."""
@@ -129,15 +144,21 @@ class TestCase(base.TestCase):
                 conn.close()
         self.addCleanup(remove)
 
-    def second_libvirt_host(self):
+    def second_libvirt_host(self, listen_addr=None):
         """The URI of a second libvirtd on this machine (its own mount
-        namespace, state and socket), stopped at cleanup.
+        namespace, state and socket), stopped at cleanup; with listen_addr
+        (127.0.0.2, ...) other hosts also reach it for migrations at
+        qemu+tcp://listen_addr/system.
         """
         state = self.useFixture(fixtures.TempDir()).path
         script = os.path.join(os.path.dirname(TOOLS), 'second-libvirtd.sh')
-        uri = subprocess.run([script, 'start', state], check=True,
-                             capture_output=True, text=True).stdout.strip()
+        uri = subprocess.run([script, 'start', state] +
+                             ([listen_addr] if listen_addr else []),
+                             check=True, capture_output=True,
+                             text=True).stdout.strip()
         self.addCleanup(subprocess.run, [script, 'stop', state])
+        # (a stopped libvirtd leaves its QEMUs running)
+        self.addCleanup(_remove_every_domain, uri)
         return uri
 
     def console_log_path(self, name):
@@ -155,6 +176,19 @@ class TestCase(base.TestCase):
         with open(path, errors='replace') as f:
             self.fail('%r not on the console after %ss:\n%s' % (
                 text, timeout, f.read()[-3000:]))
+
+
+def _remove_every_domain(uri):
+    conn = libvirt.open(uri)
+    try:
+        for dom in conn.listAllDomains():
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                                  libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    finally:
+        conn.close()
 
 
 def restart_libvirtd(pid_file='/run/libvirtd.pid', start=('libvirtd', '-d'),

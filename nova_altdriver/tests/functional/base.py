@@ -94,7 +94,7 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
             memory_mb=self.HOST_MEMORY_MB)
 
     def start_compute(self, host='compute1', uri=None, nodename=None,
-                      instances_path=None):
+                      instances_path=None, migration_addr=None):
         """Starts nova-compute on a hypervisor of its own, its node named
         like the host unless told otherwise ('' for the driver's default).
 
@@ -103,7 +103,7 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         """
         self.flags(connection_uri=uri or self.hypervisor_uri(),
                    hypervisor_hostname=host if nodename is None else nodename,
-                   group='altdriver')
+                   migration_inbound_addr=migration_addr, group='altdriver')
         self.flags(instances_path=instances_path or self.instances_path)
         with self._node_identity(host):
             self.computes[host] = self.start_service('compute', host=host)
