@@ -64,12 +64,14 @@ class TestCase(base.TestCase):
 
     def migration_hosts(self, instances_paths=(None, None)):
         """compute1 and compute2 on two private libvirt daemons that reach
-        each other for migrations (127.0.0.2 and 127.0.0.3); each host's
-        instances path as given (None: the test's one, shared).
+        each other for migrations (127.0.0.2 and 127.0.0.3, or from
+        ALTDRIVER_E2E_FIRST_ADDR: two runs at once take different ones);
+        each host's instances path as given (None: the test's one, shared).
         """
+        first = int(os.environ.get('ALTDRIVER_E2E_FIRST_ADDR', 2))
         computes = []
         for num, path in enumerate(instances_paths, 1):
-            addr = '127.0.0.%d' % (num + 1)
+            addr = '127.0.0.%d' % (first + num - 1)
             uri = self.second_libvirt_host(listen_addr=addr)
             computes.append(self.start_compute(
                 'compute%d' % num, uri=uri, instances_path=path,
