@@ -141,6 +141,28 @@ altdriver_opts = [
              '``qemu+tls://%s/system`` in production (libvirt\'s TLS '
              'certificates on every host); ``qemu+tcp`` without '
              'authentication is for tests on loopback only.'),
+    cfg.IntOpt(
+        'live_migration_completion_timeout',
+        default=800,
+        min=0,
+        help='Seconds per GiB to move (the guest\'s memory and, in a block '
+             'migration, its local disks; each counted as at least 2 GiB) '
+             'a live migration may take before it is aborted, the guest '
+             'running on at the source. 0: no limit.'),
+    cfg.IntOpt(
+        'live_migration_bandwidth',
+        default=0,
+        min=0,
+        help='Most MiB/s a live migration may use (memory and disks). '
+             '0: as fast as the network goes.'),
+    cfg.BoolOpt(
+        'live_migration_permit_post_copy',
+        default=False,
+        help='Whether forcing a live migration to complete switches it to '
+             'post-copy (the guest runs on the destination at once and '
+             'fetches the rest of its memory from the source; a network '
+             'failure meanwhile loses the guest) rather than pausing the '
+             'guest until its memory is across.'),
 ]
 
 

@@ -22,6 +22,7 @@ from nova_altdriver import domain
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import lifecycle
+from nova_altdriver import live_migration
 from nova_altdriver import optional
 from nova_altdriver import paths
 from nova_altdriver import power
@@ -78,6 +79,8 @@ class AltDriver(driver.ComputeDriver):
                                      self._lifecycle, self._power,
                                      self._snapshot, self._volumes)
         self._image_cache = imagecache.ImageCacheManager(self._cache)
+        self._live_migration = live_migration.LiveMigration(
+            self.host, self._cache, self._volumes, self._migration_addr)
 
     # -- service start and stop --------------------------------------------
 
@@ -295,6 +298,68 @@ class AltDriver(driver.ComputeDriver):
     def unquiesce(self, context, instance, image_meta):
         self._volumes.unquiesce(instance, image_meta)
 
+    # -- live migration (live_migration.py) --------------------------------
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        return self._live_migration.check_destination(
+            instance, src_compute_info, block_migration, disk_over_commit)
+
+    def cleanup_live_migration_destination_check(self, context,
+                                                 dest_check_data):
+        self._live_migration.cleanup_destination_check(dest_check_data)
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        return self._live_migration.check_source(instance, dest_check_data)
+
+    def get_instance_disk_info(self, instance, block_device_info=None):
+        return self._live_migration.disk_info(instance)
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        return self._live_migration.pre_live_migration(
+            instance, block_device_info, network_info, disk_info,
+            migrate_data)
+
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        self._live_migration.live_migration(
+            context, instance, dest, post_method, recover_method,
+            block_migration, migrate_data)
+
+    def live_migration_force_complete(self, instance):
+        self._live_migration.force_complete(instance)
+
+    def live_migration_abort(self, instance):
+        self._live_migration.abort(instance)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        # the guest is gone from here: so are its volumes' secrets
+        self._volumes.release_secrets()
+
+    def post_live_migration_at_source(self, context, instance, network_info):
+        self._live_migration.post_at_source(instance, network_info)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        self._live_migration.post_at_destination(instance)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        self._live_migration.rollback_at_destination(
+            instance, network_info, migrate_data)
+
     # -- the image cache ---------------------------------------------------
 
     def manage_image_cache(self, context, all_instances):
@@ -317,12 +382,6 @@ class AltDriver(driver.ComputeDriver):
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
         raise optional.resize_refused()
-
-    def check_can_live_migrate_destination(self, context, instance,
-                                           src_compute_info, dst_compute_info,
-                                           block_migration=False,
-                                           disk_over_commit=False):
-        raise optional.live_migration_refused()
 
     def get_spice_console(self, context, instance):
         raise optional.console_refused('SPICE', 'VNC')

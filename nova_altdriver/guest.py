@@ -3,6 +3,7 @@ or reads domain XML. A guest removed meanwhile (a delete racing another
 operation) reaches nova as InstanceNotFound, not as a libvirtError.
 """
 
+import collections
 import errno
 import functools
 import os
@@ -113,6 +114,36 @@ def _gone_is_not_found(method):
                             'calling again', self.uuid, e)
                 self._domain = fresh
     return wrapper
+
+
+# What a running live migration's job has done (bytes).
+JobProgress = collections.namedtuple('JobProgress', (
+    'memory_total', 'memory_processed', 'memory_remaining',
+    'disk_total', 'disk_processed', 'disk_remaining'))
+
+
+def migration_flags(copy_disks, unsafe, post_copy):
+    """The libvirt flags of a live migration: peer to peer (the source
+    libvirtd opens the destination's), the definition moved with the
+    guest; copy_disks: the local disks go along over NBD (only those named
+    in the migrate_disks parameter); unsafe: libvirt's storage safety check
+    skipped (the caller proved the disks shared); post_copy: a switch to
+    post-copy is permitted.
+    """
+    flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+             libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
+             libvirt.VIR_MIGRATE_PERSIST_DEST)
+    if copy_disks:
+        flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+    if unsafe:
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
+    if post_copy:
+        flags |= libvirt.VIR_MIGRATE_POSTCOPY
+    return flags
+
+
+class MigrationCancelled(exception.NovaException):
+    msg_fmt = 'The live migration of %(uuid)s was cancelled'
 
 
 class BlockJobEnded(exception.NovaException):
@@ -414,3 +445,72 @@ class Guest(object):
     def _pivot(self, target):
         self._domain.blockJobAbort(target,
                                    libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+
+    # -- live migration ----------------------------------------------------
+
+    @_gone_is_not_found
+    def migratable_xml(self):
+        """The live definition as another host may start it (without what
+        libvirt adds by itself, such as default controllers).
+        """
+        return self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+
+    @_gone_is_not_found
+    def is_persistent(self):
+        return bool(self._domain.isPersistent())
+
+    def migrate(self, uri, migrate_uri, destination_xml, copy_disks=(),
+                bandwidth=0, unsafe=False, post_copy=False):
+        """Live-migrates the guest to the libvirtd at uri, its memory (and
+        copy_disks, the targets of local disks) streamed to migrate_uri;
+        destination_xml is its definition there, live and persistent.
+        Blocks until done. MigrationCancelled when abort_job ended it.
+
+        Never called again after a lost connection (unlike the other
+        calls): a migration may have gone on without this side.
+        """
+        params = {
+            libvirt.VIR_MIGRATE_PARAM_URI: migrate_uri,
+            libvirt.VIR_MIGRATE_PARAM_DEST_XML: destination_xml,
+            libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: destination_xml,
+            libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth,
+        }
+        if copy_disks:
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(copy_disks)
+        try:
+            self._domain.migrateToURI3(
+                uri, params, migration_flags(bool(copy_disks), unsafe,
+                                             post_copy))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+                raise MigrationCancelled(uuid=self.uuid)
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise exception.InstanceNotFound(instance_id=self.uuid)
+            raise
+
+    @_gone_is_not_found
+    def job_progress(self):
+        """The running job's JobProgress, None when there is none."""
+        stats = self._domain.jobStats()
+        if stats.get('type') != libvirt.VIR_DOMAIN_JOB_UNBOUNDED:
+            return None
+        return JobProgress(*(stats.get(name, 0)
+                             for name in JobProgress._fields))
+
+    @_gone_is_not_found
+    def abort_job(self):
+        """Cancels the running job (a migration: the guest stays here);
+        nothing when there is none.
+        """
+        try:
+            self._domain.abortJob()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                raise
+
+    @_gone_is_not_found
+    def start_post_copy(self):
+        """Switches the running migration to post-copy: the guest runs on
+        the destination from now on, fetching its missing memory there.
+        """
+        self._domain.migrateStartPostCopy(0)

@@ -266,6 +266,16 @@ class Host(object):
                 detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED):
             # nova's suspend, not a power off (never held back or dropped)
             transition = virtevent.EVENT_LIFECYCLE_SUSPENDED
+        elif event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED:
+            if detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED:
+                # The source pausing for a live migration's last step,
+                # which may still fail: no pause of the server's, and
+                # telling whether the migration completed would need a
+                # call here. The migration's own end reports the outcome.
+                transition = None
+            elif detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY:
+                # nova activates the destination's port bindings early
+                transition = virtevent.EVENT_LIFECYCLE_POSTCOPY_STARTED
         if transition is not None:
             self._events.put(
                 virtevent.LifecycleEvent(dom.UUIDString(), transition))
@@ -395,6 +405,21 @@ class Host(object):
             raise exception.InternalError(
                 'nova_altdriver needs %s >= %d.%d.%d, %s runs %d.%d.%d' % (
                     (name,) + minimum + (self.uri,) + version))
+
+    def cpu_compatible(self, cpu_xml, virt_type, arch):
+        """Whether guests of this host's virt_type can run the CPU cpu_xml
+        (a ``<cpu>``) describes; None when libvirt cannot tell.
+        """
+        try:
+            result = self.call(lambda c: c.compareHypervisorCPU(
+                None, arch, None, virt_type, cpu_xml, 0))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT,
+                                          libvirt.VIR_ERR_INVALID_ARG):
+                raise
+            LOG.debug('libvirt cannot compare CPUs here: %s', e)
+            return None
+        return result != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE
 
     def memory_stats(self):
         """Host memory in KiB (total, free, buffers, cached), or None when

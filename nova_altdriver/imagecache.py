@@ -10,6 +10,7 @@ through copy-on-write overlays (disks.py).
 
 import collections
 import contextlib
+import functools
 import hashlib
 import os
 import struct
@@ -114,6 +115,13 @@ class ImageCache(object):
             return False
         self.fetch_image(context, image_id)
         return True
+
+    def copy_from(self, name, download):
+        """Path of base file name, made by download(name, tmp path) from
+        another host's cache unless cached here (a live migration's
+        destination: the guest's overlays need the same base).
+        """
+        return self._build(name, functools.partial(download, name))
 
     def blank_ephemeral(self, size_gb, os_type):
         def make(tmp):

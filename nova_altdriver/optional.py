@@ -29,13 +29,6 @@ def resize_refused():
         Unsupported(what='resize or cold-migrate servers'))
 
 
-def live_migration_refused():
-    # A pre-check refusal: the scheduler tries the next host and, with none
-    # left, the conductor answers NoValidHost, the server running on.
-    return exception.MigrationPreCheckError(
-        reason='nova_altdriver does not live-migrate servers (yet)')
-
-
 def console_refused(name, instead):
     return exception.ConsoleTypeUnavailable(
         message='nova_altdriver offers no %s console; use %s' % (

@@ -16,6 +16,8 @@ host between the two drivers with its guests in place::
             unrescue.xml        and the definition the rescue replaced
             <name>.part         a disk being made (renamed once whole)
             shared-storage-probe-*  a moment's probe: is this shared?
+        shared-storage-probe-*  the same for the whole instances path
+                                (live migration's pre-checks)
         _base/                  the image cache ([image_cache]
                                 subdirectory_name)
         locks/                  the image cache's file locks
@@ -118,6 +120,31 @@ class Layout(object):
             raise exception.NovaException(
                 'Not a shared-storage probe: %s' % data['filename'])
         return path
+
+    def place_root_probe(self):
+        """A probe file in the instances path itself; its absolute path
+        (which also tells another host where this host's instances are).
+        """
+        fd, path = tempfile.mkstemp(prefix=_PROBE_PREFIX, dir=self.root)
+        os.close(fd)
+        return path
+
+    def root_probe_visible(self, probe_path):
+        """Whether another host's root probe (its absolute path there) is
+        in this host's instances path: then the two share it.
+        """
+        name = os.path.basename(probe_path)
+        if not name.startswith(_PROBE_PREFIX):
+            raise exception.NovaException(
+                'Not a shared-storage probe: %s' % probe_path)
+        return os.path.exists(os.path.join(self.root, name))
+
+    def remove_root_probe(self, probe_path):
+        if (os.path.dirname(probe_path) != self.root or
+                not os.path.basename(probe_path).startswith(_PROBE_PREFIX)):
+            raise exception.NovaException(
+                'Not a shared-storage probe: %s' % probe_path)
+        fileutils.delete_if_exists(probe_path)
 
     def probe_visible(self, data):
         return os.path.exists(self._probe_path(data))
