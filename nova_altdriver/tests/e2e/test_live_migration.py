@@ -1,0 +1,244 @@
+"""Live migration on real QEMU between two libvirt daemons of this machine
+(tools/second-libvirtd.sh, reaching each other over loopback), proven from
+inside the test guest: its heartbeat, counted in RAM and written to its
+disk, goes on across the move without a reboot.
+"""
+
+import os
+import threading
+import time
+
+import fixtures
+import libvirt
+
+from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.e2e import markers
+
+MIGRATION_TIMEOUT = 300
+
+
+class ConsoleWatch(object):
+    """Follows console logs, noting when each heartbeat first shows: the
+    guest's own account of when it ran.
+    """
+
+    def __init__(self, *paths):
+        self._paths = paths
+        self.arrivals = {}  # heartbeat -> monotonic time first seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _follow(self):
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            for path in self._paths:
+                try:
+                    with open(path, errors='replace') as f:
+                        text = f.read()
+                except FileNotFoundError:
+                    continue
+                for boot in markers.boots(text):
+                    for beat in boot.beats:
+                        self.arrivals.setdefault(beat, now)
+
+    def longest_silence(self):
+        """(seconds, heartbeat after it): the longest wait for a
+        heartbeat (the guest writes one about every second).
+        """
+        beats = sorted(self.arrivals)
+        return max((self.arrivals[b] - self.arrivals[a], b)
+                   for a, b in zip(beats, beats[1:]))
+
+
+class LiveMigrationTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flavor = self.small_flavor()
+        self.image = self.upload_guest_image()
+
+    def start_hosts(self, shared=True):
+        if shared:
+            paths = (None, None)
+        else:
+            paths = tuple(self.useFixture(fixtures.TempDir()).path
+                          for _ in range(2))
+        self.paths = tuple(p or self.instances_path for p in paths)
+        computes = self.migration_hosts(paths)
+        self.conns = [self.driver_of(c).host.get_connection()
+                      for c in computes]
+        return computes
+
+    def boot_on_compute1(self, **extra):
+        server = self.boot(self.image, self.flavor,
+                           availability_zone='nova:compute1', **extra)
+        self.assertEqual('compute1', server['OS-EXT-SRV-ATTR:host'])
+        self.wait_for_guest(server, 'ALTDRIVER-HB 3')
+        return server
+
+    def console_log(self, server, host_index):
+        return os.path.join(self.paths[host_index], server['id'],
+                            'console.log')
+
+    def read(self, path):
+        with open(path, errors='replace') as f:
+            return f.read()
+
+    def live_migrate(self, server, block_migration='auto'):
+        self.api.post_server_action(server['id'], {'os-migrateLive': {
+            'host': None, 'block_migration': block_migration}})
+
+    def migration(self, server, statuses, timeout=MIGRATION_TIMEOUT):
+        """The server's migration once its status is one of statuses."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.admin_api.api_get(
+                '/os-migrations?instance_uuid=%s' % server['id']
+            ).body['migrations']
+            if found and found[0]['status'] in statuses:
+                return found[0]
+            self.assertLess(time.monotonic(), deadline,
+                            'migration status %s, waiting for %s' % (
+                                found and found[0]['status'], statuses))
+            time.sleep(0.5)
+
+    def assertRunsOn(self, server, index):
+        """The guest runs on host index (0, 1) and nowhere else, its
+        definition persistent; the server says so too.
+        """
+        dom = self.conns[index].lookupByUUIDString(server['id'])
+        self.assertTrue(dom.isActive())
+        self.assertTrue(dom.isPersistent())
+        self.assertRaises(libvirt.libvirtError,
+                          self.conns[1 - index].lookupByUUIDString,
+                          server['id'])
+        server = self._wait_for_server_parameter(server, {
+            'status': 'ACTIVE', 'OS-EXT-STS:task_state': None,
+            'OS-EXT-SRV-ATTR:host': 'compute%d' % (index + 1)})
+        return server
+
+    def wait_for_beat(self, path, beat, timeout=60):
+        self.wait_for_console(path, 'ALTDRIVER-HB %d\n' % beat, timeout)
+
+    def assertOneBootCountingOn(self, text):
+        """One boot in the console text, its heartbeats without a gap."""
+        boots = markers.boots(text)
+        self.assertEqual(1, len(boots), text[-3000:])
+        beats = boots[0].beats
+        self.assertEqual(list(range(beats[0], beats[0] + len(beats))),
+                         beats)
+        return beats
+
+    def test_live_migration_on_a_shared_instances_path(self):
+        self.start_hosts(shared=True)
+        server = self.boot_on_compute1()
+        console = self.console_log(server, 0)  # the same file on both
+        with ConsoleWatch(console) as watch:
+            started = time.monotonic()
+            self.live_migrate(server)
+            migration = self.migration(server, ('completed', 'error',
+                                                'failed'))
+            took = time.monotonic() - started
+            self.assertEqual('completed', migration['status'])
+            server = self.assertRunsOn(server, 1)
+            last = markers.latest(self.read(console)).beats[-1]
+            self.wait_for_beat(console, last + 3)
+        beats = self.assertOneBootCountingOn(self.read(console))
+        self.assertGreater(beats[-1], last)
+        silence, after = watch.longest_silence()
+        print('shared path: migrated in %.1f s; longest heartbeat silence '
+              '%.2f s (before HB %d)' % (took, silence, after))
+        # A heartbeat a second: the guest stood still for well under
+        # the time it takes TCG to boot it.
+        self.assertLess(silence, 10)
+
+    def test_block_migration_keeps_every_disk_write(self):
+        self.start_hosts(shared=False)
+        server = self.boot_on_compute1(config_drive=True)
+        source_log = self.console_log(server, 0)
+        dest_log = self.console_log(server, 1)
+        with ConsoleWatch(source_log, dest_log) as watch:
+            started = time.monotonic()
+            self.live_migrate(server)
+            migration = self.migration(server, ('completed', 'error',
+                                                'failed'))
+            took = time.monotonic() - started
+            self.assertEqual('completed', migration['status'])
+            server = self.assertRunsOn(server, 1)
+            self.assertFalse(os.path.exists(os.path.dirname(source_log)))
+            before = self.assertOneBootCountingOn(self.read(source_log))
+            self.wait_for_beat(dest_log, before[-1] + 3)
+        after = self.assertOneBootCountingOn(self.read(dest_log))
+        # The guest counts on where it stopped counting at the source.
+        self.assertEqual(before[-1] + 1, after[0])
+        silence, beat = watch.longest_silence()
+        print('block migration: migrated in %.1f s; longest heartbeat '
+              'silence %.2f s (before HB %d)' % (took, silence, beat))
+        self.assertLess(silence, 10)
+
+        # Every heartbeat the guest saw written is on the copied disk; the
+        # config drive came along.
+        self._stop_server(server)
+        last = markers.latest(self.read(dest_log)).beats[-1]
+        self._start_server(server)
+        text = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=2')
+        boot = markers.latest(text)
+        self.wait_for_guest(server, 'ALTDRIVER-HB-FOUND')
+        boot = markers.latest(self.console(server))
+        self.assertGreaterEqual(boot.found, last)
+        self.assertIn('ALTDRIVER-CONFIGDRIVE', text)
+
+    def test_aborted_migration_leaves_the_guest_on_the_source(self):
+        # 1 MiB/s: long enough to abort (compute1's driver reads it now)
+        self.flags(live_migration_bandwidth=1, group='altdriver')
+        self.start_hosts(shared=True)
+        server = self.boot_on_compute1()
+        console = self.console_log(server, 0)
+        self.live_migrate(server)
+        migration = self.migration(server, ('running',))
+        time.sleep(2)
+        self.api.microversion = '2.24'
+        self.api.api_delete('/servers/%s/migrations/%s' % (
+            server['id'], migration['id']))
+        migration = self.migration(server, ('cancelled', 'completed',
+                                            'error', 'failed'))
+        self.assertEqual('cancelled', migration['status'])
+        self.assertRunsOn(server, 0)
+        last = markers.latest(self.read(console)).beats[-1]
+        self.wait_for_beat(console, last + 2)
+        self.assertOneBootCountingOn(self.read(console))
+
+    def test_failure_at_the_destination_leaves_the_guest_on_the_source(self):
+        self.start_hosts(shared=True)
+        server = self.boot_on_compute1()
+        console = self.console_log(server, 0)
+        # The destination's libvirtd refuses the guest: another domain
+        # there has its name.
+        name = self.conns[0].lookupByUUIDString(server['id']).name()
+        self.conns[1].defineXML(
+            "<domain type='qemu'><name>%s</name><memory>65536</memory>"
+            "<os><type>hvm</type></os></domain>" % name)
+        self.live_migrate(server)
+        migration = self.migration(server, ('completed', 'error', 'failed',
+                                            'cancelled'))
+        self.assertIn(migration['status'], ('error', 'failed'))
+        self.assertEqual(
+            'ACTIVE', self._wait_for_server_parameter(server, {
+                'status': 'ACTIVE', 'OS-EXT-STS:task_state': None,
+                'OS-EXT-SRV-ATTR:host': 'compute1'})['status'])
+        self.assertTrue(self.conns[0].lookupByUUIDString(
+            server['id']).isActive())
+        last = markers.latest(self.read(console)).beats[-1]
+        self.wait_for_beat(console, last + 2)
+        self.assertOneBootCountingOn(self.read(console))
+        # The shared instance directory stays: it is the guest's.
+        self.assertTrue(os.path.exists(os.path.join(
+            self.paths[0], server['id'], 'disk')))
