@@ -396,9 +396,12 @@ class LiveMigration(object):
         """Moves the guest; calls post_method or recover_method as nova
         expects and returns (never raises: the server runs on somewhere).
         """
+        # (block_migration is the request's, None for "auto"; the source's
+        # pre-check decided)
         try:
             guest = self._host.get_guest(instance)
-            job = self._start(instance, guest, block_migration, migrate_data)
+            job = self._start(instance, guest, migrate_data.block_migration,
+                              migrate_data)
         except Exception:
             LOG.exception('The live migration to %s could not start', dest,
                           instance=instance)
