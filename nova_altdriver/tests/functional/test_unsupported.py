@@ -273,33 +273,6 @@ class MigrationTest(UnsupportedTestCase):
         self._wait_for_migration_status(self.server, ['error'])
         self.assertOnCompute1()
 
-    def test_live_migration_is_refused_by_the_destination(self):
-        self.api.post_server_action(self.server['id'], {'os-migrateLive': {
-            'host': None, 'block_migration': 'auto'}})
-        # The scheduler tries compute2, whose pre-check refuses, and finds
-        # no other host.
-        self.assertRefusedEvent(
-            self.server, instance_actions.LIVE_MIGRATION,
-            'compute_check_can_live_migrate_destination',
-            'Migration pre-check error',
-            'nova_altdriver does not live-migrate')
-        self.assertRefusedEvent(self.server, instance_actions.LIVE_MIGRATION,
-                                'conductor_live_migrate_instance',
-                                'No valid host')
-        self._wait_for_migration_status(self.server, ['error'])
-        self.assertOnCompute1()
-
-    def test_forced_live_migration_answers_400(self):
-        # Before 2.34 the API waits for the pre-checks; before 2.30 a named
-        # host bypasses the scheduler.
-        with utils.temporary_mutation(self.api, microversion='2.25'):
-            text = self.refused(
-                400, self.api.post_server_action, self.server['id'],
-                {'os-migrateLive': {'host': 'compute2',
-                                    'block_migration': 'auto'}})
-        self.assertIn('nova_altdriver does not live-migrate', text)
-        self.assertOnCompute1()
-
 
 class GuestTest(UnsupportedTestCase):
 
