@@ -491,7 +491,13 @@ class Guest(object):
     @_gone_is_not_found
     def job_progress(self):
         """The running job's JobProgress, None when there is none."""
-        stats = self._domain.jobStats()
+        try:
+            stats = self._domain.jobStats()
+        except libvirt.libvirtError as e:
+            # the guest stopped here: a migration just completed
+            if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                raise
+            return None
         if stats.get('type') != libvirt.VIR_DOMAIN_JOB_UNBOUNDED:
             return None
         return JobProgress(*(stats.get(name, 0)
