@@ -13,6 +13,7 @@ import libvirt
 
 from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import markers
+from nova_altdriver.tests.e2e import test_volumes
 
 MIGRATION_TIMEOUT = 300
 
@@ -60,7 +61,7 @@ class ConsoleWatch(object):
                    for a, b in zip(beats, beats[1:]))
 
 
-class LiveMigrationTest(base.TestCase):
+class LiveMigrationTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -79,8 +80,9 @@ class LiveMigrationTest(base.TestCase):
                       for c in computes]
         return computes
 
-    def boot_on_compute1(self, **extra):
-        server = self.boot(self.image, self.flavor,
+    def boot_on_compute1(self, image=None, flavor=None, **extra):
+        server = self.boot(self.image if image is None else image,
+                           flavor or self.flavor,
                            availability_zone='nova:compute1', **extra)
         self.assertEqual('compute1', server['OS-EXT-SRV-ATTR:host'])
         self.wait_for_guest(server, 'ALTDRIVER-HB 3')
@@ -138,6 +140,9 @@ class LiveMigrationTest(base.TestCase):
         self.assertEqual(list(range(beats[0], beats[0] + len(beats))),
                          beats)
         return beats
+
+
+class LiveMigrationTest(LiveMigrationTestCase):
 
     def test_live_migration_on_a_shared_instances_path(self):
         self.start_hosts(shared=True)
@@ -272,3 +277,38 @@ class LiveMigrationTest(base.TestCase):
         # The shared instance directory stays: it is the guest's.
         self.assertTrue(os.path.exists(os.path.join(
             self.paths[0], server['id'], 'disk')))
+
+
+class VolumeLiveMigrationTest(test_volumes.CephVolumes,
+                              LiveMigrationTestCase):
+
+    def test_a_volume_backed_server_keeps_its_volume(self):
+        # Volumes only, instances paths not shared: Ceph is the shared
+        # storage, nothing local moves.
+        self.use_ceph_volumes()
+        self.start_hosts(shared=False)
+        self.make_volume(test_volumes.BOOT_VOLUME, from_guest_image=True)
+        server = self.boot_on_compute1(
+            '', self._create_flavor(memory_mb=256, vcpu=1, disk=0),
+            block_device_mapping_v2=test_volumes.BOOT_FROM_VOLUME)
+        source_log = self.console_log(server, 0)
+        dest_log = self.console_log(server, 1)
+        with ConsoleWatch(source_log, dest_log) as watch:
+            self.live_migrate(server)
+            migration = self.migration(server, ('completed', 'error',
+                                                'failed'))
+            self.assertEqual('completed', migration['status'])
+            server = self.assertRunsOn(server, 1)
+            before = self.assertOneBootCountingOn(watch.texts[source_log])
+            self.wait_for_beat(dest_log, before[-1] + 3)
+        after = self.assertOneBootCountingOn(self.read(dest_log))
+        self.assertEqual(before[-1] + 1, after[0])
+        dom = self.conns[1].lookupByUUIDString(server['id'])
+        self.assertIn("protocol='rbd'", dom.XMLDesc(0))
+        # the volume's secret went with the guest: none left at the source
+        self.assertEqual([], [
+            s.UUIDString() for s in self.conns[0].listAllSecrets(0)])
+        self.assertEqual(
+            [test_volumes.BOOT_VOLUME],
+            [v['id'] for v in self.api.get_server(server['id'])[
+                'os-extended-volumes:volumes_attached']])
