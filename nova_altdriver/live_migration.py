@@ -508,8 +508,10 @@ class LiveMigration(object):
 
     @staticmethod
     def _save_progress(instance, migration, progress):
+        # (nova's API shows no figure rather than a 0: its schema wants
+        # at least 1 byte)
         for name, value in progress._asdict().items():
-            setattr(migration, name, value)
+            setattr(migration, name, value or None)
         migration.save()
         LOG.debug('Live migration: memory %d of %d bytes left, disks %d of '
                   '%d', progress.memory_remaining, progress.memory_total,

@@ -211,8 +211,16 @@ class LiveMigrationTest(LiveMigrationTestCase):
         console = self.console_log(server, 0)
         self.live_migrate(server)
         migration = self.migration(server, ('running',))
-        time.sleep(2)
+        # its progress shows in the migration record meanwhile
         self.api.microversion = '2.24'
+        path = '/servers/%s/migrations/%s' % (server['id'], migration['id'])
+        self._wait_for_assert(lambda: self.assertGreater(
+            self.api.api_get(path).body['migration'][
+                'memory_processed_bytes'] or 0, 0),
+            max_retries=self.STATE_WAIT_RETRIES)
+        shown = self.api.api_get(path).body['migration']
+        self.assertGreater(shown['memory_total_bytes'],
+                           shown['memory_processed_bytes'])
         self.api.api_delete('/servers/%s/migrations/%s' % (
             server['id'], migration['id']))
         migration = self.migration(server, ('cancelled', 'completed',
