@@ -25,7 +25,6 @@ import threading
 import time
 
 from lxml import etree
-from nova.compute import power_state
 from nova import exception
 from nova import objects
 from nova.virt import images
@@ -215,10 +214,7 @@ class LiveMigration(object):
         self._check_network_devices(instance)
         data = objects.LibvirtLiveMigrateData()
         data.filename = self._layout.place_root_probe()
-        data.image_type = 'altdriver'
         data.target_connect_addr = self._addr
-        data.graphics_listen_addr_vnc = CONF.vnc.server_listen
-        data.serial_listen_addr = None
         data.disk_over_commit = bool(disk_over_commit)
         st = os.statvfs(self._layout.root)
         data.disk_available_mb = st.f_frsize * st.f_bavail // units.Mi
@@ -358,6 +354,15 @@ class LiveMigration(object):
         """
         uri = self._uri(info['source_addr'])
         specs = [DiskSpec(**spec) for spec in info['disks']]
+        for spec in specs:  # names of files here, never paths elsewhere
+            for name in (spec.name, spec.backing or 'base'):
+                if os.path.basename(name) != name or name.startswith('.'):
+                    raise exception.MigrationError(
+                        reason='the source names a disk file %r' % name)
+            if spec.format not in ('qcow2', 'raw'):
+                raise exception.MigrationError(
+                    reason='the source names a disk format %r' %
+                    spec.format)
         formats = {}
         bases = {s.backing for s in specs if s.backing}
         missing = [b for b in bases if not os.path.exists(
@@ -548,9 +553,6 @@ class LiveMigration(object):
             LOG.warning('The migrated guest has no persistent definition; '
                         'defining it', instance=instance)
             self._host.define(guest.xml())
-        if guest.power_state() != power_state.RUNNING:
-            LOG.info('Migrated guest is in power state %s',
-                     guest.power_state(), instance=instance)
 
     def rollback_at_destination(self, instance, network_info, migrate_data):
         """Removes what the destination made: the guest if libvirt left

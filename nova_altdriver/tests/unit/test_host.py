@@ -106,6 +106,19 @@ class EventTest(base.TestCase):
         self.dom.resume()
         self.assertEqual(virtevent.EVENT_LIFECYCLE_RESUMED, self.next_event())
 
+    def test_the_pauses_of_a_live_migration(self):
+        # The test driver cannot migrate: its events are delivered as
+        # libvirt delivers them.
+        self.host._on_lifecycle_event(
+            None, self.dom, libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+            libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED, None)
+        self.assertNoEvent(within=0.3)  # no pause of the server's
+        self.host._on_lifecycle_event(
+            None, self.dom, libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+            libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY, None)
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_POSTCOPY_STARTED,
+                         self.next_event())
+
     def test_stopped_is_delayed(self):
         self.dom.create()
         self.next_event()
