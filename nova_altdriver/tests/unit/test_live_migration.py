@@ -8,10 +8,13 @@ import fixtures
 import libvirt
 from lxml import etree
 from nova import exception
+from nova.network import model as network_model
+from nova import objects
 
 from nova_altdriver import domain
 from nova_altdriver import guest
 from nova_altdriver import live_migration
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
 
 SOURCE_XML = """<domain type='qemu'>
@@ -169,3 +172,29 @@ class RootProbeTest(base.TestCase):
         self.assertRaises(exception.NovaException,
                           self.layout.remove_root_probe,
                           os.path.join(self.layout.root, 'disk'))
+
+
+class NetworkDevicesTest(base.TestCase):
+    """Two compute hosts of one machine share one kernel: a guest's tap
+    device name cannot exist twice.
+    """
+
+    def with_devname(self, devname):
+        instance = builders.instance()
+        vif = builders.vif(network_model.VIF_TYPE_TAP)
+        vif['devname'] = devname
+        instance.info_cache = objects.InstanceInfoCache(
+            network_info=network_model.NetworkInfo([vif]))
+        return instance
+
+    def test_a_device_of_that_name_here_refuses_the_destination(self):
+        # (lo: a device every host has, standing for the source's tap)
+        error = self.assertRaises(
+            exception.MigrationPreCheckError,
+            live_migration.LiveMigration._check_network_devices,
+            self.with_devname('lo'))
+        self.assertIn('network device lo of port', str(error))
+
+    def test_new_device_names_pass(self):
+        live_migration.LiveMigration._check_network_devices(
+            self.with_devname('tap-not-here'))
