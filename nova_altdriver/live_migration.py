@@ -25,6 +25,7 @@ import threading
 import time
 
 from lxml import etree
+from nova.compute import power_state
 from nova import exception
 from nova import objects
 from nova.virt import images
@@ -151,9 +152,12 @@ def _connect_addr(addr):
 class _Job(object):
     """One live migration running on this host (the source)."""
 
-    def __init__(self, guest, run, timeout):
-        """:param timeout: seconds after which it is aborted (0: never)"""
+    def __init__(self, guest, run, post_copy, timeout):
+        """:param post_copy: it may switch to post-copy
+        :param timeout: seconds after which it is aborted (0: never)
+        """
         self.guest = guest
+        self.post_copy = post_copy
         self.timeout = timeout
         self._run = run
         self.error = None
@@ -457,12 +461,17 @@ class LiveMigration(object):
                  ', copying disks %s' % ', '.join(d.dev for d in copied)
                  if copied else '', instance=instance)
 
+        # A paused guest cannot switch to post-copy (LP 1671011): it is
+        # forced along by being paused already.
+        post_copy = (self._post_copy and
+                     guest.power_state() != power_state.PAUSED)
+
         def run():
             guest.migrate(uri, migrate_uri, xml,
                           copy_disks=[d.dev for d in copied],
                           bandwidth=self._bandwidth, unsafe=unsafe,
-                          post_copy=self._post_copy)
-        job = _Job(guest, run, self._completion_timeout * data_gib(
+                          post_copy=post_copy)
+        job = _Job(guest, run, post_copy, self._completion_timeout * data_gib(
             instance.flavor.memory_mb,
             [self._virtual_size(instance, d.source) for d in copied]))
         self._jobs[instance.uuid] = job
@@ -499,7 +508,7 @@ class LiveMigration(object):
                     self._save_progress(instance, migration, progress)
 
     def _force_complete(self, instance, job, migration):
-        if self._post_copy:
+        if job.post_copy:
             LOG.info('Switching the live migration to post-copy',
                      instance=instance)
             job.guest.start_post_copy()

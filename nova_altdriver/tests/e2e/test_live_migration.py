@@ -244,33 +244,52 @@ class LiveMigrationTest(LiveMigrationTestCase):
         self.wait_for_beat(console, last + 2)
         self.assertOneBootCountingOn(self.read(console))
 
-    def test_force_complete_moves_a_busy_migration_along(self):
-        # slow enough to be caught running (compute1's driver reads it now)
-        self.flags(live_migration_bandwidth=8, group='altdriver')
+    def force_complete(self, post_copy):
+        """Forces a slow migration to complete; (the longest time the guest
+        stood still, migration statuses seen).
+        """
+        # slow enough to be caught running (compute1's driver reads these
+        # now)
+        self.flags(live_migration_bandwidth=8,
+                   live_migration_permit_post_copy=post_copy,
+                   group='altdriver')
         self.start_hosts(shared=True)
         server = self.boot_on_compute1()
         console = self.console_log(server, 0)
         self.live_migrate(server)
         migration = self.migration(server, ('running',))
+        statuses = []
         with ConsoleWatch(console) as watch:
             self.api.microversion = '2.22'
             self.api.force_complete_migration(server['id'], migration['id'])
-            migration = self.migration(server, ('completed', 'error',
-                                                'failed', 'cancelled'))
-        self.assertEqual('completed', migration['status'])
-        # The guest stood still from the request until its memory was
-        # across (a migration this slow otherwise stops it for about as
-        # long as one heartbeat).
-        silence, _beat = watch.longest_silence()
-        print('force complete: the guest stood still for %.1f s' % silence)
-        self.assertGreater(silence, 4)
+            done = ('completed', 'error', 'failed', 'cancelled')
+            while not statuses or statuses[-1] not in done:
+                statuses.append(self.migration(server, done + (
+                    'running (post-copy)',))['status'])
+        self.assertEqual('completed', statuses[-1])
         self.assertRunsOn(server, 1)
-        # paused for the last of its memory only: it runs on there
+        # it runs on there
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, self.conns[1].
                          lookupByUUIDString(server['id']).state()[0])
         last = markers.latest(self.read(console)).beats[-1]
         self.wait_for_beat(console, last + 2)
         self.assertOneBootCountingOn(self.read(console))
+        return watch.longest_silence()[0], statuses
+
+    def test_force_complete_pauses_the_guest_until_it_is_across(self):
+        silence, _statuses = self.force_complete(post_copy=False)
+        # The guest stood still from the request until its memory was
+        # across (a migration this slow otherwise stops it for about as
+        # long as one heartbeat).
+        print('force complete: the guest stood still for %.1f s' % silence)
+        self.assertGreater(silence, 4)
+
+    def test_force_complete_switches_to_post_copy(self):
+        silence, statuses = self.force_complete(post_copy=True)
+        # The guest runs on at the destination at once, fetching the rest
+        print('post-copy: the guest stood still for %.1f s at most' % silence)
+        self.assertIn('running (post-copy)', statuses)
+        self.assertLess(silence, 4)
 
     def test_failure_at_the_destination_leaves_the_guest_on_the_source(self):
         self.start_hosts(shared=True)
