@@ -425,6 +425,7 @@ class LiveMigration(object):
             _best_effort('Aborting the live migration', guest.abort_job,
                          instance)
             job.thread.join()
+            job.cancelled = False  # by this failure, not by the user
         finally:
             self._jobs.pop(instance.uuid, None)
         if job.error is None:
