@@ -23,6 +23,13 @@ assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")
     install_packages "${PACKAGES[@]}" "${extra[@]}"
 }
 
+alive() {  # a daemon's pid file names a running process
+    local pid
+    pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] &&
+        [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ] &&
+        kill -0 "$pid" 2>/dev/null
+}
+
 configure_libvirt() {
     # Run QEMU as root: otherwise libvirt re-probes QEMU on every call because
     # /dev/kvm is root-only here (defineXML took 47 s instead of 3 ms).
@@ -33,10 +40,11 @@ configure_libvirt() {
 
 start_daemons() {
     mkdir -p /run/libvirt
-    pgrep -x virtlogd >/dev/null || virtlogd -d
-    if ! pgrep -x libvirtd >/dev/null; then
-        libvirtd -d
-    fi
+    # The machine's own daemons, by their pid files: other libvirtds run
+    # here too (tools/second-libvirtd.sh), and a process list would count
+    # them, or even their unreaped remains.
+    alive /run/virtlogd.pid || virtlogd -d
+    alive /run/libvirtd.pid || libvirtd -d
     for _ in $(seq 1 120); do
         virsh -c qemu:///system version >/dev/null 2>&1 && return 0
         sleep 0.5
