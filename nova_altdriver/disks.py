@@ -15,6 +15,7 @@ from nova.compute import vm_states
 from nova import exception
 from nova.virt import configdrive
 from nova.virt import driver
+from nova.virt import images
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
@@ -72,6 +73,12 @@ def recorded_format(cache, instance, path):
              name.startswith(('ephemeral_', 'swap_')))):
         return 'qcow2'
     return 'raw'
+
+
+def virtual_size(cache, instance, path):
+    """The size the guest sees of one of instance's disks."""
+    fmt = recorded_format(cache, instance, path)
+    return images.qemu_img_info(path, format=fmt).virtual_size
 
 
 def overlay(base, path, size=None):
@@ -334,7 +341,12 @@ def remove_rescue_files(layout, instance, keep_saved_definition=False):
 
 
 def remove_instance_dir(layout, instance):
-    """Deletes the instance directory; True when nothing is left of it."""
-    path = layout.instance_dir(instance.uuid)
-    shutil.rmtree(path, ignore_errors=True)
-    return not os.path.exists(path)
+    """Deletes the instance directory, and the one a resize set aside;
+    True when nothing is left of them.
+    """
+    gone = True
+    for path in (layout.instance_dir(instance.uuid),
+                 layout.resize_dir(instance.uuid)):
+        shutil.rmtree(path, ignore_errors=True)
+        gone = gone and not os.path.exists(path)
+    return gone

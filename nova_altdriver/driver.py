@@ -27,6 +27,7 @@ from nova_altdriver import optional
 from nova_altdriver import paths
 from nova_altdriver import power
 from nova_altdriver import rescue
+from nova_altdriver import resize
 from nova_altdriver import resources
 from nova_altdriver import snapshot
 from nova_altdriver import vifs
@@ -81,6 +82,10 @@ class AltDriver(driver.ComputeDriver):
         self._image_cache = imagecache.ImageCacheManager(self._cache)
         self._live_migration = live_migration.LiveMigration(
             self.host, self._cache, self._volumes, self._migration_addr)
+        self._resize = resize.Resize(
+            self.host, self._cache, self._lifecycle, self._power,
+            self._volumes, self._snapshot, self._migration_addr,
+            CONF.altdriver.migration_uri)
 
     # -- service start and stop --------------------------------------------
 
@@ -360,6 +365,33 @@ class AltDriver(driver.ComputeDriver):
         self._live_migration.rollback_at_destination(
             instance, network_info, migrate_data)
 
+    # -- resize and cold migration (resize.py) -----------------------------
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        return self._resize.migrate_disk_and_power_off(
+            context, instance, flavor, network_info, block_device_info,
+            timeout, retry_interval)
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        self._resize.finish_migration(
+            context, migration, instance, disk_info, network_info, image_meta,
+            resize_instance, block_device_info, power_on)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        self._resize.confirm_migration(migration, instance)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        self._resize.finish_revert_migration(
+            context, instance, network_info, migration, block_device_info,
+            power_on)
+
     # -- the image cache ---------------------------------------------------
 
     def manage_image_cache(self, context, all_instances):
@@ -377,11 +409,6 @@ class AltDriver(driver.ComputeDriver):
 
     def detach_interface(self, context, instance, vif):
         raise optional.Unsupported(what='detach network interfaces')
-
-    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
-                                   network_info, block_device_info=None,
-                                   timeout=0, retry_interval=0):
-        raise optional.resize_refused()
 
     def get_spice_console(self, context, instance):
         raise optional.console_refused('SPICE', 'VNC')

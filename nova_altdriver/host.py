@@ -57,6 +57,11 @@ _event_loop_lock = threading.Lock()
 _event_loop_started = False
 
 
+def address_for_uri(addr):
+    """An address as the host part of a URI (IPv6 in brackets)."""
+    return '[%s]' % addr if ':' in addr else addr
+
+
 @contextlib.contextmanager
 def remote_directory(uri, path):
     """A directory of the libvirt host at uri, read through its libvirtd

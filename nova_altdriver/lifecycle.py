@@ -108,7 +108,7 @@ class Lifecycle(object):
             with excutils.save_and_reraise_exception():
                 LOG.error('Spawn failed; removing what it created',
                           instance=instance)
-                self._remove_domain(instance)
+                self.remove_domain(instance)
                 vifs.unplug(instance, network_info)
                 disks.remove_created()
         LOG.info('Guest created%s', '' if power_on else ' (not started)',
@@ -184,13 +184,14 @@ class Lifecycle(object):
                 LOG.exception('Could not remove the guest of an unfinished '
                               'evacuation', instance=instance)
 
-    def _remove_domain(self, instance):
+    def remove_domain(self, instance):
+        """Stops and undefines instance's guest, if there is one."""
         guest = self._host.stop_guest(instance.uuid)
         if guest is not None:
             guest.undefine()
 
     def destroy(self, instance, network_info, destroy_disks=True):
-        self._remove_domain(instance)
+        self.remove_domain(instance)
         self._volumes.release_secrets()
         self.cleanup(instance, network_info, destroy_disks)
 

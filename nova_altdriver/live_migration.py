@@ -28,7 +28,6 @@ from lxml import etree
 from nova.compute import power_state
 from nova import exception
 from nova import objects
-from nova.virt import images
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
@@ -145,10 +144,6 @@ def _best_effort(what, call, instance):
         LOG.warning('%s failed: %s', what, e, instance=instance)
 
 
-def _connect_addr(addr):
-    return '[%s]' % addr if ':' in addr else addr
-
-
 class _Job(object):
     """One live migration running on this host (the source)."""
 
@@ -205,7 +200,7 @@ class LiveMigration(object):
         self._jobs = {}  # instance uuid -> _Job
 
     def _uri(self, addr):
-        return self._uri_template % _connect_addr(addr)
+        return self._uri_template % host_mod.address_for_uri(addr)
 
     # -- pre-checks ---------------------------------------------------------
 
@@ -298,8 +293,7 @@ class LiveMigration(object):
                                               needed // units.Mi))
 
     def _virtual_size(self, instance, path):
-        fmt = disks_mod.recorded_format(self._cache, instance, path)
-        return images.qemu_img_info(path, format=fmt).virtual_size
+        return disks_mod.virtual_size(self._cache, instance, path)
 
     # -- the destination's preparation --------------------------------------
 
@@ -457,7 +451,8 @@ class LiveMigration(object):
             filesystem_type(self._layout.root) not in NETWORK_FILESYSTEMS)
         xml = rewrite_paths(guest.migratable_xml(), self._layout.root,
                             os.path.dirname(migrate_data.filename))
-        uri, migrate_uri = self._uri(addr), 'tcp://' + _connect_addr(addr)
+        uri = self._uri(addr)
+        migrate_uri = 'tcp://' + host_mod.address_for_uri(addr)
         LOG.info('Live-migrating to %s (%s)%s', uri, migrate_uri,
                  ', copying disks %s' % ', '.join(d.dev for d in copied)
                  if copied else '', instance=instance)

@@ -22,13 +22,6 @@ class Unsupported(exception.NotSupported, NotImplementedError):
     msg_fmt = 'nova_altdriver does not %(what)s (yet)'
 
 
-def resize_refused():
-    # Raised before the guest is touched: nova puts the server back in the
-    # state it had (ACTIVE or SHUTOFF) and its allocations on the source.
-    return exception.InstanceFaultRollback(
-        Unsupported(what='resize or cold-migrate servers'))
-
-
 def console_refused(name, instead):
     return exception.ConsoleTypeUnavailable(
         message='nova_altdriver offers no %s console; use %s' % (

@@ -15,7 +15,14 @@ host between the two drivers with its guests in place::
             disk.config.rescue  its config drive,
             unrescue.xml        and the definition the rescue replaced
             <name>.part         a disk being made (renamed once whole)
+            resized-by-<migration uuid>  made by that resize or cold
+                                migration (a revert removes this copy)
             shared-storage-probe-*  a moment's probe: is this shared?
+        <uuid>_resize/          the same, set aside by a resize or cold
+                                migration until it is confirmed (removed)
+                                or reverted (renamed back)
+        <uuid>.part/            a resize's new copy being made (renamed
+                                to <uuid> with its resized-by- mark)
         shared-storage-probe-*  the same for the whole instances path
                                 (live migration's pre-checks)
         _base/                  the image cache ([image_cache]
@@ -48,6 +55,8 @@ RESCUE_DISK = DISK + RESCUE_SUFFIX
 RESCUE_CONFIG_DRIVE = 'disk.config' + RESCUE_SUFFIX
 UNRESCUE_XML = 'unrescue.xml'
 UNFINISHED_SUFFIX = '.part'
+RESIZE_SUFFIX = '_resize'
+_RESIZED_BY = 'resized-by-'
 _PROBE_PREFIX = 'shared-storage-probe-'
 
 
@@ -70,6 +79,14 @@ class Layout(object):
 
     def instance_dir(self, instance_uuid):
         return os.path.join(self.root, instance_uuid)
+
+    def resize_dir(self, instance_uuid):
+        return self.instance_dir(instance_uuid) + RESIZE_SUFFIX
+
+    def resized_by(self, instance_uuid, migration_uuid):
+        """The mark of the copy of an instance that migration made."""
+        return os.path.join(self.instance_dir(instance_uuid),
+                            _RESIZED_BY + migration_uuid)
 
     def instance_file(self, instance, name):
         return os.path.join(self.instance_dir(instance.uuid), name)
@@ -120,6 +137,30 @@ class Layout(object):
             raise exception.NovaException(
                 'Not a shared-storage probe: %s' % data['filename'])
         return path
+
+    def place_resize_probe(self, instance_uuid):
+        """A probe file in the directory a resize set aside; its name."""
+        fd, path = tempfile.mkstemp(prefix=_PROBE_PREFIX,
+                                    dir=self.resize_dir(instance_uuid))
+        os.close(fd)
+        return os.path.basename(path)
+
+    def resize_probe_visible(self, instance_uuid, name):
+        """Whether another host's resize probe is here: then the two
+        share the instances path (or are one host).
+        """
+        if os.path.basename(name) != name or not name.startswith(
+                _PROBE_PREFIX):
+            raise exception.NovaException(
+                'Not a shared-storage probe: %s' % name)
+        return os.path.exists(os.path.join(self.resize_dir(instance_uuid),
+                                           name))
+
+    def remove_probes(self, instance_uuid):
+        """Every probe in an instance's directory (of moves that ended)."""
+        for path in glob.glob(os.path.join(self.instance_dir(instance_uuid),
+                                           _PROBE_PREFIX + '*')):
+            fileutils.delete_if_exists(path)
 
     def place_root_probe(self):
         """A probe file in the instances path itself; its absolute path
