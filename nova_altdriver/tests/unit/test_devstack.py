@@ -77,9 +77,10 @@ class DevstackPluginTest(testtools.TestCase):
         self.run_phase('test-config')
         features = self.read(self.tempest_conf)['compute-feature-enabled']
         for feature in ('rescue', 'stable_rescue', 'snapshot', 'shelve',
-                        'pause', 'suspend'):
+                        'pause', 'suspend', 'resize', 'cold_migration',
+                        'live_migration'):
             self.assertEqual('True', features[feature], feature)
-        self.assertEqual('False', features['live_migration'])
+        self.assertEqual('False', features['change_password'])
         self.assertEqual('True', features['swap_volume'])
         self.assertNotIn('volume_multiattach', features)  # DevStack's own
         self.assertEqual('True', self.read(self.tempest_conf)[

@@ -39,6 +39,11 @@ class InTreeLayoutTest(base.TestCase):
                     self.instance, paths.RESCUE_CONFIG_DRIVE))):
             self.assertEqual(os.path.join(self.in_tree_dir, name), path)
 
+    def test_the_directory_a_resize_sets_aside(self):
+        # in-tree: nova.virt.libvirt.driver's inst_base + '_resize'
+        self.assertEqual(self.in_tree_dir + '_resize',
+                         self.layout.resize_dir(self.instance.uuid))
+
     def test_the_image_cache(self):
         self.flags(subdirectory_name='cache', group='image_cache')
         layout = paths.Layout.from_config()
@@ -80,3 +85,16 @@ class SharedStorageProbeTest(base.TestCase):
             self.assertRaises(exception.NovaException,
                               self.layout.remove_probe,
                               {'filename': name})
+
+    def test_a_resize_probe_is_seen_where_the_path_is_shared(self):
+        instance = builders.instance()
+        os.makedirs(self.layout.resize_dir(instance.uuid))
+        name = self.layout.place_resize_probe(instance.uuid)
+        elsewhere = paths.Layout(self.tmp + '-elsewhere')
+        self.assertTrue(self.layout.resize_probe_visible(instance.uuid, name))
+        self.assertFalse(elsewhere.resize_probe_visible(instance.uuid, name))
+        for hostile in ('../../etc/passwd', 'disk', '/etc/shadow',
+                        'shared-storage-probe-x/../../disk'):
+            self.assertRaises(exception.NovaException,
+                              self.layout.resize_probe_visible,
+                              instance.uuid, hostile)
