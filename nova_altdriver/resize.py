@@ -25,10 +25,10 @@ step it was.
 """
 
 import os
+import re
 import shutil
 
 from nova import exception
-from nova.virt import driver
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
@@ -41,17 +41,18 @@ from nova_altdriver import disks as disks_mod
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
 from nova_altdriver import paths
+from nova_altdriver import vifs
+from nova_altdriver import volumes
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 # the disks moved; swap is made anew, console.log and disk.info stay
-_MOVED = ('disk', 'disk.local', 'disk.config')
-_EPHEMERAL_PREFIX = 'disk.eph'
+_MOVED = re.compile(r'disk|disk\.local|disk\.config|disk\.eph[0-9]+')
 
 
 def _moved(name):
-    return name in _MOVED or name.startswith(_EPHEMERAL_PREFIX)
+    return bool(_MOVED.fullmatch(name))
 
 
 def _checked_name(name):
@@ -93,6 +94,7 @@ class Resize(object):
         was_running = guest is not None and guest.is_active()
         try:
             self._power.power_off(instance, timeout, retry_interval)
+            vifs.unplug(instance, network_info or [])
             self._snapshot.settle(instance)
             disk_specs = self._moved_disks(instance)
             self._set_aside(instance)
@@ -120,8 +122,7 @@ class Resize(object):
         """A disk never shrinks (its filesystem would be cut): refused
         before anything is touched, the server stays as it was.
         """
-        root_local = not driver.block_device_info_get_root_device(
-            block_device_info)
+        root_local = not volumes.boots_from_volume(block_device_info)
         if ((root_local and flavor.root_gb < instance.flavor.root_gb) or
                 flavor.ephemeral_gb < instance.flavor.ephemeral_gb):
             raise exception.InstanceFaultRollback(exception.ResizeError(

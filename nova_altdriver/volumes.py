@@ -56,6 +56,11 @@ def connector():
             'do_local_attach': False}
 
 
+def boots_from_volume(block_device_info):
+    return any(vol.get('boot_index') == 0 for vol in
+               driver.block_device_info_get_mapping(block_device_info))
+
+
 def device_of(mount_device, bus):
     """The guest's device for nova's name of a volume (/dev/vdc) on bus:
     nova's letter with the bus's prefix (older servers' names are sd*).
