@@ -35,6 +35,7 @@ class Boot(object):
         self.beats = []         # HB: heartbeats written to self
         self.ticks = []         # TICK: its uptime while it runs
         self.disks = []         # DISKS: its disks now (after hot plugs)
+        self.sizes = {}         # SIZES: {disk: sectors, 'memory': KiB}
 
     @property
     def uptime(self):
@@ -77,6 +78,11 @@ def boots(text):
             boot.beats.append(int(words[0]))
         elif name == 'DISKS':
             boot.disks = words
+        elif name == 'SIZES':
+            for word in words:
+                key, _, value = word.partition('=')
+                if value.isdigit():
+                    boot.sizes[key] = int(value)
         elif name == 'TICK' and words:
             try:
                 boot.ticks.append(float(words[0]))
