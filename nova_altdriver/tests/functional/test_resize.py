@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 
+import fixtures
 from nova.compute import instance_actions
 from oslo_utils import units
 
@@ -147,6 +148,37 @@ class SameHostResizeTest(ResizeTestCase):
             self.server['id']).isActive())
         self.assertTrue(os.path.exists(os.path.join(
             self.instance_dir(self.server), 'disk')))
+        self.assertStillWorks(self.server)
+
+    def test_nova_compute_killed_after_the_set_aside_reverts_at_start(self):
+        class Killed(BaseException):
+            """No except clause of nova's or the driver's runs."""
+
+        disk = os.path.join(self.instance_dir(self.server), 'disk')
+        inode = os.stat(disk).st_ino
+
+        with fixtures.MockPatch(
+                'nova_altdriver.paths.Layout.place_resize_probe',
+                side_effect=Killed):
+            self.api.post_server_action(self.server['id'], {
+                'resize': {'flavorRef': self.bigger}})
+            self._wait_for_assert(lambda: self.assertTrue(os.path.isdir(
+                self.resize_dir(self.server))),
+                max_retries=self.STATE_WAIT_RETRIES)
+        # the disks are set aside, the guest off, nova's task unfinished
+        self._wait_for_server_parameter(self.server, {
+            'OS-EXT-STS:task_state': 'resize_migrating'})
+        self.compute = self.restart_compute_service(self.compute)
+        self.assertUnchanged(self.server)
+        # (the allocations nova's own start-up revert leaves as they were:
+        # the new flavor's on the server, the old one's on the migration)
+        self.assertEqual(256, self.api.get_server(
+            self.server['id'])['flavor']['ram'])
+        self.assertEqual(256, self.memory_mib(self.compute, self.server))
+        self.assertFalse(os.path.exists(self.resize_dir(self.server)))
+        self.assertEqual(inode, os.stat(disk).st_ino)  # the guest's own
+        self.assertTrue(self.hypervisor_of(self.compute).lookupByUUIDString(
+            self.server['id']).isActive())
         self.assertStillWorks(self.server)
 
 
