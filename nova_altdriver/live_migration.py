@@ -484,8 +484,9 @@ class LiveMigration(object):
             if not job.thread.is_alive():
                 return
             now = time.monotonic()
-            if job.force_complete_requested():
-                self._force_complete(instance, job, migration)
+            if (job.force_complete_requested() and
+                    not self._force_complete(instance, job, migration)):
+                job.request_force_complete()  # at the next tick
             if (job.timeout and not timed_out and
                     now - started > job.timeout):
                 LOG.warning('Live migration not complete after %d s '
@@ -504,7 +505,17 @@ class LiveMigration(object):
                     self._save_progress(instance, migration, progress)
 
     def _force_complete(self, instance, job, migration):
+        """Pauses the guest or switches to post-copy; False when it is too
+        early for the switch: QEMU refuses it before its migration has
+        begun (libvirt still preparing the destination).
+        """
         if job.post_copy:
+            try:
+                progress = job.guest.job_progress()
+            except exception.InstanceNotFound:
+                return True  # across already
+            if progress is None or not progress.memory_processed:
+                return False
             LOG.info('Switching the live migration to post-copy',
                      instance=instance)
             job.guest.start_post_copy()
@@ -515,6 +526,7 @@ class LiveMigration(object):
                      instance=instance)
             job.guest.pause()
             job.paused_here = True
+        return True
 
     @staticmethod
     def _save_progress(instance, migration, progress):
