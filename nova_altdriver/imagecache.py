@@ -27,6 +27,7 @@ from oslo_log import log as logging
 from oslo_utils import fileutils
 from oslo_utils import units
 
+from nova_altdriver import host
 from nova_altdriver import paths
 
 CONF = nova.conf.CONF
@@ -116,12 +117,17 @@ class ImageCache(object):
         self.fetch_image(context, image_id)
         return True
 
-    def copy_from(self, name, download):
-        """Path of base file name, made by download(name, tmp path) from
-        another host's cache unless cached here (a live migration's
-        destination: the guest's overlays need the same base).
+    def copy_missing(self, names, uri, directory):
+        """The base files names not cached here, copied from another
+        host's cache (its directory) through its libvirtd at uri: a
+        migration's destination, whose overlays need the same bases.
         """
-        return self._build(name, functools.partial(download, name))
+        missing = [name for name in names if not os.path.exists(
+            os.path.join(self.layout.base_dir, name))]
+        if missing:
+            with host.remote_directory(uri, directory) as download:
+                for name in missing:
+                    self._build(name, functools.partial(download, name))
 
     def blank_ephemeral(self, size_gb, os_type):
         def make(tmp):

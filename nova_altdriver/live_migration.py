@@ -362,13 +362,8 @@ class LiveMigration(object):
                     reason='the source names a disk format %r' %
                     spec.format)
         formats = {}
-        bases = {s.backing for s in specs if s.backing}
-        missing = [b for b in bases if not os.path.exists(
-            os.path.join(self._layout.base_dir, b))]
-        if missing:
-            with host_mod.remote_directory(uri, info['base_dir']) as download:
-                for name in missing:
-                    self._cache.copy_from(name, download)
+        self._cache.copy_missing({s.backing for s in specs if s.backing},
+                                 uri, info['base_dir'])
         pulled = [s for s in specs if not s.copied]
         if pulled:
             with host_mod.remote_directory(

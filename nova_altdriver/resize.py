@@ -272,15 +272,10 @@ class Resize(object):
         source_dir = self._layout.resize_dir(instance.uuid)
         shared = self._layout.resize_probe_visible(instance.uuid,
                                                    info['probe'])
-        bases = {s['backing'] for s in specs if s['backing']}
-        missing = [b for b in bases if not os.path.exists(
-            os.path.join(self._layout.base_dir, b))]
         uri = self._uri_template % host_mod.address_for_uri(
             info['source_addr'])
-        if missing:
-            with host_mod.remote_directory(uri, info['base_dir']) as download:
-                for name in missing:
-                    self._cache.copy_from(name, download)
+        self._cache.copy_missing({s['backing'] for s in specs
+                                  if s['backing']}, uri, info['base_dir'])
         if shared:
             def bring(spec, tmp):
                 processutils.execute(
