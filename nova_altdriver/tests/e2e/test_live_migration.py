@@ -72,12 +72,14 @@ class ConsoleWatch(object):
         return gaps[-1] - gaps[len(gaps) // 2]
 
 
-class LiveMigrationTestCase(base.TestCase):
+class MigrationHosts(object):
+    """Two compute hosts and a guest migrated between them, for an e2e
+    TestCase with self.flavor and self.image: the tests below and
+    benchmarks/migration.py.
+    """
 
-    def setUp(self):
-        super().setUp()
-        self.flavor = self.small_flavor()
-        self.image = self.upload_guest_image()
+    # seconds between looks at a migration's status
+    MIGRATION_POLL_INTERVAL = 0.5
 
     def start_hosts(self, shared=True):
         if shared:
@@ -87,8 +89,7 @@ class LiveMigrationTestCase(base.TestCase):
                           for _ in range(2))
         self.paths = tuple(p or self.instances_path for p in paths)
         computes = self.migration_hosts(paths)
-        self.conns = [self.driver_of(c).host.get_connection()
-                      for c in computes]
+        self.conns = [self.hypervisor_of(c) for c in computes]
         return computes
 
     def boot_on_compute1(self, image=None, flavor=None, **extra):
@@ -122,6 +123,19 @@ class LiveMigrationTestCase(base.TestCase):
         self.assertEqual('completed', migration['status'])
         return self.assertRunsOn(server, 1), took
 
+    def live_migrate_watching(self, server):
+        """live_migrate_to_compute2 on a shared instances path, the guest's
+        heartbeats followed until it wrote 3 more after the move: (the
+        server, the seconds the migration took, the ConsoleWatch, the
+        latest heartbeat when the migration had ended).
+        """
+        console = self.console_log(server, 0)  # the same file on both
+        with ConsoleWatch(console) as watch:
+            server, took = self.live_migrate_to_compute2(server)
+            last = markers.latest(self.read(console)).beats[-1]
+            self.wait_for_beat(console, last + 3)
+        return server, took, watch, last
+
     def migration(self, server, statuses, timeout=MIGRATION_TIMEOUT):
         """The server's migration once its status is one of statuses."""
         deadline = time.monotonic() + timeout
@@ -134,7 +148,7 @@ class LiveMigrationTestCase(base.TestCase):
             self.assertLess(time.monotonic(), deadline,
                             'migration status %s, waiting for %s' % (
                                 found and found[0]['status'], statuses))
-            time.sleep(0.5)
+            time.sleep(self.MIGRATION_POLL_INTERVAL)
 
     def assertRunsOn(self, server, index):
         """The guest runs on host index (0, 1) and nowhere else, its
@@ -164,17 +178,22 @@ class LiveMigrationTestCase(base.TestCase):
         return beats
 
 
+class LiveMigrationTestCase(MigrationHosts, base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flavor = self.small_flavor()
+        self.image = self.upload_guest_image()
+
+
 class LiveMigrationTest(LiveMigrationTestCase):
 
     def test_live_migration_on_a_shared_instances_path(self):
         self.start_hosts(shared=True)
         server = self.boot_on_compute1()
-        console = self.console_log(server, 0)  # the same file on both
-        with ConsoleWatch(console) as watch:
-            server, took = self.live_migrate_to_compute2(server)
-            last = markers.latest(self.read(console)).beats[-1]
-            self.wait_for_beat(console, last + 3)
-        beats = self.assertOneBootCountingOn(self.read(console))
+        server, took, watch, last = self.live_migrate_watching(server)
+        beats = self.assertOneBootCountingOn(self.read(
+            self.console_log(server, 0)))
         self.assertGreater(beats[-1], last)
         silence, after = watch.longest_silence()
         print('shared path: migrated in %.1f s; longest heartbeat silence '
