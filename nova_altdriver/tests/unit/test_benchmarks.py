@@ -83,6 +83,17 @@ class MergeResultsTest(testtools.TestCase):
         self.assertEqual(self.PUBLISHED.split('\n\n', 1)[1],
                          merged.split('\n\n', 1)[1])  # tables unchanged
 
+    def test_a_new_group_takes_its_place_among_the_published_ones(self):
+        new = 'MACHINE-2\n\n' + run.tables([
+            record('live migration', 'alt', 8.0, 'migration'),
+            record('live migration', 'intree', 10.0, 'migration')])
+        merged = run.merge_results(self.PUBLISHED, new, ['migration'])
+        _head, rows = run.parse_results(merged)
+        self.assertEqual(['spawn', 'pause'], list(rows['operation']))
+        self.assertIn('| 0.80', rows['migration']['live migration'])
+        self.assertLess(merged.index('OPERATION'), merged.index('MIGRATION'))
+        self.assertLess(merged.index('MIGRATION'), merged.index('MEMORY'))
+
     def test_every_scenario_has_its_runner(self):
         for scenario in run.SCENARIOS:
             self.assertTrue(callable(getattr(run.Runner,
