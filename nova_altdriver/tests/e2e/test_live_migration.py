@@ -124,16 +124,20 @@ class MigrationHosts(object):
         return self.assertRunsOn(server, 1), took
 
     def live_migrate_watching(self, server):
-        """live_migrate_to_compute2 on a shared instances path, the guest's
-        heartbeats followed until it wrote 3 more after the move: (the
-        server, the seconds the migration took, the ConsoleWatch, the
-        latest heartbeat when the migration had ended).
+        """live_migrate_to_compute2, the guest's heartbeats followed on
+        its console at the source and at the destination (one file on a
+        shared path) until it wrote 3 more after the move: (the server,
+        the seconds the migration took, the ConsoleWatch, the latest
+        heartbeat at the source when the migration had ended).
         """
-        console = self.console_log(server, 0)  # the same file on both
-        with ConsoleWatch(console) as watch:
+        source_log, dest_log = (self.console_log(server, index)
+                                for index in (0, 1))
+        with ConsoleWatch(*dict.fromkeys((source_log, dest_log))) as watch:
             server, took = self.live_migrate_to_compute2(server)
-            last = markers.latest(self.read(console)).beats[-1]
-            self.wait_for_beat(console, last + 3)
+            # (after a block migration the source's console is gone: as
+            # last read)
+            last = markers.latest(watch.texts[source_log]).beats[-1]
+            self.wait_for_beat(dest_log, last + 3)
         return server, took, watch, last
 
     def migration(self, server, statuses, timeout=MIGRATION_TIMEOUT):
@@ -208,12 +212,9 @@ class LiveMigrationTest(LiveMigrationTestCase):
         server = self.boot_on_compute1(config_drive=True)
         source_log = self.console_log(server, 0)
         dest_log = self.console_log(server, 1)
-        with ConsoleWatch(source_log, dest_log) as watch:
-            server, took = self.live_migrate_to_compute2(server)
-            # (the source's directory is gone: its console as last read)
-            self.assertFalse(os.path.exists(os.path.dirname(source_log)))
-            before = self.assertOneBootCountingOn(watch.texts[source_log])
-            self.wait_for_beat(dest_log, before[-1] + 3)
+        server, took, watch, _last = self.live_migrate_watching(server)
+        self.assertFalse(os.path.exists(os.path.dirname(source_log)))
+        before = self.assertOneBootCountingOn(watch.texts[source_log])
         after = self.assertOneBootCountingOn(self.read(dest_log))
         # The guest counts on where it stopped counting at the source.
         self.assertEqual(before[-1] + 1, after[0])
