@@ -1,3 +1,4 @@
+import argparse
 import os
 
 import fixtures
@@ -98,6 +99,26 @@ class MergeResultsTest(testtools.TestCase):
         for scenario in run.SCENARIOS:
             self.assertTrue(callable(getattr(run.Runner,
                                              'scenario_' + scenario)))
+
+
+class MigrationScenarioTest(testtools.TestCase):
+    """The migration scenario's processes."""
+
+    def test_block_migration_is_this_drivers_alone_on_own_addresses(self):
+        runner = run.Runner(argparse.Namespace(
+            out=self.useFixture(fixtures.TempDir()).path))
+        runs = []
+        runner.alternate = (
+            lambda name, command, extra_env, drivers=run.DRIVERS:
+            runs.append((name, command('alt'), drivers, extra_env)))
+        runner.scenario_migration()
+        # not the e2e tests' default 127.0.0.2 and .3
+        addresses = {'ALTDRIVER_E2E_FIRST_ADDR': '10'}
+        self.assertEqual([
+            ('migration', ['benchmarks.migration', 'migration'],
+             ('alt', 'intree'), addresses),
+            ('block_migration', ['benchmarks.migration', 'block_migration'],
+             ('alt',), addresses)], runs)
 
 
 class CephRssTest(testtools.TestCase):
