@@ -33,6 +33,7 @@ import uuid
 
 import fixtures
 import libvirt
+import nova.conf
 from nova.tests import fixtures as nova_fixtures
 
 import benchmarks
@@ -40,6 +41,7 @@ from nova_altdriver.tests import builders
 from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import test_volumes
 
+CONF = nova.conf.CONF
 TIMED = ('spawn', 'destroy', 'power_off', 'power_on', 'reboot', 'pause',
          'unpause', 'suspend', 'resume', 'rescue', 'unrescue', 'snapshot',
          'attach_volume', 'extend_volume', 'detach_volume')
@@ -83,19 +85,66 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
         self.calls = []
         self.phase = None
         self._depth = threading.local()
-        self.compute = self.start_compute('bench')
-        self._time_driver(self.driver_of(self.compute))
+        if self.driver == 'intree':
+            # The in-tree driver names its node as libvirt names the machine,
+            # the same for every libvirtd of this one: here each is named
+            # like its host (as this driver's are by hypervisor_hostname).
+            self.intree_nodenames = {}  # libvirt URI -> node name
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova.virt.libvirt.host.Host.get_hostname',
+                lambda libvirt_host: self.intree_nodenames[libvirt_host._uri]))
+        for compute in self.start_benchmark_hosts():
+            self._time_driver(self.driver_of(compute))
         self._time_uploads()
         self.flavor = self.small_flavor()
         self.image = self.upload_guest_image()
 
-    def start_compute(self, host='compute1', uri=base.URI, nodename=None):
+    def start_benchmark_hosts(self):
+        """The compute services of the scenario, their driver calls timed."""
+        self.compute = self.start_compute('bench')
+        return [self.compute]
+
+    def start_compute(self, host='compute1', uri=base.URI, nodename=None,
+                      instances_path=None, migration_addr=None):
         if self.driver == 'alt':
-            return super().start_compute(host, uri, nodename)
-        self.flags(virt_type='qemu', connection_uri=uri, group='libvirt')
+            return super().start_compute(host, uri, nodename, instances_path,
+                                         migration_addr)
+        # the in-tree driver reads it at each call: one for the process
+        if instances_path not in (None, self.instances_path):
+            raise ValueError('in-tree hosts share one instances path here')
+        self.flags(virt_type='qemu', connection_uri=uri,
+                   live_migration_scheme='tcp', group='libvirt')
+        self.intree_nodenames[uri] = nodename or host
         with self._node_identity(host):
             self.computes[host] = self.start_service('compute', host=host)
+        self._own_host_options(self.driver_of(self.computes[host]), host,
+                               migration_addr)
         return self.computes[host]
+
+    def _own_host_options(self, driver, host, migration_addr):
+        """[DEFAULT] host and [libvirt] live_migration_inbound_addr as the
+        nova.conf of each in-tree host would have them, in the calls that
+        read them: in this one process the options are global, and the
+        in-tree driver reads them at each call (this driver, when it is
+        created). The destination's check tells the source where to send
+        the guest; the source's confirm of a resize leaves the guest's
+        definition alone when the guest stayed on the host.
+        """
+        def with_own_options(call):
+            def call_with_own_options(*args, **kwargs):
+                CONF.set_override('host', host)
+                CONF.set_override('live_migration_inbound_addr',
+                                  migration_addr, group='libvirt')
+                return call(*args, **kwargs)
+            return call_with_own_options
+        for name in ('check_can_live_migrate_destination',
+                     'confirm_migration'):
+            setattr(driver, name, with_own_options(getattr(driver, name)))
+
+    def hypervisor_of(self, compute):
+        if self.driver == 'alt':
+            return super().hypervisor_of(compute)
+        return self.driver_of(compute)._host.get_connection()
 
     def _time_driver(self, driver):
         for name in TIMED:
@@ -411,11 +460,11 @@ def drop_page_cache():
         f.write('3')
 
 
-def main():
-    """Runs one scenario: ``python -m benchmarks.ops SCENARIO``."""
+def main(case=Bench):
+    """Runs one scenario of case: ``python -m benchmarks.ops SCENARIO``."""
     faulthandler.register(signal.SIGUSR1)  # kill -USR1: where it hangs
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(
-        Bench('test_' + sys.argv[1]))
+        case('test_' + sys.argv[1]))
     sys.stdout.flush()
     # No thread the drivers left behind can keep the process alive.
     os._exit(0 if result.wasSuccessful() else 1)

@@ -72,12 +72,14 @@ class ConsoleWatch(object):
         return gaps[-1] - gaps[len(gaps) // 2]
 
 
-class LiveMigrationTestCase(base.TestCase):
+class MigrationHosts(object):
+    """Two compute hosts and a guest migrated between them, for an e2e
+    TestCase with self.flavor and self.image: the tests below and
+    benchmarks/migration.py.
+    """
 
-    def setUp(self):
-        super().setUp()
-        self.flavor = self.small_flavor()
-        self.image = self.upload_guest_image()
+    # seconds between looks at a migration's status
+    MIGRATION_POLL_INTERVAL = 0.5
 
     def start_hosts(self, shared=True):
         if shared:
@@ -87,8 +89,7 @@ class LiveMigrationTestCase(base.TestCase):
                           for _ in range(2))
         self.paths = tuple(p or self.instances_path for p in paths)
         computes = self.migration_hosts(paths)
-        self.conns = [self.driver_of(c).host.get_connection()
-                      for c in computes]
+        self.conns = [self.hypervisor_of(c) for c in computes]
         return computes
 
     def boot_on_compute1(self, image=None, flavor=None, **extra):
@@ -122,6 +123,23 @@ class LiveMigrationTestCase(base.TestCase):
         self.assertEqual('completed', migration['status'])
         return self.assertRunsOn(server, 1), took
 
+    def live_migrate_watching(self, server):
+        """live_migrate_to_compute2, the guest's heartbeats followed on
+        its console at the source and at the destination (one file on a
+        shared path) until it wrote 3 more after the move: (the server,
+        the seconds the migration took, the ConsoleWatch, the latest
+        heartbeat at the source when the migration had ended).
+        """
+        source_log, dest_log = (self.console_log(server, index)
+                                for index in (0, 1))
+        with ConsoleWatch(*dict.fromkeys((source_log, dest_log))) as watch:
+            server, took = self.live_migrate_to_compute2(server)
+            # (after a block migration the source's console is gone: as
+            # last read)
+            last = markers.latest(watch.texts[source_log]).beats[-1]
+            self.wait_for_beat(dest_log, last + 3)
+        return server, took, watch, last
+
     def migration(self, server, statuses, timeout=MIGRATION_TIMEOUT):
         """The server's migration once its status is one of statuses."""
         deadline = time.monotonic() + timeout
@@ -134,7 +152,7 @@ class LiveMigrationTestCase(base.TestCase):
             self.assertLess(time.monotonic(), deadline,
                             'migration status %s, waiting for %s' % (
                                 found and found[0]['status'], statuses))
-            time.sleep(0.5)
+            time.sleep(self.MIGRATION_POLL_INTERVAL)
 
     def assertRunsOn(self, server, index):
         """The guest runs on host index (0, 1) and nowhere else, its
@@ -164,17 +182,22 @@ class LiveMigrationTestCase(base.TestCase):
         return beats
 
 
+class LiveMigrationTestCase(MigrationHosts, base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flavor = self.small_flavor()
+        self.image = self.upload_guest_image()
+
+
 class LiveMigrationTest(LiveMigrationTestCase):
 
     def test_live_migration_on_a_shared_instances_path(self):
         self.start_hosts(shared=True)
         server = self.boot_on_compute1()
-        console = self.console_log(server, 0)  # the same file on both
-        with ConsoleWatch(console) as watch:
-            server, took = self.live_migrate_to_compute2(server)
-            last = markers.latest(self.read(console)).beats[-1]
-            self.wait_for_beat(console, last + 3)
-        beats = self.assertOneBootCountingOn(self.read(console))
+        server, took, watch, last = self.live_migrate_watching(server)
+        beats = self.assertOneBootCountingOn(self.read(
+            self.console_log(server, 0)))
         self.assertGreater(beats[-1], last)
         silence, after = watch.longest_silence()
         print('shared path: migrated in %.1f s; longest heartbeat silence '
@@ -189,12 +212,9 @@ class LiveMigrationTest(LiveMigrationTestCase):
         server = self.boot_on_compute1(config_drive=True)
         source_log = self.console_log(server, 0)
         dest_log = self.console_log(server, 1)
-        with ConsoleWatch(source_log, dest_log) as watch:
-            server, took = self.live_migrate_to_compute2(server)
-            # (the source's directory is gone: its console as last read)
-            self.assertFalse(os.path.exists(os.path.dirname(source_log)))
-            before = self.assertOneBootCountingOn(watch.texts[source_log])
-            self.wait_for_beat(dest_log, before[-1] + 3)
+        server, took, watch, _last = self.live_migrate_watching(server)
+        self.assertFalse(os.path.exists(os.path.dirname(source_log)))
+        before = self.assertOneBootCountingOn(watch.texts[source_log])
         after = self.assertOneBootCountingOn(self.read(dest_log))
         # The guest counts on where it stopped counting at the source.
         self.assertEqual(before[-1] + 1, after[0])

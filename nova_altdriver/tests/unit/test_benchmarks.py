@@ -1,3 +1,4 @@
+import argparse
 import os
 
 import fixtures
@@ -83,10 +84,41 @@ class MergeResultsTest(testtools.TestCase):
         self.assertEqual(self.PUBLISHED.split('\n\n', 1)[1],
                          merged.split('\n\n', 1)[1])  # tables unchanged
 
+    def test_a_new_group_takes_its_place_among_the_published_ones(self):
+        new = 'MACHINE-2\n\n' + run.tables([
+            record('live migration', 'alt', 8.0, 'migration'),
+            record('live migration', 'intree', 10.0, 'migration')])
+        merged = run.merge_results(self.PUBLISHED, new, ['migration'])
+        _head, rows = run.parse_results(merged)
+        self.assertEqual(['spawn', 'pause'], list(rows['operation']))
+        self.assertIn('| 0.80', rows['migration']['live migration'])
+        self.assertLess(merged.index('OPERATION'), merged.index('MIGRATION'))
+        self.assertLess(merged.index('MIGRATION'), merged.index('MEMORY'))
+
     def test_every_scenario_has_its_runner(self):
         for scenario in run.SCENARIOS:
             self.assertTrue(callable(getattr(run.Runner,
                                              'scenario_' + scenario)))
+
+
+class MigrationScenarioTest(testtools.TestCase):
+    """The migration scenario's processes."""
+
+    def test_block_migration_is_this_drivers_alone_on_own_addresses(self):
+        runner = run.Runner(argparse.Namespace(
+            out=self.useFixture(fixtures.TempDir()).path))
+        runs = []
+        runner.alternate = (
+            lambda name, command, extra_env, drivers=run.DRIVERS:
+            runs.append((name, command('alt'), drivers, extra_env)))
+        runner.scenario_migration()
+        # not the e2e tests' default 127.0.0.2 and .3
+        addresses = {'ALTDRIVER_E2E_FIRST_ADDR': '10'}
+        self.assertEqual([
+            ('migration', ['benchmarks.migration', 'migration'],
+             ('alt', 'intree'), addresses),
+            ('block_migration', ['benchmarks.migration', 'block_migration'],
+             ('alt',), addresses)], runs)
 
 
 class CephRssTest(testtools.TestCase):
