@@ -31,6 +31,7 @@ HASH=$(cd "$HERE" && content_hash $inputs)
 OUT=$ALTDRIVER_CACHE/guest-$HASH
 
 if [ -e "$OUT/.complete" ]; then
+    touch "$OUT/.complete"   # in use: not pruned (below)
     echo "$OUT"
     exit 0
 fi
@@ -218,8 +219,11 @@ date -u +%FT%TZ >"$STAGE/.complete"
 rm -rf "$OUT"          # an incomplete leftover of an interrupted build
 mv -T "$STAGE" "$OUT"
 trap - EXIT
-for old in "$ALTDRIVER_CACHE"/guest-*; do   # builds of older scripts
-    [ "$old" = "$OUT" ] || rm -rf "$old"
+# Builds of other scripts unused for a day go: another checkout of the
+# project (a branch's worktree) may be running tests with its own.
+for old in "$ALTDRIVER_CACHE"/guest-*; do
+    [ "$old" = "$OUT" ] && continue
+    [ -n "$(find "$old/.complete" -mmin -1440 2>/dev/null)" ] || rm -rf "$old"
 done
 log "built $OUT in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 echo "$OUT"
