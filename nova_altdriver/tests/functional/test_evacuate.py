@@ -155,7 +155,7 @@ class EvacuateTest(base.TestCase):
         with fixtures.MonkeyPatch(
                 'nova_altdriver.lifecycle.Lifecycle.create',
                 create_then_die), fixtures.MockPatchObject(
-                lifecycle.Lifecycle, '_remove_domain'):
+                lifecycle.Lifecycle, 'remove_domain'):
             self._evacuate_server(server, expected_state='ERROR',
                                   expected_migration_status='failed')
         self.assertTrue(self.hypervisor_of(compute2).lookupByUUIDString(
