@@ -11,8 +11,10 @@
 #   aio.sh kill S   SIGKILL one service of ours (the tour's host failure)
 #
 # Two compute hosts share the instances directory (shared storage, for
-# evacuation): aio-compute on the system libvirtd, aio-compute2 on a second
-# libvirtd in a private mount namespace (tools/second-libvirtd.sh).
+# evacuation, resize and migrations): aio-compute on the system libvirtd,
+# aio-compute2 on a second libvirtd in a private mount namespace
+# (tools/second-libvirtd.sh); each reaches the other's libvirtd over
+# loopback TCP for live migrations.
 # Cinder keeps volumes on the machine's one-node Ceph cluster
 # (tools/ceph/ceph.sh, which the e2e tests use too; its ports and
 # /etc/ceph are the machine's): RBD images that QEMU opens itself. `up`
