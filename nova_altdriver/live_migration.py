@@ -1,8 +1,8 @@
 """Live migration: what happens on both hosts, from the pre-checks to the
 clean-up, in nova's order.
 
-Destination pre-check: the CPU, the server's network devices, a probe file
-in the instances path (its absolute path travels in migrate_data.filename).
+Destination pre-check: the CPU, a probe file in the instances path (its
+absolute path travels in migrate_data.filename).
 Source pre-check: the probe seen here means a shared instances path; with
 the destination's answer, whether the local disks are shared, go along
 (block migration) or make the move impossible (InvalidSharedStorage, the
@@ -16,7 +16,9 @@ nova's post or recover method - never an exception, which would put the
 server in ERROR although it runs on.
 
 Hosts may keep their instances at different paths (tests do): the
-destination's definition has the source's paths rewritten to its own.
+destination's definition has the source's paths rewritten to its own. Its
+Open vSwitch ports have no device names: the destination's libvirtd names
+them (free_interface_names).
 """
 
 import collections
@@ -101,6 +103,25 @@ def rewrite_paths(xml, source_root, dest_root):
                 el.set(name, dest + value[len(prefix):])
         if el.text and el.text.startswith(prefix) and not len(el):
             el.text = dest + el.text[len(prefix):]
+    return etree.tostring(doc, encoding='unicode')
+
+
+def free_interface_names(xml):
+    """The domain definition xml without the device names of its Open
+    vSwitch ports: the destination's libvirtd names them, with names free
+    on its host.
+
+    The name a device has here may be taken there: on two compute hosts of
+    one machine (one kernel) it is, by this very guest's device, and the
+    destination's QEMU could not start. An OVS port is bound by its
+    iface-id, which libvirt sets from the <virtualport> whatever the
+    device's name (neutron's OVS agent and OVN look ports up by it);
+    other interfaces keep their names, by which agents may know them.
+    """
+    doc = etree.fromstring(xml)
+    for target in doc.xpath("devices/interface[virtualport/@type="
+                            "'openvswitch']/target"):
+        target.getparent().remove(target)
     return etree.tostring(doc, encoding='unicode')
 
 
@@ -210,7 +231,6 @@ class LiveMigration(object):
         the source's check.
         """
         self._check_cpu(src_compute_info)
-        self._check_network_devices(instance)
         data = objects.LibvirtLiveMigrateData()
         data.filename = self._layout.place_root_probe()
         data.target_connect_addr = self._addr
@@ -245,20 +265,6 @@ class LiveMigration(object):
                 reason='the CPU of the source host (%s %s) is not '
                        'compatible with this host\'s' % (
                            info.get('vendor'), info.get('model')))
-
-    @staticmethod
-    def _check_network_devices(instance):
-        """Refuses a destination where the guest's tap devices exist
-        already: the source is this very machine (one kernel), where the
-        destination QEMU could not create its taps under the same names.
-        """
-        for vif in instance.get_network_info():
-            name = vif.get('devname')
-            if name and os.path.exists('/sys/class/net/' + name):
-                raise exception.MigrationPreCheckError(
-                    reason='network device %s of port %s exists on the '
-                           'destination already: two compute hosts on one '
-                           'machine cannot both hold it' % (name, vif['id']))
 
     def cleanup_destination_check(self, dest_check_data):
         if 'filename' in dest_check_data:
@@ -444,8 +450,9 @@ class LiveMigration(object):
             not block_migration and migrate_data.is_shared_instance_path and
             any(d.source for d in disks) and
             filesystem_type(self._layout.root) not in NETWORK_FILESYSTEMS)
-        xml = rewrite_paths(guest.migratable_xml(), self._layout.root,
-                            os.path.dirname(migrate_data.filename))
+        xml = free_interface_names(rewrite_paths(
+            guest.migratable_xml(), self._layout.root,
+            os.path.dirname(migrate_data.filename)))
         uri = self._uri(addr)
         migrate_uri = 'tcp://' + host_mod.address_for_uri(addr)
         LOG.info('Live-migrating to %s (%s)%s', uri, migrate_uri,

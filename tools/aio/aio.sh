@@ -11,8 +11,10 @@
 #   aio.sh kill S   SIGKILL one service of ours (the tour's host failure)
 #
 # Two compute hosts share the instances directory (shared storage, for
-# evacuation): aio-compute on the system libvirtd, aio-compute2 on a second
-# libvirtd in a private mount namespace (tools/second-libvirtd.sh).
+# evacuation, resize and migrations): aio-compute on the system libvirtd,
+# aio-compute2 on a second libvirtd in a private mount namespace
+# (tools/second-libvirtd.sh); each reaches the other's libvirtd over
+# loopback TCP for live migrations.
 # Cinder keeps volumes on the machine's one-node Ceph cluster
 # (tools/ceph/ceph.sh, which the e2e tests use too; its ports and
 # /etc/ceph are the machine's): RBD images that QEMU opens itself. `up`
@@ -40,6 +42,11 @@ HOSTNAME_COMPUTE2=aio-compute2
 LIBVIRT_URI=qemu:///system
 LIBVIRT2_DIR=$STATE/libvirt2
 LIBVIRT2_URI="qemu+unix:///system?socket=$LIBVIRT2_DIR/run/libvirt-sock"
+# where each host's libvirtd takes the other's for live migrations
+# (migration_inbound_addr); the e2e tests' libvirtds take 127.0.0.2 and
+# 127.0.0.3 unless told otherwise
+LIBVIRT_ADDR=127.0.0.1
+LIBVIRT2_ADDR=127.0.0.4
 KEYSTONE=http://127.0.0.1:5000
 TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:5672/
 CLOUD=altdriver-aio
@@ -50,11 +57,11 @@ CEPH_CONF=/etc/ceph/ceph.conf
 # daemons are tools/ceph/ceph.sh's.
 SERVICES=(mariadb epmd rabbitmq keystone cinder-volume placement glance
           ovsdb-server ovs-vswitchd neutron nova-api nova-conductor
-          nova-scheduler nova-compute virtlogd2 libvirtd2 nova-compute2
+          nova-scheduler libvirt-tcp nova-compute virtlogd2 libvirtd2 nova-compute2
           cinder-api cinder-scheduler horizon)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
                  [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774
-                 [cinder-api]=8776 [horizon]=8080)
+                 [cinder-api]=8776 [horizon]=8080 [libvirt-tcp]=16509)
 source "$AIO_DIR/network.sh"
 source "$AIO_DIR/horizon.sh"
 
@@ -133,7 +140,7 @@ stop_one() {
 install_aio_packages() {
     bash "$ALTDRIVER_TOP/tools/setup-host.sh"
     install_packages mariadb-server mariadb-client rabbitmq-server curl openvswitch-switch \
-        chromium chromium-driver
+        chromium chromium-driver socat
 }
 
 # ---------------------------------------------------------------- config
@@ -141,7 +148,7 @@ install_aio_packages() {
 # these values, and those set for the call (SERVICE_USER=nova render ...)
 render() {
     (export STATE ETC LOGS RUN VENV PASSWORD KEYSTONE TRANSPORT_URL HOSTNAME_COMPUTE \
-            HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI BRIDGE OVS_DB_SOCK HORIZON_DIR
+            HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI LIBVIRT_ADDR LIBVIRT2_ADDR BRIDGE OVS_DB_SOCK HORIZON_DIR
      exec "$VENV/bin/python" "$AIO_DIR/render.py" "$AIO_DIR/etc/$1.in" "$2")
 }
 
@@ -259,11 +266,24 @@ start_libvirt2() {  # the second compute host's libvirtd + virtlogd
     pid_of libvirtd2 >/dev/null && pid_of virtlogd2 >/dev/null && return 0
     stop_one libvirtd2; stop_one virtlogd2  # half of a pair: restart both
     log "starting libvirtd2 + virtlogd2 in $LIBVIRT2_DIR"
-    bash "$ALTDRIVER_TOP/tools/second-libvirtd.sh" start "$LIBVIRT2_DIR" \
+    bash "$ALTDRIVER_TOP/tools/second-libvirtd.sh" start "$LIBVIRT2_DIR" "$LIBVIRT2_ADDR" \
         >/dev/null 2>>"$LOGS/libvirtd2.log" \
         || die "the second libvirtd did not start (log: $LOGS/libvirtd2.log)"
     adopt virtlogd2 "$LIBVIRT2_DIR/virtlogd.pid"
     adopt libvirtd2 "$LIBVIRT2_DIR/libvirtd.pid"
+}
+
+# Live migrations to aio-compute: libvirtd2 opens the system libvirtd at
+# qemu+tcp://LIBVIRT_ADDR/system. That daemon is the machine's (the e2e tests
+# use it too) and listens on its UNIX socket only; rather than restart it
+# with --listen under its other users, a proxy takes TCP connections on
+# loopback and passes them to that socket (as root: no authentication, as
+# tools/second-libvirtd.sh's daemons on loopback). QEMU's incoming stream
+# goes to the port the system libvirtd gives it (qemu.conf's defaults).
+start_libvirt_tcp() {
+    start libvirt-tcp socat "TCP-LISTEN:${PORT[libvirt-tcp]},bind=$LIBVIRT_ADDR,reuseaddr,fork" \
+        UNIX-CONNECT:/run/libvirt/libvirt-sock
+    wait_port libvirt-tcp "${PORT[libvirt-tcp]}" 10
 }
 
 keystone_setup() {
@@ -404,6 +424,7 @@ cmd_up() {
     since=$(mysql_ -N -e 'select utc_timestamp()')
     start nova-conductor "$VENV/bin/nova-conductor" "${nova[@]}"
     start nova-scheduler "$VENV/bin/nova-scheduler" "${nova[@]}"
+    start_libvirt_tcp
     start nova-compute env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute.conf"
     start_libvirt2
@@ -503,6 +524,7 @@ cmd_down() {
     # next `up` reconnects to them
     stop_one libvirtd2
     stop_one virtlogd2
+    stop_one libvirt-tcp
     stop_one ovs-vswitchd
     stop_one ovsdb-server
     stop_one rabbitmq

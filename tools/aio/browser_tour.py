@@ -4,9 +4,11 @@ a browser.
 Run by `aio.sh browser-tour [OUTDIR]`: headless Chromium (Debian's chromium
 and chromedriver, nothing downloaded) logs in to Horizon, launches the test
 guest with the Launch Instance wizard and walks it through the actions of the
-Instances table; then launches it again from a new volume (Horizon's
-default), attaches, extends and detaches a blank volume (Instances and
-Volumes tables) and rescues and shelves the volume-backed server. Every step
+Instances table (resized and reverted, resized and confirmed, then migrated
+and live-migrated from the admin's Instances table, which shows the host);
+then launches it again from a new volume (Horizon's default), attaches,
+extends and detaches a blank volume (Instances and Volumes tables) and
+rescues and shelves the volume-backed server. Every step
 is checked by the status Horizon shows and by the marker lines the guest
 prints on its console, read on the instance's Log tab
 (tools/guest-image/README.md; parsed by the e2e tests' markers.py). One
@@ -45,6 +47,10 @@ RESCUE = 'aio-tour-rescue'
 # stable device rescue: a volume-backed server's disks stay in place
 RESCUE_STABLE = 'aio-tour-rescue-stable'
 FLAVOR = 'aio-tour-flavor'
+# what the server is resized to: more memory, a bigger disk
+FLAVOR_BIG = 'aio-tour-flavor-big'
+# flavor name: memory MiB, vCPUs, disk GB
+FLAVORS = {FLAVOR: (256, 1, 1), FLAVOR_BIG: (320, 1, 2)}
 # image name: its file (tools/guest-image) and properties
 IMAGES = {
     IMAGE: ('disk.qcow2', {}),
@@ -84,9 +90,13 @@ class Tour(object):
         self.cloud = openstack.connect(cloud=CLOUD)
         # Horizon in the browser and its pages, from the login on
         self.horizon = self.instances = self.log_tab = self.images = None
+        self.admin_instances = None
         self.volumes = self.action_log = None
         self.server_id = None
         self.last_ready = None
+        # the host the server was on and its last READY line before a
+        # resize (for the revert), the host a resize or migration took it to
+        self.before_resize = self.moved_to = None
         # VSERVER's boot volume, the blank VOLUME and its disk in the guest
         self.boot_volume = self.volume_id = self.guest_disk = None
         # the guest's disks as it listed them last (ALTDRIVER-DISKS)
@@ -111,8 +121,10 @@ class Tour(object):
                 c.create_image(name, filename=os.path.join(out, disk),
                                disk_format='qcow2', container_format='bare',
                                visibility='public', wait=True, **properties)
-        if not c.compute.find_flavor(FLAVOR):
-            c.compute.create_flavor(name=FLAVOR, ram=256, vcpus=1, disk=1)
+        for name, (ram, vcpus, disk) in FLAVORS.items():
+            if not c.compute.find_flavor(name):
+                c.compute.create_flavor(name=name, ram=ram, vcpus=vcpus,
+                                        disk=disk)
 
     def cleanup(self):
         c = self.cloud
@@ -163,6 +175,20 @@ class Tour(object):
                                      re.M).group(1))
         return None
 
+    def domain_memory(self):
+        """{host: KiB of memory} of the hosts whose libvirtd has the
+        server's domain.
+        """
+        found = {}
+        for host, uri in self.libvirt.items():
+            info = subprocess.run(['virsh', '-c', uri, 'dominfo',
+                                   self.server_id], capture_output=True,
+                                  text=True)
+            if info.returncode == 0:
+                found[host] = int(re.search(r'^Max memory:\s+(\d+)',
+                                            info.stdout, re.M).group(1))
+        return found
+
     # ------------------------------------------------------------ checks
     def wait_status(self, *wanted):
         state = {}
@@ -204,6 +230,29 @@ class Tour(object):
 
     def console(self):
         return self.log_tab.text(self.server_id)
+
+    def host(self):
+        """The server's host, as the admin's Instances table shows it."""
+        return (self.admin_instances.cells(self.server_id) or {}).get('Host')
+
+    def placed(self, host, flavor):
+        """The admin's Instances table shows the server on HOST (None:
+        any) with FLAVOR, and the domain is on that host only, with the
+        flavor's memory. The host.
+        """
+        cells = self.admin_instances.cells(self.server_id) or {}
+        shown = (cells.get('Host'), cells.get('Flavor'))
+        if shown != (host or shown[0], flavor):
+            raise pages.StepFailed('Horizon shows host %s, flavor %s; '
+                                   'expected %s, %s' % (shown + (
+                                       host or 'any', flavor)))
+        memory = self.domain_memory()
+        wanted = {shown[0]: FLAVORS[flavor][0] * 1024}
+        if memory != wanted:
+            raise pages.StepFailed('the domain, by host (KiB of memory): %s, '
+                                   'not %s' % (memory, wanted))
+        pages.log('on %s with %s (%d KiB)' % (shown + (memory[shown[0]],)))
+        return shown[0]
 
     def disk_change(self):
         """The guest lists its disks anew (ALTDRIVER-DISKS, printed on every
@@ -283,6 +332,7 @@ class Tour(object):
         self.log_tab = pages.LogTab(self.horizon)
         self.images = pages.ImagesPage(self.horizon)
         self.volumes = pages.VolumesPage(self.horizon)
+        self.admin_instances = pages.AdminInstancesPage(self.horizon)
         self.action_log = pages.ActionLogTab(self.horizon)
         pages.LoginPage(self.horizon).log_in('admin', PASSWORD, 'Default')
 
@@ -410,6 +460,65 @@ class Tour(object):
         self.wait_boot(1)  # a new disk: counting starts over
         self.network_ok()
 
+    # ---------------------------------------------------- moving steps
+    def resize(self, count):
+        """To the bigger flavor (Resize Instance), on the host the scheduler
+        picks (either: allow_resize_to_same_host): the guest boots its
+        disk's copy there, whose boot count goes on.
+        """
+        self.before_resize = (self.host(), self.last_ready)
+        self.action('resize',
+                    lambda: self.horizon.choose('id_flavor', FLAVOR_BIG))
+        self.wait_status('Confirm or Revert Resize/Migrate')
+        self.moved_to = self.placed(None, FLAVOR_BIG)
+        self.wait_boot(count)
+        self.network_ok()
+
+    def revert_resize(self, count):
+        """Revert Resize/Migrate: the disk set aside on the old host comes
+        back and the guest boots it there.
+        """
+        host, self.last_ready = self.before_resize
+        self.action('revert')
+        self.wait_status('Active')
+        self.placed(host, FLAVOR)
+        self.wait_boot(count)
+        self.network_ok()
+
+    def confirm(self):
+        """Confirm Resize/Migrate: the server stays where it went."""
+        self.action('confirm')
+        self.wait_status('Active')
+        self.placed(self.moved_to, FLAVOR_BIG)
+        self.ticks(advancing=True)
+
+    def other_host(self):
+        return next(h for h in self.libvirt if h != self.host())
+
+    def migrate(self, count):
+        """Migrate Instance (admin): nova picks the other host, where the
+        guest boots.
+        """
+        self.moved_to = self.other_host()
+        self.admin_instances.action(self.server_id, 'migrate')
+        self.wait_status('Confirm or Revert Resize/Migrate')
+        self.placed(self.moved_to, FLAVOR_BIG)
+        self.wait_boot(count)
+        self.network_ok()
+
+    def live_migrate(self):
+        """Live Migrate Instance (admin) to the other host: the guest runs
+        on without a boot, its port works from the new host.
+        """
+        target = self.other_host()
+        self.admin_instances.action(
+            self.server_id, 'live_migrate',
+            lambda: self.horizon.choose('id_host', target))
+        self.wait_status('Active')
+        self.placed(target, FLAVOR_BIG)
+        self.ticks(advancing=True)  # and no new READY line
+        self.network_ok()
+
     def delete(self):
         self.action('delete')
         pages.wait_for('the instance leaves the table',
@@ -510,6 +619,16 @@ class Tour(object):
             ('shelve (offloaded by nova)', self.shelve),
             ('unshelve', lambda: self.power_on('shelve', 6)),
             ('rebuild', self.rebuild),
+            # the boot counts: the resized copy of the disk goes on from
+            # the rebuild's 1; the revert boots the disk set aside (1 too)
+            ('resize (bigger flavor)', lambda: self.resize(2)),
+            ('revert resize', lambda: self.revert_resize(2)),
+            ('resize (again)', lambda: self.resize(3)),
+            ('confirm resize', self.confirm),
+            ('migrate (admin)', lambda: self.migrate(4)),
+            ('confirm migration', self.confirm),
+            ('live migrate (admin)', self.live_migrate),
+            ('live migrate back (admin)', self.live_migrate),
             ('delete', self.delete),
             # Horizon's default launch: the image into a new volume, which
             # the guest boots; a blank volume goes in and out of it

@@ -274,6 +274,15 @@ class InstancesPage(TablePage):
         return LaunchWizard(self.horizon)
 
 
+class AdminInstancesPage(TablePage):
+    """Admin > Compute > Instances: every project's instances, with their
+    hosts, and the admin's actions (Migrate, Live Migrate).
+    """
+
+    PATH = '/admin/instances/'
+    TABLE = 'instances'
+
+
 class VolumesPage(TablePage):
     """The Volumes table (Project > Volumes)."""
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # A tour of the all-in-one cloud with the openstack CLI (run through
 # `aio.sh tour`): the test guest is booted and walked through the server
-# operations, then gets a Cinder volume attached, extended and detached; a
+# operations (resize, cold and live migration between the two hosts among
+# them), then gets a Cinder volume attached, extended and detached; a
 # second one boots from a volume made from the image and is walked through
 # what volume-backed servers do. Every step is checked by the server's status
 # and by marker lines the guest prints on its serial console
@@ -19,6 +20,8 @@ P=aio-tour
 IMAGE=$P-guest
 RESCUE=$P-rescue
 FLAVOR=$P-flavor
+# what the server is resized to: more memory, a bigger disk
+FLAVOR_BIG=$P-flavor-big
 SERVER=$P-server
 SNAP=$P-snapshot
 SERVER2=$P-from-snapshot
@@ -42,11 +45,18 @@ while read -r h svc uri; do SERVICE_OF[$h]=$svc URI_OF[$h]=$uri; done <"$STATE/c
 HOST1=aio-compute
 HOST2=aio-compute2
 host_of() { osc server show "$1" -f value -c OS-EXT-SRV-ATTR:host; }
+other_host() {  # other_host HOST: the other compute host
+    local h
+    for h in "${!URI_OF[@]}"; do [ "$h" != "$1" ] && echo "$h"; done
+    return 0
+}
 # defined_on SERVER_ID: the hosts whose libvirtd has a domain for the server
+# (grep reads the whole list: with grep -q, virsh could die of SIGPIPE
+# writing the rest and pipefail would fail the match)
 defined_on() {
     local h
     for h in "${!URI_OF[@]}"; do
-        virsh -c "${URI_OF[$h]}" list --all --uuid | grep -qx "$1" && echo "$h"
+        virsh -c "${URI_OF[$h]}" list --all --uuid | grep -x "$1" >/dev/null && echo "$h"
     done
     return 0
 }
@@ -300,8 +310,10 @@ s_images() {
 }
 
 s_flavor() {
-    osc flavor show "$FLAVOR" >/dev/null 2>&1 ||
-        osc flavor create --ram 256 --vcpus 1 --disk 1 "$FLAVOR" -f value -c id
+    { osc flavor show "$FLAVOR" >/dev/null 2>&1 ||
+        osc flavor create --ram 256 --vcpus 1 --disk 1 "$FLAVOR" -f value -c id; } &&
+    { osc flavor show "$FLAVOR_BIG" >/dev/null 2>&1 ||
+        osc flavor create --ram 320 --vcpus 1 --disk 2 "$FLAVOR_BIG" -f value -c id; }
 }
 
 s_boot() {
@@ -374,15 +386,86 @@ s_rebuild() {
     osc server rebuild --image "$IMAGE" "$SERVER" -f value -c id && wait_status "$SERVER" ACTIVE &&
         BOOTS[$SERVER]=0 && booted "$SERVER" && net_ok "$SERVER"
 }
+# ------------------------------------------------------------------ moves
+# placed SERVER HOST FLAVOR: nova has the server on HOST with FLAVOR, and the
+# domain on that host (and on no other) has the flavor's memory
+placed() {
+    local id host flavor kib
+    id=$(osc server show "$1" -f value -c id) && host=$(host_of "$1") &&
+        flavor=$(osc --os-compute-api-version 2.47 server show "$1" -f json -c flavor |
+                 python3 -c 'import json, sys; print(json.load(sys.stdin)["flavor"]["original_name"])') ||
+        return 1
+    [ "$host" = "$2" ] && [ "$flavor" = "$3" ] ||
+        { log "$1 is on $host with $flavor, not on $2 with $3"; return 1; }
+    [ "$(defined_on "$id")" = "$host" ] ||
+        { log "domain $id defined on '$(defined_on "$id" | xargs)', not on $host only"; return 1; }
+    kib=$(virsh -c "${URI_OF[$host]}" dominfo "$id" | awk '$1 == "Max" { print $3 }')
+    [ "$kib" = $(($(osc flavor show "$3" -f value -c ram) * 1024)) ] ||
+        { log "the domain has $kib KiB of memory, $3 other"; return 1; }
+    log "$1 is on $host with $flavor ($kib KiB)"
+}
+
+# s_resize: to the bigger flavor, on the host the scheduler picks (either:
+# allow_resize_to_same_host); the guest boots its disk's copy there, whose
+# boot count goes on. What it was before is kept for the revert.
+declare -A BEFORE_RESIZE
+s_resize() {
+    BEFORE_RESIZE=([host]=$(host_of "$SERVER") [boots]=${BOOTS[$SERVER]}
+                   [ready]=${PREV_READY[$SERVER]:-})
+    osc server resize --flavor "$FLAVOR_BIG" "$SERVER" &&
+        wait_status "$SERVER" VERIFY_RESIZE && MOVED_TO=$(host_of "$SERVER") &&
+        placed "$SERVER" "$MOVED_TO" "$FLAVOR_BIG" && booted "$SERVER" && net_ok "$SERVER"
+}
+# The disk set aside on the old host comes back, the guest boots it there:
+# its boot count goes on from before the resize
+s_resize_revert() {
+    local id
+    id=$(osc server show "$SERVER" -f value -c id) || return 1
+    osc server resize revert "$SERVER" && wait_status "$SERVER" ACTIVE &&
+        placed "$SERVER" "${BEFORE_RESIZE[host]}" "$FLAVOR" || return 1
+    [ ! -e "$STATE/instances/${id}_resize" ] || { log "${id}_resize left behind"; return 1; }
+    BOOTS[$SERVER]=${BEFORE_RESIZE[boots]} PREV_READY[$SERVER]=${BEFORE_RESIZE[ready]}
+    booted "$SERVER" && net_ok "$SERVER"
+}
+# s_confirm FLAVOR: the resize or migration is confirmed: the server stays
+# where it went (MOVED_TO), running on, and the old disk is removed
+s_confirm() {
+    local id
+    id=$(osc server show "$SERVER" -f value -c id) || return 1
+    osc server resize confirm "$SERVER" && wait_status "$SERVER" ACTIVE &&
+        placed "$SERVER" "$MOVED_TO" "$1" && ticks_advance "$SERVER" || return 1
+    [ ! -e "$STATE/instances/${id}_resize" ] || { log "${id}_resize left behind"; return 1; }
+}
+# Cold migration: nova picks the other host; the guest boots there
+s_migrate() {
+    local src
+    src=$(host_of "$SERVER") && MOVED_TO=$(other_host "$src") || return 1
+    osc server migrate "$SERVER" && wait_status "$SERVER" VERIFY_RESIZE &&
+        placed "$SERVER" "$MOVED_TO" "$FLAVOR_BIG" && booted "$SERVER" && net_ok "$SERVER"
+}
+# Live migration to the other host (shared instances path: memory only):
+# the guest runs on without a boot, its port works from the new host
+s_live_migrate() {
+    local src dst ready id
+    id=$(osc server show "$SERVER" -f value -c id) && src=$(host_of "$SERVER") || return 1
+    dst=$(other_host "$src") ready=$(latest "$SERVER" ready)
+    osc --os-compute-api-version 2.30 server migrate --live-migration --host "$dst" "$SERVER" &&
+        wait_status "$SERVER" ACTIVE && placed "$SERVER" "$dst" "$FLAVOR_BIG" || return 1
+    [ "$(latest "$SERVER" ready)" = "$ready" ] ||
+        { log "the guest booted again: $(latest "$SERVER" ready)"; return 1; }
+    log "interface on $dst: $(virsh -c "${URI_OF[$dst]}" domiflist "$id" | awk 'NR > 2 && NF { print $1, $3 }')"
+    ticks_advance "$SERVER" && net_ok "$SERVER"
+}
+
 # The server's host fails: its nova-compute dies, the guest stops, the domain
 # stays defined (as after a power loss); an admin forces the service down
 # and evacuates. Since compute API 2.95 the server arrives stopped; started,
 # the guest boots its own disk (from the shared instances directory, or its
 # boot volume) on the other host: the boot counter goes on.
 s_evacuate() {  # SERVER [DISK]
-    local id src dst h
+    local id src dst
     id=$(osc server show "$1" -f value -c id) && src=$(host_of "$1") || return 1
-    for h in "${!URI_OF[@]}"; do [ "$h" != "$src" ] && dst=$h; done
+    dst=$(other_host "$src")
     EVAC_SRC=$src EVAC_ID=$id EVAC_DISK=
     # an image-backed server's disk, which the other host boots
     [ ! -f "$STATE/instances/$id/disk" ] || EVAC_DISK=$STATE/instances/$id/disk
@@ -399,7 +482,7 @@ s_evacuate() {  # SERVER [DISK]
 s_source_back() {  # SERVER
     local src=$EVAC_SRC id=$EVAC_ID end=$((SECONDS + WAIT))
     bash "$ALTDRIVER_TOP/tools/aio/aio.sh" up || return 1
-    while defined_on "$id" | grep -qx "$src"; do
+    while defined_on "$id" | grep -x "$src" >/dev/null; do
         [ $SECONDS -lt $end ] || { log "stale domain $id still defined on $src"; return 1; }
         sleep 2
     done
@@ -464,7 +547,7 @@ s_delete() {
         port=$(osc port list --server "$id" -f value -c ID) || return 1
     osc server delete --wait "$SERVER" || return 1
     # the guest's tap left the bridge and nova deleted the port it made
-    ovs-vsctl list-ports "$BRIDGE" | grep -q "^tap${port:0:11}$" &&
+    ovs-vsctl list-ports "$BRIDGE" | grep "^tap${port:0:11}$" >/dev/null &&
         { log "tap${port:0:11} still on $BRIDGE"; return 1; }
     [ -e "/sys/class/net/tap${port:0:11}" ] && { log "tap${port:0:11} still exists"; return 1; }
     osc port show "$port" >/dev/null 2>&1 && { log "port $port left behind"; return 1; }
@@ -600,6 +683,19 @@ if step "server create (boot)" s_boot; then
     step "shelve --offload" s_shelve_offload
     step "unshelve (from SHELVED_OFFLOADED)" s_unshelve "$SERVER"
     step "rebuild" s_rebuild
+    if step "resize (bigger flavor)" s_resize; then
+        step "resize revert" s_resize_revert
+    fi
+    if step "resize (bigger flavor, again)" s_resize; then
+        step "resize confirm" s_confirm "$FLAVOR_BIG"
+    fi
+    if step "migrate (cold)" s_migrate; then
+        step "migrate confirm" s_confirm "$FLAVOR_BIG"
+    fi
+    # to each host once: the system libvirtd (through aio.sh's libvirt-tcp)
+    # and libvirtd2 both take a guest
+    step "live migrate (other host)" s_live_migrate
+    step "live migrate (back)" s_live_migrate
     step "evacuate (host down)" s_evacuate "$SERVER"
     # even after a failed evacuation: the cloud gets its first host back
     step "failed host back" s_source_back "$SERVER"

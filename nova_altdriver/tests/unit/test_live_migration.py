@@ -8,13 +8,10 @@ import fixtures
 import libvirt
 from lxml import etree
 from nova import exception
-from nova.network import model as network_model
-from nova import objects
 
 from nova_altdriver import domain
 from nova_altdriver import guest
 from nova_altdriver import live_migration
-from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
 
 SOURCE_XML = """<domain type='qemu'>
@@ -174,27 +171,39 @@ class RootProbeTest(base.TestCase):
                           os.path.join(self.layout.root, 'disk'))
 
 
-class NetworkDevicesTest(base.TestCase):
-    """Two compute hosts of one machine share one kernel: a guest's tap
-    device name cannot exist twice.
+class FreeInterfaceNamesTest(base.TestCase):
+    """Two compute hosts of one machine share one kernel: the guest's OVS
+    port cannot have the same device name on both.
     """
 
-    def with_devname(self, devname):
-        instance = builders.instance()
-        vif = builders.vif(network_model.VIF_TYPE_TAP)
-        vif['devname'] = devname
-        instance.info_cache = objects.InstanceInfoCache(
-            network_info=network_model.NetworkInfo([vif]))
-        return instance
+    XML = """<domain type='qemu'><devices>
+      <interface type='bridge'>
+        <source bridge='br-int'/>
+        <virtualport type='openvswitch'>
+          <parameters interfaceid='port-1'/>
+        </virtualport>
+        <mac address='fa:16:3e:00:00:01'/>
+        <target dev='tapport-1'/>
+      </interface>
+      <interface type='ethernet'>
+        <mac address='fa:16:3e:00:00:02'/>
+        <target dev='tapport-2'/>
+      </interface>
+    </devices></domain>"""
 
-    def test_a_device_of_that_name_here_refuses_the_destination(self):
-        # (lo: a device every host has, standing for the source's tap)
-        error = self.assertRaises(
-            exception.MigrationPreCheckError,
-            live_migration.LiveMigration._check_network_devices,
-            self.with_devname('lo'))
-        self.assertIn('network device lo of port', str(error))
+    def setUp(self):
+        super().setUp()
+        self.doc = etree.fromstring(
+            live_migration.free_interface_names(self.XML))
 
-    def test_new_device_names_pass(self):
-        live_migration.LiveMigration._check_network_devices(
-            self.with_devname('tap-not-here'))
+    def test_ovs_ports_are_named_by_the_destination(self):
+        ovs = self.doc.find("devices/interface[@type='bridge']")
+        self.assertIsNone(ovs.find('target'))
+        # what binds the port stays
+        self.assertEqual('port-1', ovs.find(
+            'virtualport/parameters').get('interfaceid'))
+        self.assertEqual('fa:16:3e:00:00:01', ovs.find('mac').get('address'))
+
+    def test_other_interfaces_keep_their_names(self):
+        self.assertEqual('tapport-2', self.doc.find(
+            "devices/interface[@type='ethernet']/target").get('dev'))
