@@ -32,7 +32,13 @@ instances path) is measured for this driver alone: nova refuses one on a
 shared path, and the in-tree driver reads ``instances_path`` at every
 call, so two in-tree hosts in one process cannot have paths of their own.
 
-Run as ``python -m benchmarks.migration migration|block_migration``.
+A live migration both drivers do (``volume_migration``: the same hosts and
+shared path) moves a server booted from an RBD volume on the one-node Ceph
+of tools/ceph, with no local disk: libvirt takes network disks for shared
+storage, so it lets the in-tree driver's migration through.
+
+Run as ``python -m benchmarks.migration
+migration|block_migration|volume_migration``.
 """
 
 import subprocess
@@ -43,6 +49,7 @@ from nova import utils
 
 from benchmarks import ops
 from nova_altdriver.tests.e2e import test_live_migration
+from nova_altdriver.tests.e2e import test_volumes
 
 GROUP = 'migration'
 
@@ -137,6 +144,22 @@ class BlockMigrationBench(MigrationBench):
         self.live_migration(self.boot_on_compute1(), 'block migration')
 
 
+class VolumeMigrationBench(MigrationBench):
+    """A live migration both drivers do: the server boots from an RBD
+    volume (no local disk), so the storage is shared block storage and
+    libvirt finds the in-tree driver's migration safe.
+    """
+
+    def test_volume_migration(self):
+        flavor = self.use_benchmark_ceph_volumes(self.conns)
+        self.make_volume(test_volumes.BOOT_VOLUME, from_guest_image=True)
+        server = self.boot_on_compute1(
+            '', flavor, block_device_mapping_v2=test_volumes.BOOT_FROM_VOLUME)
+        self.delete(self.live_migration(server,
+                                        'live migration, RBD volume'))
+
+
 if __name__ == '__main__':
     ops.main({'migration': MigrationBench,
-              'block_migration': BlockMigrationBench}[sys.argv[1]])
+              'block_migration': BlockMigrationBench,
+              'volume_migration': VolumeMigrationBench}[sys.argv[1]])
