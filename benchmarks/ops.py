@@ -355,16 +355,21 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
         self.measure('pause (idle host)', 'pause', self.action(
             self.other, {'pause': None}, 'PAUSED'))
 
-    def test_volumes(self):
+    def use_benchmark_ceph_volumes(self, conns):
+        """RBD volumes for the driver on the libvirt daemons conns; the
+        flavor of a server booted from one (no local disk).
+        """
         self.use_ceph_volumes()
         # nova asks the in-tree driver for the host's connector, outside the
         # timed calls, and it asks os-brick, which needs a root helper this
         # harness lacks; RBD volumes never reach os-brick's connectors.
         self.useFixture(nova_fixtures.OSBrickFixture())
         if self.driver == 'intree':
-            self._operator_secret()
-        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=0,
-                                     ephemeral=0)
+            self._operator_secret(conns)
+        return self._create_flavor(memory_mb=256, vcpu=1, disk=0, ephemeral=0)
+
+    def test_volumes(self):
+        flavor = self.use_benchmark_ceph_volumes([self.conn])
         from_volume = {
             'block_device_mapping_v2': test_volumes.BOOT_FROM_VOLUME}
         self.make_volume(test_volumes.BOOT_VOLUME, from_guest_image=True)
@@ -398,19 +403,20 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
         self.record('memory', 'Ceph RSS (mon + mgr + osd)',
                     benchmarks.ceph_rss_mib(), 'MiB')
 
-    def _operator_secret(self):
-        """Cinder's cephx key in libvirt, and nova.conf naming it, as the
-        in-tree driver needs them (this driver makes its own secret from
-        the keyring).
+    def _operator_secret(self, conns):
+        """Cinder's cephx key in the libvirt daemons conns (every host that
+        runs the guest), and nova.conf naming it, as the in-tree driver
+        needs them (this driver makes its own secret from the keyring).
         """
         self.flags(rbd_user='cinder', group='libvirt',
                    rbd_secret_uuid=builders.CEPH_SECRET_UUID)
         key = subprocess.run(['ceph', 'auth', 'get-key', 'client.cinder'],
                              check=True, capture_output=True).stdout
-        secret = self.conn.secretDefineXML(
-            OPERATOR_SECRET % builders.CEPH_SECRET_UUID)
-        self.addCleanup(secret.undefine)
-        secret.setValue(base64.b64decode(key))
+        for conn in conns:
+            secret = conn.secretDefineXML(
+                OPERATOR_SECRET % builders.CEPH_SECRET_UUID)
+            self.addCleanup(secret.undefine)
+            secret.setValue(base64.b64decode(key))
 
     def _pause_meanwhile(self, figure, stop):
         """Pauses and unpauses the other guest until stop is set."""

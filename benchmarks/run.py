@@ -7,7 +7,8 @@ Absolute times are noise on shared machines: the ratio ours/in-tree of the
 medians in one run is the result. Prints one table per group and writes
 the raw runs (``runs.json``) and the tables (``results.txt``) to the output
 directory. Usually started by benchmarks/run.sh, which sets up the machine;
-the ``volumes`` scenario starts (or adopts) the one-node Ceph of tools/ceph.
+the ``volumes`` and ``volume_migration`` scenarios start (or adopt) the
+one-node Ceph of tools/ceph.
 """
 
 import argparse
@@ -27,7 +28,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('ALTDRIVER_CACHE', '/var/cache/nova-altdriver')
 DRIVERS = ('alt', 'intree')
 SCENARIOS = ('ops', 'bigdisk', 'concurrency', 'periodic', 'volumes',
-             'migration')
+             'migration', 'volume_migration')
 PERIODIC_SIZES = (10, 100, 500)
 # The migration scenario's two libvirt daemons listen on 127.0.0.10 and .11:
 # the e2e tests take .2 and .3 unless told, the all-in-one's second host .2.
@@ -138,6 +139,12 @@ class Runner(object):
         self.alternate('block_migration', lambda driver: [
             'benchmarks.migration', 'block_migration'], addresses,
             drivers=('alt',))
+
+    def scenario_volume_migration(self):
+        self._script('ceph/ceph.sh', 'up')  # returns once HEALTH_OK
+        self.alternate('volume_migration', lambda driver: [
+            'benchmarks.migration', 'volume_migration'],
+            {'ALTDRIVER_E2E_FIRST_ADDR': MIGRATION_FIRST_ADDR})
 
     def scenario_periodic(self):
         domains = os.path.join(self.out, 'domains')

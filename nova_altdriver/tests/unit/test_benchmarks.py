@@ -102,23 +102,39 @@ class MergeResultsTest(testtools.TestCase):
 
 
 class MigrationScenarioTest(testtools.TestCase):
-    """The migration scenario's processes."""
+    """The migration scenarios' processes."""
 
-    def test_block_migration_is_this_drivers_alone_on_own_addresses(self):
+    # not the e2e tests' default 127.0.0.2 and .3
+    ADDRESSES = {'ALTDRIVER_E2E_FIRST_ADDR': '10'}
+
+    def runs_of(self, scenario):
+        """(name, command, drivers, extra_env) of the processes scenario
+        starts, and the tools scripts it runs, as [(name, args)].
+        """
         runner = run.Runner(argparse.Namespace(
             out=self.useFixture(fixtures.TempDir()).path))
-        runs = []
+        runs, scripts = [], []
         runner.alternate = (
             lambda name, command, extra_env, drivers=run.DRIVERS:
             runs.append((name, command('alt'), drivers, extra_env)))
-        runner.scenario_migration()
-        # not the e2e tests' default 127.0.0.2 and .3
-        addresses = {'ALTDRIVER_E2E_FIRST_ADDR': '10'}
+        runner._script = lambda name, *args: scripts.append((name, args))
+        getattr(runner, 'scenario_' + scenario)()
+        return runs, scripts
+
+    def test_block_migration_is_this_drivers_alone_on_own_addresses(self):
+        runs, _scripts = self.runs_of('migration')
         self.assertEqual([
             ('migration', ['benchmarks.migration', 'migration'],
-             ('alt', 'intree'), addresses),
+             ('alt', 'intree'), self.ADDRESSES),
             ('block_migration', ['benchmarks.migration', 'block_migration'],
-             ('alt',), addresses)], runs)
+             ('alt',), self.ADDRESSES)], runs)
+
+    def test_volume_migration_is_both_drivers_on_ceph(self):
+        runs, scripts = self.runs_of('volume_migration')
+        self.assertEqual([('ceph/ceph.sh', ('up',))], scripts)
+        self.assertEqual([
+            ('volume_migration', ['benchmarks.migration', 'volume_migration'],
+             ('alt', 'intree'), self.ADDRESSES)], runs)
 
 
 class CephRssTest(testtools.TestCase):
