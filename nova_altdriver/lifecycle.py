@@ -21,6 +21,7 @@ import nova.conf
 import nova.privsep.path
 from nova_altdriver import disks as disks_mod
 from nova_altdriver import domain
+from nova_altdriver import resize
 from nova_altdriver import vifs
 
 CONF = nova.conf.CONF
@@ -68,9 +69,11 @@ class Lifecycle(object):
                    block_device_info, admin_password=None,
                    injected_files=None):
         """(InstanceDisks, domain XML) of instance, disks made as needed;
-        the writes an interrupted snapshot holds go into the disk first.
+        the writes an interrupted snapshot holds go into the disk first,
+        and disks a resize's destination has still to bring come first.
         """
         self._snapshot.settle(instance)
+        resize.bring_disks(self._cache, instance)
         boot_volume, volumes = self._volumes.disks(instance,
                                                    block_device_info)
         disks, layout, kernel, ramdisk = disks_mod.all_disks(

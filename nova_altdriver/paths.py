@@ -17,6 +17,8 @@ host between the two drivers with its guests in place::
             <name>.part         a disk being made (renamed once whole)
             resized-by-<migration uuid>  made by that resize or cold
                                 migration (a revert removes this copy)
+            resize-source.json  where that resize's disks still are to
+                                be brought from (gone once they are here)
             shared-storage-probe-*  a moment's probe: is this shared?
         <uuid>_resize/          the same, set aside by a resize or cold
                                 migration until it is confirmed (removed)
@@ -56,6 +58,7 @@ RESCUE_CONFIG_DRIVE = 'disk.config' + RESCUE_SUFFIX
 UNRESCUE_XML = 'unrescue.xml'
 UNFINISHED_SUFFIX = '.part'
 RESIZE_SUFFIX = '_resize'
+RESIZE_SOURCE = 'resize-source.json'
 _RESIZED_BY = 'resized-by-'
 _PROBE_PREFIX = 'shared-storage-probe-'
 

@@ -64,6 +64,67 @@ def _checked_name(name):
     return name
 
 
+def _checked_spec(spec):
+    _checked_name(spec['name'])
+    if not _moved(spec['name']):
+        raise exception.ResizeError(
+            reason='the source names a disk %r' % spec['name'])
+    if spec['backing'] is not None:
+        _checked_name(spec['backing'])
+    if spec['format'] not in ('qcow2', 'raw'):
+        raise exception.ResizeError(
+            reason='the source names a disk format %r' % spec['format'])
+    return spec
+
+
+def bring_disks(cache, instance):
+    """The disks a resize's destination still has to bring, as recorded
+    in its resize-source.json (nothing without one): copied where the
+    source's set-aside copy is here too (a shared path, the same host),
+    pulled through the source's libvirtd otherwise; rebased onto this
+    host's cache, recorded in disk.info. No guest has run on them yet, so
+    all of them come again after an interruption.
+    """
+    layout = cache.layout
+    record = layout.instance_file(instance, paths.RESIZE_SOURCE)
+    try:
+        with open(record) as f:
+            source = jsonutils.loads(f.read())
+    except FileNotFoundError:
+        return
+    specs = [_checked_spec(spec) for spec in source['disks']]
+    cache.copy_missing({s['backing'] for s in specs if s['backing']},
+                       source['uri'], source['base_dir'])
+
+    def make_each(bring):
+        for spec in specs:
+            paths.make_whole(layout.instance_file(instance, spec['name']),
+                             lambda tmp, spec=spec: bring(spec, tmp))
+
+    if source['shared']:
+        set_aside = layout.resize_dir(instance.uuid)
+        make_each(lambda spec, tmp: processutils.execute(
+            'cp', '--reflink=auto', '--sparse=always',
+            os.path.join(set_aside, spec['name']), tmp))
+    else:
+        with host_mod.remote_directory(
+                source['uri'], source['directory']) as download:
+            make_each(lambda spec, tmp: download(spec['name'], tmp))
+    formats = {}
+    for spec in specs:
+        path = layout.instance_file(instance, spec['name'])
+        if spec['backing']:
+            base = os.path.join(layout.base_dir, spec['backing'])
+            processutils.execute(
+                'qemu-img', 'rebase', '-u', '-f', 'qcow2',
+                '-F', imagecache.base_info(base)[0], '-b', base, path)
+        formats[path] = spec['format']
+    paths.write_atomically(layout.disk_info(instance),
+                           jsonutils.dumps(formats))
+    os.unlink(record)
+    LOG.info('The disks of the resize are here', instance=instance)
+
+
 class Resize(object):
 
     def __init__(self, host, cache, lifecycle, power, volumes, snapshot,
@@ -212,12 +273,21 @@ class Resize(object):
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,
                          block_device_info, power_on):
-        """The guest made here from the disks the source set aside."""
+        """The guest made here from the disks the source set aside. A
+        failure keeps what was made: nova's answer to it, a hard reboot
+        here, brings the rest (bring_disks) rather than a fresh disk.
+        """
         info = jsonutils.loads(disk_info)
-        specs = [self._checked_spec(spec) for spec in info['disks']]
-        directory = self._new_directory(instance, migration)
+        source = {
+            'uri': self._uri_template % host_mod.address_for_uri(
+                info['source_addr']),
+            'shared': self._layout.resize_probe_visible(instance.uuid,
+                                                        info['probe']),
+            'directory': info['directory'], 'base_dir': info['base_dir'],
+            'disks': [_checked_spec(spec) for spec in info['disks']]}
+        self._new_directory(instance, migration, source)
         try:
-            self._bring_disks(instance, info, specs)
+            bring_disks(self._cache, instance)
             if resize_instance:
                 self._grow(instance)
             _disks, xml = self._lifecycle.domain_xml(
@@ -227,17 +297,17 @@ class Resize(object):
                                    power_on, wait_for_vifs=False)
         except Exception:
             with excutils.save_and_reraise_exception():
-                LOG.error('Resize failed on the destination; removing what '
-                          'it made here (the source keeps the server\'s '
-                          'disks: revert the resize)', instance=instance)
+                LOG.error('Resize failed on the destination; a hard reboot '
+                          'here brings what is missing (the source keeps '
+                          'the server\'s disks)', instance=instance)
                 self._lifecycle.remove_domain(instance)
-                shutil.rmtree(directory, ignore_errors=True)
         LOG.info('Resize finished here%s', '' if power_on else
                  ' (not started)', instance=instance)
 
-    def _new_directory(self, instance, migration):
-        """An empty <uuid>, marked as this migration's copy from the
-        moment it has the name: a revert removes only such a copy.
+    def _new_directory(self, instance, migration, source):
+        """An empty <uuid> but for the record of where its disks are to
+        come from, marked as this migration's copy from the moment it has
+        the name: a revert removes only such a copy.
         """
         directory = self._layout.instance_dir(instance.uuid)
         unfinished = directory + paths.UNFINISHED_SUFFIX
@@ -249,62 +319,9 @@ class Resize(object):
         os.makedirs(unfinished)
         mark = self._layout.resized_by(instance.uuid, migration.uuid)
         open(os.path.join(unfinished, os.path.basename(mark)), 'w').close()
+        paths.write_atomically(os.path.join(unfinished, paths.RESIZE_SOURCE),
+                               jsonutils.dumps(source))
         os.rename(unfinished, directory)
-        return directory
-
-    @staticmethod
-    def _checked_spec(spec):
-        _checked_name(spec['name'])
-        if not _moved(spec['name']):
-            raise exception.ResizeError(
-                reason='the source names a disk %r' % spec['name'])
-        if spec['backing'] is not None:
-            _checked_name(spec['backing'])
-        if spec['format'] not in ('qcow2', 'raw'):
-            raise exception.ResizeError(
-                reason='the source names a disk format %r' % spec['format'])
-        return spec
-
-    def _bring_disks(self, instance, info, specs):
-        """The disks copied (shared path) or pulled here, rebased onto
-        this host's cache, recorded in disk.info.
-        """
-        source_dir = self._layout.resize_dir(instance.uuid)
-        shared = self._layout.resize_probe_visible(instance.uuid,
-                                                   info['probe'])
-        uri = self._uri_template % host_mod.address_for_uri(
-            info['source_addr'])
-        self._cache.copy_missing({s['backing'] for s in specs
-                                  if s['backing']}, uri, info['base_dir'])
-        if shared:
-            def bring(spec, tmp):
-                processutils.execute(
-                    'cp', '--reflink=auto', '--sparse=always',
-                    os.path.join(source_dir, spec['name']), tmp)
-            self._make_each(instance, specs, bring)
-        else:
-            with host_mod.remote_directory(
-                    uri, info['directory']) as download:
-                self._make_each(
-                    instance, specs,
-                    lambda spec, tmp: download(spec['name'], tmp))
-        formats = {}
-        for spec in specs:
-            path = self._layout.instance_file(instance, spec['name'])
-            if spec['backing']:
-                base = os.path.join(self._layout.base_dir, spec['backing'])
-                processutils.execute(
-                    'qemu-img', 'rebase', '-u', '-f', 'qcow2',
-                    '-F', imagecache.base_info(base)[0], '-b', base, path)
-            formats[path] = spec['format']
-        paths.write_atomically(self._layout.disk_info(instance),
-                               jsonutils.dumps(formats))
-
-    def _make_each(self, instance, specs, bring):
-        for spec in specs:
-            paths.make_whole(
-                self._layout.instance_file(instance, spec['name']),
-                lambda tmp, spec=spec: bring(spec, tmp))
 
     def _grow(self, instance):
         """Root and ephemeral disk grown to the new flavor (the guest

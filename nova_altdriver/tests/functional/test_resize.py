@@ -5,12 +5,14 @@ What the user checks: the server's status, flavor and host, the guest's
 memory and disk sizes, the allocations, and what is left on disk.
 """
 
+import filecmp
 import json
 import os
 import subprocess
 
 import fixtures
 from nova.compute import instance_actions
+from oslo_concurrency import processutils
 from oslo_utils import units
 
 from nova_altdriver.tests.functional import test_unsupported
@@ -180,6 +182,41 @@ class SameHostResizeTest(ResizeTestCase):
         self.assertTrue(self.hypervisor_of(self.compute).lookupByUUIDString(
             self.server['id']).isActive())
         self.assertStillWorks(self.server)
+
+    def test_a_hard_reboot_after_a_failed_copy_brings_the_disks(self):
+        # (nova answers any failure of the destination with ERROR and
+        # "recover by hard rebooting" there)
+        copy = processutils.execute
+        failed = []
+
+        def copy_failing_once(*cmd, **kwargs):
+            if cmd[0] == 'cp' and not failed:
+                failed.append(cmd)
+                raise processutils.ProcessExecutionError('No space left')
+            return copy(*cmd, **kwargs)
+
+        # what the guest wrote (the test driver's guest writes nothing)
+        subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 0x5a 0 64k',
+                        os.path.join(self.instance_dir(self.server), 'disk')],
+                       check=True, capture_output=True)
+        original = os.path.join(self.resize_dir(self.server), 'disk')
+        with fixtures.MonkeyPatch(
+                'oslo_concurrency.processutils.execute', copy_failing_once):
+            self.api.post_server_action(self.server['id'], {
+                'resize': {'flavorRef': self.bigger}})
+            self._wait_for_state_change(self.server, 'ERROR')
+        self.assertTrue(failed)
+        self.assertFalse(os.path.exists(os.path.join(
+            self.instance_dir(self.server), 'disk')))
+        self._reboot_server(self.server, hard=True)
+        # the guest's own disk, not a fresh one from the image
+        self.assertTrue(filecmp.cmp(
+            original, os.path.join(self.instance_dir(self.server), 'disk'),
+            shallow=False))
+        self.assertFalse(os.path.exists(os.path.join(
+            self.instance_dir(self.server), 'resize-source.json')))
+        self.assertTrue(self.hypervisor_of(self.compute).lookupByUUIDString(
+            self.server['id']).isActive())
 
 
 class ColdMigrationTest(ResizeTestCase):

@@ -20,10 +20,10 @@ class DiskSpecTest(base.TestCase):
     def test_the_disks_a_resize_moves(self):
         for name in ('disk', 'disk.local', 'disk.eph0', 'disk.config'):
             self.assertEqual(self.spec(name=name),
-                             resize.Resize._checked_spec(self.spec(name=name)))
+                             resize._checked_spec(self.spec(name=name)))
         self.assertEqual(
             self.spec(format='raw', backing=None),
-            resize.Resize._checked_spec(self.spec(format='raw',
+            resize._checked_spec(self.spec(format='raw',
                                                   backing=None)))
 
     def test_anything_else_is_refused(self):
@@ -34,7 +34,7 @@ class DiskSpecTest(base.TestCase):
                         dict(backing='/var/lib/nova/other/disk'),
                         dict(format='vmdk'), dict(format=None)):
             self.assertRaises(exception.ResizeError,
-                              resize.Resize._checked_spec,
+                              resize._checked_spec,
                               self.spec(**hostile))
 
 
