@@ -4,7 +4,8 @@
 # config and socket. Guests of both daemons see the same /tmp and instances
 # paths.
 #
-#   second-libvirtd.sh start DIR [ADDR]  prints the URI of the new daemon
+#   second-libvirtd.sh start DIR [ADDR [HOSTNAME]]
+#                                        prints the URI of the new daemon
 #   second-libvirtd.sh stop DIR          stops the daemons started in DIR
 #
 # With ADDR (a loopback address such as 127.0.0.2) the daemon also accepts
@@ -12,13 +13,16 @@
 # qemu+tcp://ADDR/system - unauthenticated, which is for tests on loopback
 # only (doc/source/operations.rst says what production uses: TLS) - and
 # takes incoming migrations and block-migration NBD servers on ADDR, from a
-# port range of its own (daemons on one machine share the ports).
+# port range of its own (daemons on one machine share the ports). With
+# HOSTNAME, the daemon runs in a UTS namespace of that host name, which
+# libvirt reports as the host's (nova's in-tree driver names its node so).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 cmd=${1:?start or stop}
 dir=${2:?state directory}
 addr=${3:-}
+hostname=${4:-}
 
 case $cmd in
 start)
@@ -46,8 +50,11 @@ start)
             "migration_host = \"$addr\"" "migration_port_min = $first" \
             "migration_port_max = $((first + 63))" >>"$dir/etc/qemu.conf"
     fi
-    unshare -m --propagation private bash -c "
+    uts=
+    [ -z "$hostname" ] || uts="-u"
+    unshare -m $uts --propagation private bash -c "
         set -e
+        [ -z '$hostname' ] || hostname '$hostname'
         mount --bind '$dir/run' /run/libvirt
         mount --bind '$dir/lib' /var/lib/libvirt
         mount --bind '$dir/cache' /var/cache/libvirt

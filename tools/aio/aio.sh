@@ -24,6 +24,12 @@
 # AIO_STATE (default /var/lib/nova-altdriver-aio). Services listen on 127.0.0.1
 # only. The CLI finds the cloud as `openstack --os-cloud altdriver-aio`.
 #
+# AIO_DRIVER=libvirt makes the same cloud with nova's in-tree libvirt driver
+# on both compute hosts, nothing else changed, for side-by-side runs: a
+# cloud of its own (AIO_STATE default /var/lib/nova-altdriver-aio-libvirt;
+# nova keeps a compute node's identity, which a driver change would
+# rename), on the same ports, so one of the two runs at a time.
+#
 # This script installs and supervises; each service's configuration is a
 # template in tools/aio/etc/ (filled in by render.py with the values set
 # here), and bootstrap.py makes the cloud's users, catalog and network.
@@ -31,7 +37,14 @@ set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 
 AIO_DIR="$ALTDRIVER_TOP/tools/aio"
-STATE=${AIO_STATE:-/var/lib/nova-altdriver-aio}
+AIO_DRIVER=${AIO_DRIVER:-altdriver}
+case $AIO_DRIVER in
+    altdriver) STATE=${AIO_STATE:-/var/lib/nova-altdriver-aio} ;;
+    libvirt) STATE=${AIO_STATE:-/var/lib/nova-altdriver-aio-libvirt} ;;
+    *) die "AIO_DRIVER is altdriver or libvirt, not $AIO_DRIVER" ;;
+esac
+# the tours and tempest find this cloud's state
+export AIO_STATE=$STATE
 ETC=$STATE/etc
 LOGS=$STATE/log
 RUN=$STATE/run
@@ -148,7 +161,8 @@ install_aio_packages() {
 # these values, and those set for the call (SERVICE_USER=nova render ...)
 render() {
     (export STATE ETC LOGS RUN VENV PASSWORD KEYSTONE TRANSPORT_URL HOSTNAME_COMPUTE \
-            HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI LIBVIRT_ADDR LIBVIRT2_ADDR BRIDGE OVS_DB_SOCK HORIZON_DIR
+            HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI LIBVIRT_ADDR LIBVIRT2_ADDR BRIDGE OVS_DB_SOCK HORIZON_DIR \
+            AIO_DRIVER
      exec "$VENV/bin/python" "$AIO_DIR/render.py" "$AIO_DIR/etc/$1.in" "$2")
 }
 
@@ -176,8 +190,10 @@ write_configs() {
     # the two compute hosts (host name, node name, state and libvirtd)
     SERVICE_USER=nova DATABASE=$(dburl nova) API_DATABASE=$(dburl nova_api) \
         render nova.conf "$ETC/nova/nova.conf"
-    render nova-compute.conf "$ETC/nova/nova-compute.conf"
-    render nova-compute2.conf "$ETC/nova/nova-compute2.conf"
+    HOST=$HOSTNAME_COMPUTE HOST_STATE=$STATE/nova HOST_URI=$LIBVIRT_URI \
+        HOST_ADDR=$LIBVIRT_ADDR render nova-compute.conf "$ETC/nova/nova-compute.conf"
+    HOST=$HOSTNAME_COMPUTE2 HOST_STATE=$STATE/nova2 HOST_URI=$LIBVIRT2_URI \
+        HOST_ADDR=$LIBVIRT2_ADDR render nova-compute.conf "$ETC/nova/nova-compute2.conf"
     # host, its nova-compute service and libvirt URI, for the tour
     printf '%s %s %s\n' "$HOSTNAME_COMPUTE" nova-compute "$LIBVIRT_URI" \
         "$HOSTNAME_COMPUTE2" nova-compute2 "$LIBVIRT2_URI" >"$STATE/computes"
@@ -266,7 +282,9 @@ start_libvirt2() {  # the second compute host's libvirtd + virtlogd
     pid_of libvirtd2 >/dev/null && pid_of virtlogd2 >/dev/null && return 0
     stop_one libvirtd2; stop_one virtlogd2  # half of a pair: restart both
     log "starting libvirtd2 + virtlogd2 in $LIBVIRT2_DIR"
+    # its own host name: the in-tree driver names its node after it
     bash "$ALTDRIVER_TOP/tools/second-libvirtd.sh" start "$LIBVIRT2_DIR" "$LIBVIRT2_ADDR" \
+        "$HOSTNAME_COMPUTE2" \
         >/dev/null 2>>"$LOGS/libvirtd2.log" \
         || die "the second libvirtd did not start (log: $LOGS/libvirtd2.log)"
     adopt virtlogd2 "$LIBVIRT2_DIR/virtlogd.pid"
@@ -389,6 +407,9 @@ db_setup() {  # schema migrations, once (cinder's: also into an older cloud)
 
 cmd_up() {
     local t0=$SECONDS
+    if ! pid_of mariadb >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/${PORT[mariadb]}) 2>/dev/null; then
+        die "port ${PORT[mariadb]} is taken: is the other all-in-one up? (AIO_DRIVER=... aio.sh down)"
+    fi
     install_aio_packages
     VENV=$(bash "$ALTDRIVER_TOP/tools/setup-venv.sh" aio-venv \
         tools/aio/requirements.txt)

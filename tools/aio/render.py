@@ -6,7 +6,8 @@ Run by aio.sh for every file in tools/aio/etc/. ``${NAME}`` in TEMPLATE is
 replaced by the environment variable NAME (aio.sh's ``render`` passes
 them); a name without a value is an error, not an empty setting. A line
 ``@include OTHER`` is replaced by the template OTHER (next to TEMPLATE)
-before that: settings that several files share are written once.
+before that: settings that several files share are written once, and
+OTHER may name a variable (``@include driver-${AIO_DRIVER}.in``).
 """
 
 import os
@@ -20,8 +21,8 @@ def expand(template):
     with open(template) as f:
         for line in f:
             if line.startswith('@include '):
-                line = expand(os.path.join(os.path.dirname(template),
-                                           line.split()[1]))
+                name = string.Template(line.split()[1]).substitute(os.environ)
+                line = expand(os.path.join(os.path.dirname(template), name))
             lines.append(line)
     return ''.join(lines)
 
