@@ -3,7 +3,9 @@
 # requirements, and installs this checkout into it. Prints its path.
 #
 #   setup-venv.sh                     the project's own: nova 34.0.0 + tests
-#   setup-venv.sh NAME REQUIREMENTS   another one (the all-in-one cloud's)
+#   setup-venv.sh NAME REQUIREMENTS   another one (the all-in-one cloud's);
+#                                     this checkout goes in only where the
+#                                     requirements bring nova (not tempest's)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ALTDRIVER_TOP"
@@ -27,6 +29,7 @@ if [ ! -f "$venv/.complete" ]; then
         [ "$old" = "$venv" ] || rm -rf "$old"
     done
 fi
+"$venv/bin/python" -I -c 'import nova' 2>/dev/null || { echo "$venv"; exit 0; }
 # This checkout, editable: the cached environment serves every clone.
 pip_log="$ALTDRIVER_CACHE/$name-pip-editable.log"
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >"$pip_log" 2>&1 \

@@ -7,6 +7,7 @@
 #   aio.sh status   which services run, and whether their APIs answer
 #   aio.sh tour     boot the test guest and walk it through the operations
 #   aio.sh browser-tour [DIR]  the same through Horizon in headless Chromium
+#   aio.sh tempest [--ci] [REGEX]  tempest's compute tests (tempest.sh)
 #   aio.sh down     stop exactly the processes `up` started
 #   aio.sh kill S   SIGKILL one service of ours (the tour's host failure)
 #
@@ -565,5 +566,7 @@ case ${1:-} in
         rm -f "$RUN/$2.pid" "$RUN/$2.starttime" ;;
     tour) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tour.sh" "$@" ;;
     browser-tour) shift; exec "$(cat "$STATE/venv")/bin/python" "$AIO_DIR/browser_tour.py" "$@" ;;
-    *) echo "usage: $0 up|status|tour|browser-tour [OUTDIR]|down|kill SERVICE" >&2; exit 2 ;;
+    tempest) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tempest.sh" "$@" ;;
+    *) echo "usage: $0 up|status|tour|browser-tour [OUTDIR]|tempest [--ci] [REGEX]|down|kill SERVICE" >&2
+       exit 2 ;;
 esac

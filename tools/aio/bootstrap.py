@@ -10,6 +10,10 @@
         waits that long at most for Cinder's scheduler to know a pool of
         a volume backend (its driver set up, its capacity reported); prints
         the pools, exits 1 if there is none
+    bootstrap.py tempest-resources CLOUD IMAGE_FILE
+        the two images (one file twice) and two flavors tempest boots
+        servers from; prints IMAGE_REF, IMAGE_REF_ALT, FLAVOR_REF and
+        FLAVOR_REF_ALT as NAME=ID lines
 
 The password of the admin and of the services' users is AIO_PASSWORD from
 the environment (never on a command line); catalog and network reach the
@@ -118,6 +122,31 @@ def volume_backend(args):
         time.sleep(2)
 
 
+# tempest's flavors: flavor_ref_alt is what its resizes go to, so bigger
+TEMPEST_FLAVORS = (('FLAVOR_REF', 'tempest-small', 256, 1),
+                   ('FLAVOR_REF_ALT', 'tempest-big', 320, 2))
+
+
+def tempest_resources(args):
+    cloud = openstack.connect(cloud=args.cloud)
+    for key, name in (('IMAGE_REF', 'tempest-guest'),
+                      ('IMAGE_REF_ALT', 'tempest-guest-alt')):
+        image = cloud.image.find_image(name)
+        if image is not None and image.status != 'active':
+            cloud.image.delete_image(image)  # an upload cut short
+            image = None
+        if image is None:
+            image = cloud.create_image(
+                name, filename=args.image_file, disk_format='qcow2',
+                container_format='bare', visibility='public', wait=True)
+        print('%s=%s' % (key, image.id))
+    for key, name, ram, disk in TEMPEST_FLAVORS:
+        flavor = (cloud.compute.find_flavor(name) or
+                  cloud.compute.create_flavor(name=name, ram=ram, vcpus=1,
+                                              disk=disk))
+        print('%s=%s' % (key, flavor.id))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest='command', required=True)
@@ -137,6 +166,10 @@ def main():
     command.set_defaults(run=volume_backend)
     command.add_argument('cloud')
     command.add_argument('seconds', type=int)
+    command = commands.add_parser('tempest-resources')
+    command.set_defaults(run=tempest_resources)
+    command.add_argument('cloud')
+    command.add_argument('image_file')
     args = parser.parse_args()
     args.run(args)
 

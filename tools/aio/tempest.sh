@@ -1,0 +1,66 @@
+#!/bin/bash
+# Tempest, the OpenStack integration suite, against the running all-in-one
+# (through `aio.sh tempest`):
+#
+#   aio.sh tempest [--ci] [REGEX]
+#
+# runs serially the tests tempest/full.txt names (--ci: tempest/ci.txt, the
+# subset CI runs; REGEX: only those of them that match) with a tempest.conf
+# made from the running cloud (etc/tempest.conf.in), and keeps in
+# AIO_STATE/tempest/results/<driver>: the subunit stream, the summary table
+# (tempest/results.py: passed, skipped with the reason, failed, durations)
+# and tempest's log. Exits non-zero if a test failed. The two images and
+# flavors it boots from are kept for the next run (bootstrap.py).
+set -uo pipefail
+source "$(dirname "$0")/../common.sh"
+
+AIO_DIR="$ALTDRIVER_TOP/tools/aio"
+CLOUD=altdriver-aio
+STATE=${AIO_STATE:-/var/lib/nova-altdriver-aio}
+PASSWORD=${AIO_PASSWORD:-altdriver}
+KEYSTONE=http://127.0.0.1:5000
+# NETWORK, the shared network tempest's servers boot on
+source "$AIO_DIR/network.sh"
+
+selection=$AIO_DIR/tempest/full.txt
+if [ "${1:-}" = --ci ]; then selection=$AIO_DIR/tempest/ci.txt; shift; fi
+regex=${1:-}
+
+TEMPEST_VENV=$(bash "$ALTDRIVER_TOP/tools/setup-venv.sh" tempest-venv \
+    tools/aio/tempest/requirements.txt) || die "no tempest environment"
+WORKSPACE=$STATE/tempest
+# the driver the compute hosts run names the results
+driver=$(sed -n 's/^compute_driver *= *//p' "$STATE/etc/nova/nova-compute.conf" \
+    "$STATE/etc/nova/nova.conf" | head -1)
+OUT=$WORKSPACE/results/${driver:?no compute_driver in nova.conf}
+rm -rf "$OUT"
+mkdir -p "$OUT" "$WORKSPACE/etc" "$WORKSPACE/locks"
+
+# the images and flavors, then tempest.conf
+guest=$(bash "$ALTDRIVER_TOP/tools/guest-image/build.sh") || die "no test guest"
+refs=$(OS_CLIENT_CONFIG_FILE=$STATE/clouds.yaml AIO_PASSWORD=$PASSWORD \
+    "$VENV/bin/python" "$AIO_DIR/bootstrap.py" tempest-resources "$CLOUD" \
+    "$guest/disk.qcow2") || die "making tempest's images and flavors failed"
+(export $refs WORKSPACE PASSWORD KEYSTONE NETWORK
+ exec "$VENV/bin/python" "$AIO_DIR/render.py" "$AIO_DIR/etc/tempest.conf.in" \
+     "$WORKSPACE/etc/tempest.conf") || die "rendering tempest.conf failed"
+# tempest's own workspace layout: stestr finds the tests in its package
+site=$("$TEMPEST_VENV/bin/python" -c 'import os, tempest; print(os.path.dirname(os.path.dirname(tempest.__file__)))')
+printf '[DEFAULT]\ntest_path=%s\ntop_dir=%s\ngroup_regex=([^\\.]*\\.)*\n' \
+    "$site/tempest/test_discover" "$site" >"$WORKSPACE/.stestr.conf"
+
+log "tempest ($driver): $(grep -c '^\^' "$selection") patterns of ${selection##*/}${regex:+, matching $regex}"
+t0=$SECONDS
+cd "$WORKSPACE"
+rm -f tempest.log
+[ -d .stestr ] || "$TEMPEST_VENV/bin/stestr" init >/dev/null
+TEMPEST_CONFIG_DIR=$WORKSPACE/etc "$TEMPEST_VENV/bin/tempest" run --serial \
+    --include-list "$selection" ${regex:+--regex "$regex"} >"$OUT/tempest-run.log" 2>&1
+"$TEMPEST_VENV/bin/stestr" last --subunit >"$OUT/tempest.subunit" 2>/dev/null
+cp -f tempest.log "$OUT/" 2>/dev/null
+"$TEMPEST_VENV/bin/python" "$AIO_DIR/tempest/results.py" summary "$OUT/tempest.subunit" \
+    >"$OUT/summary.txt"
+rc=$?
+cat "$OUT/summary.txt"
+log "tempest ($driver): $(tail -1 "$OUT/summary.txt") in $((SECONDS - t0)) s; results in $OUT"
+exit $rc
