@@ -8,6 +8,7 @@
 #   aio.sh tour     boot the test guest and walk it through the operations
 #   aio.sh browser-tour [DIR]  the same through Horizon in headless Chromium
 #   aio.sh tempest [--ci] [REGEX]  tempest's compute tests (tempest.sh)
+#   aio.sh tempest-compare  the latest whole runs of both drivers, side by side
 #   aio.sh down     stop exactly the processes `up` started
 #   aio.sh kill S   SIGKILL one service of ours (the tour's host failure)
 #
@@ -39,11 +40,14 @@ source "$(dirname "$0")/../common.sh"
 
 AIO_DIR="$ALTDRIVER_TOP/tools/aio"
 AIO_DRIVER=${AIO_DRIVER:-altdriver}
-case $AIO_DRIVER in
-    altdriver) STATE=${AIO_STATE:-/var/lib/nova-altdriver-aio} ;;
-    libvirt) STATE=${AIO_STATE:-/var/lib/nova-altdriver-aio-libvirt} ;;
-    *) die "AIO_DRIVER is altdriver or libvirt, not $AIO_DRIVER" ;;
-esac
+state_of() {  # state_of DRIVER: where the cloud with that driver lives
+    case $1 in
+        altdriver) echo /var/lib/nova-altdriver-aio ;;
+        libvirt) echo /var/lib/nova-altdriver-aio-libvirt ;;
+    esac
+}
+[ -n "$(state_of "$AIO_DRIVER")" ] || die "AIO_DRIVER is altdriver or libvirt, not $AIO_DRIVER"
+STATE=${AIO_STATE:-$(state_of "$AIO_DRIVER")}
 # the tours and tempest find this cloud's state
 export AIO_STATE=$STATE
 ETC=$STATE/etc
@@ -373,6 +377,26 @@ cinder_config() {
         render cinder.conf "$ETC/cinder/cinder.conf"
 }
 
+# The in-tree driver takes Cinder's RBD volumes only with a libvirt secret
+# of the cephx user's key under the UUID Cinder names (its rbd_secret_uuid,
+# the fsid), which the operator defines on every compute host (devstack's
+# ceph plugin does the same); nova_altdriver defines it itself
+define_rbd_secret() {
+    local fsid key uri
+    fsid=$(ceph-conf -c "$CEPH_CONF" --lookup fsid) || die "no fsid in $CEPH_CONF"
+    key=$(mktemp) && chmod 600 "$key"
+    ceph-authtool -p -n client.cinder /etc/ceph/ceph.client.cinder.keyring >"$key" \
+        || die "no key of client.cinder in /etc/ceph"
+    for uri in "$LIBVIRT_URI" "$LIBVIRT2_URI"; do
+        printf '%s\n' "<secret ephemeral='no' private='yes'><uuid>$fsid</uuid>" \
+            "<usage type='ceph'><name>client.cinder secret</name></usage></secret>" \
+            | virsh -q -c "$uri" secret-define /dev/stdin >/dev/null &&
+        virsh -q -c "$uri" secret-set-value "$fsid" --file "$key" >/dev/null \
+            || die "defining the ceph secret on $uri failed"
+    done
+    rm -f "$key"
+}
+
 db_setup() {  # schema migrations, once (cinder's: also into an older cloud)
     local pids=() p rc=0
     exec 4>>"$LOGS/db-sync.log"
@@ -450,6 +474,7 @@ cmd_up() {
     start nova-compute env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute.conf"
     start_libvirt2
+    [ "$AIO_DRIVER" != libvirt ] || define_rbd_secret
     start nova-compute2 env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute2.conf"
     start cinder-api "$VENV/bin/uwsgi" --ini "$ETC/uwsgi-cinder-api.ini"
@@ -567,6 +592,8 @@ case ${1:-} in
     tour) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tour.sh" "$@" ;;
     browser-tour) shift; exec "$(cat "$STATE/venv")/bin/python" "$AIO_DIR/browser_tour.py" "$@" ;;
     tempest) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tempest.sh" "$@" ;;
-    *) echo "usage: $0 up|status|tour|browser-tour [OUTDIR]|tempest [--ci] [REGEX]|down|kill SERVICE" >&2
+    tempest-compare)
+        exec bash "$AIO_DIR/tempest.sh" --compare "$(state_of altdriver)" "$(state_of libvirt)" ;;
+    *) echo "usage: $0 up|status|tour|browser-tour [OUTDIR]|tempest [--ci] [REGEX]|tempest-compare|down|kill SERVICE" >&2
        exit 2 ;;
 esac

@@ -450,7 +450,7 @@ class Tour(object):
     def shelve(self):
         self.action('shelve')
         # Horizon offers Unshelve only to offloaded servers: nova offloads
-        # shelved ones after the all-in-one's shelved_offload_time (60 s)
+        # shelved ones after the all-in-one's shelved_offload_time (30 s)
         self.wait_status('Shelved', 'Shelved Offloaded')
         self.wait_status('Shelved Offloaded')
 

@@ -7,10 +7,16 @@
 # runs serially the tests tempest/full.txt names (--ci: tempest/ci.txt, the
 # subset CI runs; REGEX: only those of them that match) with a tempest.conf
 # made from the running cloud (etc/tempest.conf.in), and keeps in
-# AIO_STATE/tempest/results/<driver>: the subunit stream, the summary table
-# (tempest/results.py: passed, skipped with the reason, failed, durations)
-# and tempest's log. Exits non-zero if a test failed. The two images and
-# flavors it boots from are kept for the next run (bootstrap.py).
+# AIO_STATE/tempest/results/<compute driver>-<full|ci>: the subunit stream,
+# the summary table (tempest/results.py: passed, skipped with the reason,
+# failed, durations) and tempest's log. Exits non-zero if a test failed.
+# The two images and flavors it boots from are kept for the next run
+# (bootstrap.py).
+#
+#   aio.sh tempest-compare   (tempest.sh --compare STATE STATE)
+#
+# prints the latest whole runs of the cloud with nova_altdriver and of the
+# one with the in-tree driver (AIO_DRIVER=libvirt) side by side.
 set -uo pipefail
 source "$(dirname "$0")/../common.sh"
 
@@ -22,17 +28,32 @@ KEYSTONE=http://127.0.0.1:5000
 # NETWORK, the shared network tempest's servers boot on
 source "$AIO_DIR/network.sh"
 
-selection=$AIO_DIR/tempest/full.txt
-if [ "${1:-}" = --ci ]; then selection=$AIO_DIR/tempest/ci.txt; shift; fi
-regex=${1:-}
-
 TEMPEST_VENV=$(bash "$ALTDRIVER_TOP/tools/setup-venv.sh" tempest-venv \
     tools/aio/tempest/requirements.txt) || die "no tempest environment"
+RESULTS=tempest/results
+OURS=nova_altdriver.AltDriver-full
+IN_TREE=libvirt.LibvirtDriver-full
+
+if [ "${1:-}" = --compare ]; then
+    ours=$2/$RESULTS/$OURS/tempest.subunit in_tree=$3/$RESULTS/$IN_TREE/tempest.subunit
+    [ -f "$ours" ] && [ -f "$in_tree" ] || die "no whole run of both drivers ($ours, $in_tree)"
+    echo "tempest $("$TEMPEST_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tempest"))');" \
+        "ours: $(date -u -r "$ours" +%FT%H:%M), in-tree: $(date -u -r "$in_tree" +%FT%H:%M)"
+    echo
+    exec "$TEMPEST_VENV/bin/python" "$AIO_DIR/tempest/results.py" compare \
+        "ours=$ours" "in-tree=$in_tree"
+fi
+
+selection=full
+if [ "${1:-}" = --ci ]; then selection=ci; shift; fi
+regex=${1:-}
 WORKSPACE=$STATE/tempest
 # the driver the compute hosts run names the results
 driver=$(sed -n 's/^compute_driver *= *//p' "$STATE/etc/nova/nova-compute.conf" \
     "$STATE/etc/nova/nova.conf" | head -1)
-OUT=$WORKSPACE/results/${driver:?no compute_driver in nova.conf}
+# (a run of some tests only keeps its results apart)
+OUT=$WORKSPACE/results/${driver:?no compute_driver in nova.conf}-$selection${regex:+-partial}
+selection=$AIO_DIR/tempest/$selection.txt
 rm -rf "$OUT"
 mkdir -p "$OUT" "$WORKSPACE/etc" "$WORKSPACE/locks"
 
