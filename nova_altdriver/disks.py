@@ -117,8 +117,9 @@ class InstanceDisks(object):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def _device(self, bus):
-        dev = domain.free_device_name(bus, self._used)
+    def _device(self, bus, last=False):
+        dev = (domain.last_free_device_name if last else
+               domain.free_device_name)(bus, self._used)
         self._used.add(dev)
         return dev
 
@@ -263,9 +264,11 @@ class InstanceDisks(object):
 
         path, _fmt = self._ensure(name, make, 'raw')
         if CONF.config_drive_format == 'vfat':
-            return [domain.Disk(path, 'raw', self._device(self.disk_bus),
+            return [domain.Disk(path, 'raw',
+                                self._device(self.disk_bus, last=True),
                                 self.disk_bus)]
-        return [domain.Disk(path, 'raw', self._device(self.cdrom_bus),
+        return [domain.Disk(path, 'raw',
+                            self._device(self.cdrom_bus, last=True),
                             self.cdrom_bus, device='cdrom')]
 
     def kernel_and_ramdisk(self, context):

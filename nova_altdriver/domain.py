@@ -76,6 +76,23 @@ def free_device_name(bus, used):
     return device_name(bus, index)
 
 
+# an IDE controller has two channels of two devices
+_IDE_DEVICES = 4
+
+
+def last_free_device_name(bus, used):
+    """The last device name on bus that is not in used (sdz, hdd): the
+    config drive's, as in the in-tree driver. nova names a volume attached
+    later after the disks it knows of, which the config drive is not one
+    of: it would take sdb from a config drive on the root disk's bus.
+    """
+    index = (_IDE_DEVICES if bus == 'ide' else len(_LETTERS)) - 1
+    while index >= 0 and device_name(bus, index) in used:
+        index -= 1
+    # (none left: device_name refuses an index past the last)
+    return device_name(bus, index if index >= 0 else len(_LETTERS))
+
+
 def _with_unique_devices(disks):
     """disks with every disk that repeats an earlier disk's device name
     moved to the next name free on its bus.

@@ -17,6 +17,7 @@ from oslo_concurrency import processutils
 from oslo_log import log as logging
 
 from nova_altdriver import conf
+from nova_altdriver import diagnostics
 from nova_altdriver import disks
 from nova_altdriver import domain
 from nova_altdriver import host as host_mod
@@ -213,6 +214,14 @@ class AltDriver(driver.ComputeDriver):
 
     def get_vnc_console(self, context, instance):
         return self._lifecycle.vnc_console(instance)
+
+    # -- diagnostics (diagnostics.py): nova asks while the guest runs -------
+
+    def get_diagnostics(self, instance):
+        return diagnostics.legacy(self.host.get_guest(instance))
+
+    def get_instance_diagnostics(self, instance):
+        return diagnostics.standard(instance, self.host.get_guest(instance))
 
     # -- power -------------------------------------------------------------
 

@@ -142,6 +142,41 @@ def migration_flags(copy_disks, unsafe, post_copy):
     return flags
 
 
+# A guest's memory in KiB: what it was given, and what its balloon leaves
+# it now.
+Memory = collections.namedtuple('Memory', 'maximum current')
+# One disk's counters, in virDomainBlockStats' order (-1: a count the
+# hypervisor does not keep, such as QEMU's errors).
+DiskCounters = collections.namedtuple('DiskCounters', (
+    'read_requests', 'read_bytes', 'write_requests', 'write_bytes',
+    'errors'))
+# One network interface's counters, in virDomainInterfaceStats' order.
+NicCounters = collections.namedtuple('NicCounters', (
+    'rx_bytes', 'rx_packets', 'rx_errors', 'rx_drop',
+    'tx_bytes', 'tx_packets', 'tx_errors', 'tx_drop'))
+# A network interface of a guest: its MAC, the host device libvirt knows it
+# by and its NicCounters (None where there is no device or no count).
+Nic = collections.namedtuple('Nic', 'mac dev counters')
+
+# libvirt's answers when it has no such counter: the guest is not running
+# (it stopped since nova looked), the hypervisor counts no such thing, or
+# the device is not counted. Anything else is an error of its own.
+_NOT_COUNTED = frozenset((
+    libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_SUPPORT,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED, libvirt.VIR_ERR_INVALID_ARG))
+
+
+def _counted(call, *args):
+    """call(*args), or None where libvirt has no such counter."""
+    try:
+        return call(*args)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() not in _NOT_COUNTED:
+            raise
+        LOG.debug('No count from libvirt: %s', e)
+        return None
+
+
 class MigrationCancelled(exception.NovaException):
     msg_fmt = 'The live migration of %(uuid)s was cancelled'
 
@@ -445,6 +480,58 @@ class Guest(object):
     def _pivot(self, target):
         self._domain.blockJobAbort(target,
                                    libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+
+    # -- what the hypervisor counts (nova's server diagnostics) -----------
+
+    def domain_type(self):
+        """The hypervisor that runs the guest: kvm or qemu (software)."""
+        return etree.fromstring(self.xml()).get('type')
+
+    @_gone_is_not_found
+    def memory_kib(self):
+        _state, maximum, current, _vcpus, _cpu_time = self._domain.info()
+        return Memory(maximum, current)
+
+    @_gone_is_not_found
+    def memory_stats(self):
+        """What the guest's balloon driver reports, in KiB under libvirt's
+        names (actual, rss, unused, ...); empty where there is nothing.
+        """
+        return _counted(self._domain.memoryStats) or {}
+
+    @_gone_is_not_found
+    def vcpu_times(self):
+        """[(vCPU number, CPU time in ns)]; empty where libvirt cannot
+        tell.
+        """
+        vcpus = _counted(self._domain.vcpus)
+        if not vcpus:
+            return []
+        return [(number, cpu_time)
+                for number, _state, cpu_time, _host_cpu in vcpus[0]]
+
+    @_gone_is_not_found
+    def disk_counters(self):
+        """[(target, DiskCounters)] of the disks libvirt counts for."""
+        counted = []
+        for disk in self.disks():
+            counters = _counted(self._domain.blockStats, disk.dev)
+            if counters:
+                counted.append((disk.dev, DiskCounters(*counters)))
+        return counted
+
+    @_gone_is_not_found
+    def nics(self):
+        """The guest's network interfaces (Nic), as the live definition
+        lists them.
+        """
+        nics = []
+        for el in etree.fromstring(self.xml()).findall('devices/interface'):
+            dev = el.xpath('string(target/@dev)') or None
+            counters = dev and _counted(self._domain.interfaceStats, dev)
+            nics.append(Nic(el.xpath('string(mac/@address)'), dev,
+                            NicCounters(*counters) if counters else None))
+        return nics
 
     # -- live migration ----------------------------------------------------
 

@@ -154,8 +154,8 @@ class RescueEdgeTest(base.TestCase):
                     'devices/disk')]
 
     def test_legacy_rescue_with_a_vfat_config_drive(self):
-        # The config drive on the disk bus took vdb, where the legacy
-        # layout moves the root disk.
+        # The config drive on the disk bus (the last name, vdz) stays clear
+        # of vdb, where the legacy layout moves the root disk.
         self.flags(config_drive_format='vfat', force_config_drive=True)
         # (nova mounts a vfat drive to fill it: root only, not here)
         self.useFixture(fixtures.MonkeyPatch(
@@ -165,10 +165,10 @@ class RescueEdgeTest(base.TestCase):
         self.api.post_server_action(server['id'], {'rescue': {}})
         self._wait_for_state_change(server, 'RESCUE')
         self.assertEqual([('vda', 'disk.rescue'), ('vdb', 'disk'),
-                          ('vdc', 'disk.config.rescue')],
+                          ('vdz', 'disk.config.rescue')],
                          self.targets(server))
         self._unrescue_server(server)
-        self.assertEqual([('vda', 'disk'), ('vdb', 'disk.config')],
+        self.assertEqual([('vda', 'disk'), ('vdz', 'disk.config')],
                          self.targets(server))
 
     def test_a_server_named_after_the_rescue_disk_gets_its_definition(self):

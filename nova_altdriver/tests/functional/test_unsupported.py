@@ -283,14 +283,6 @@ class GuestTest(UnsupportedTestCase):
         self.assertEqual([], objects.InstanceFaultList.get_by_instance_uuids(
             nova_context.get_admin_context(), [self.server['id']]).objects)
 
-    def test_diagnostics_answer_501(self):
-        self.refused(501, self.admin_api.get_server_diagnostics,
-                     self.server['id'])
-        with utils.temporary_mutation(self.admin_api, microversion='2.47'):
-            self.refused(501, self.admin_api.get_server_diagnostics,
-                         self.server['id'])
-        self.assertUnchanged(self.server)
-
     def test_shares_are_refused_up_front(self):
         self._stop_server(self.server)
         text = self.refused(409, self.api.post_server_share,

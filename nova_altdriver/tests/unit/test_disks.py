@@ -134,3 +134,37 @@ class RescueFilesTest(base.TestCase):
         disks.remove_rescue_files(self.layout, instance)
         self.assertEqual(['disk'], os.listdir(
             self.layout.instance_dir(instance.uuid)))
+
+
+class ConfigDriveDeviceTest(base.TestCase):
+    """The config drive takes the last name of its bus, as in the in-tree
+    driver: the next name after the disks nova knows of is the one nova
+    gives a volume attached later (tempest's
+    test_attach_scsi_disk_with_config_drive).
+    """
+
+    def config_drive_of(self, **props):
+        instance = objects.Instance(
+            uuid=IMAGE, image_ref=IMAGE, config_drive='True',
+            system_metadata={'image_' + k: v for k, v in props.items()})
+        made = disks.InstanceDisks(self.cache, instance, instance.image_meta,
+                                   taken={'sda'})
+        os.makedirs(made.dir)
+        open(made.path('disk.config'), 'w').close()  # made already
+        return made.config_drive(None, None, None, None)
+
+    def test_a_cdrom_on_the_root_disk_s_bus_leaves_the_next_name_free(self):
+        drive, = self.config_drive_of(hw_disk_bus='scsi',
+                                      hw_cdrom_bus='scsi')
+        self.assertEqual(('sdz', 'scsi', 'cdrom'),
+                         (drive.dev, drive.bus, drive.device))
+
+    def test_an_ide_cdrom_is_the_last_of_four(self):
+        drive, = self.config_drive_of()
+        self.assertEqual(('hdd', 'ide'), (drive.dev, drive.bus))
+
+    def test_a_vfat_drive_on_the_disk_bus(self):
+        self.flags(config_drive_format='vfat')
+        drive, = self.config_drive_of(hw_disk_bus='virtio')
+        self.assertEqual(('vdz', 'virtio', 'disk'),
+                         (drive.dev, drive.bus, drive.device))

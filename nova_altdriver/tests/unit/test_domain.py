@@ -8,6 +8,7 @@ import os
 import re
 
 from lxml import etree
+from nova import exception
 
 from nova_altdriver import domain
 from nova_altdriver import host as host_mod
@@ -144,3 +145,16 @@ class RescueDisksTest(GoldenXMLTest):
         self.assertEqual(
             [self.ROOT, domain.Disk(self.RESCUE, 'qcow2', 'sda', 'usb',
                                     device='cdrom', boot_order=1)], disks)
+
+
+class LastFreeDeviceNameTest(base.TestCase):
+
+    def test_from_the_end(self):
+        self.assertEqual('sdz', domain.last_free_device_name('scsi', set()))
+        self.assertEqual('sdy', domain.last_free_device_name('scsi', {'sdz'}))
+        self.assertEqual('hdd', domain.last_free_device_name('ide', {'hda'}))
+
+    def test_none_left(self):
+        used = {'hda', 'hdb', 'hdc', 'hdd'}
+        self.assertRaises(exception.InvalidInput,
+                          domain.last_free_device_name, 'ide', used)

@@ -152,3 +152,47 @@ class GoneGuestTest(base.TestCase):
         self.assertRaises(libvirt.libvirtError,
                           guest_mod.Guest(domain).hard_stop)
         self.assertEqual(guest_mod._DESTROY_ATTEMPTS, domain.calls)
+
+
+def _libvirt_error(code):
+    error = libvirt.libvirtError('no counts')
+    error.err = (code, libvirt.VIR_FROM_QEMU, 'no counts', 2, None, None,
+                 None, 0, 0)
+    return error
+
+
+class UncountedDomain(BlockJobDomain):
+    """A hypervisor that answers every counter with error code (libvirt's
+    test driver keeps them all).
+    """
+
+    def __init__(self, code):
+        super().__init__(0, 0, '')
+        self.code = code
+
+    def _refuse(self, *args):
+        raise _libvirt_error(self.code)
+
+    vcpus = memoryStats = blockStats = _refuse
+
+
+class CountersTest(base.TestCase):
+
+    def test_what_libvirt_does_not_count_is_left_out(self):
+        # the guest stopped meanwhile, a hypervisor or a device not counted
+        for code in (libvirt.VIR_ERR_OPERATION_INVALID,
+                     libvirt.VIR_ERR_NO_SUPPORT,
+                     libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+                     libvirt.VIR_ERR_INVALID_ARG):
+            guest = guest_mod.Guest(UncountedDomain(code))
+            self.assertEqual([], guest.vcpu_times())
+            self.assertEqual({}, guest.memory_stats())
+            self.assertEqual([], guest.disk_counters())
+
+    def test_other_errors_are_not_hidden(self):
+        # a failure, not a missing count: nova shows the server's fault
+        guest = guest_mod.Guest(UncountedDomain(
+            libvirt.VIR_ERR_INTERNAL_ERROR))
+        for call in (guest.vcpu_times, guest.memory_stats,
+                     guest.disk_counters):
+            self.assertRaises(libvirt.libvirtError, call)
