@@ -34,11 +34,25 @@ RESULTS=tempest/results
 OURS=nova_altdriver.AltDriver-full
 IN_TREE=libvirt.LibvirtDriver-full
 
+# run_of STATE RESULTS: the whole run's stream, and a later run of some of
+# its tests (after a fix) if there is one, as results.py compare takes them
+run_of() {
+    local whole=$1/$RESULTS/$2/tempest.subunit again=$1/$RESULTS/$2-partial/tempest.subunit
+    [ -f "$whole" ] || die "no whole run in $whole"
+    printf '%s' "$whole"
+    [ "$again" -nt "$whole" ] && printf '+%s' "$again"
+    return 0
+}
+when() {  # when STREAMS: their dates
+    local f
+    for f in ${1//+/ }; do printf ' %s' "$(date -u -r "$f" +%FT%H:%M)"; done
+}
+
 if [ "${1:-}" = --compare ]; then
-    ours=$2/$RESULTS/$OURS/tempest.subunit in_tree=$3/$RESULTS/$IN_TREE/tempest.subunit
-    [ -f "$ours" ] && [ -f "$in_tree" ] || die "no whole run of both drivers ($ours, $in_tree)"
+    ours=$(run_of "$2" "$OURS") && in_tree=$(run_of "$3" "$IN_TREE") || exit 1
     echo "tempest $("$TEMPEST_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tempest"))');" \
-        "ours: $(date -u -r "$ours" +%FT%H:%M), in-tree: $(date -u -r "$in_tree" +%FT%H:%M)"
+        "ours:$(when "$ours"), in-tree:$(when "$in_tree")" \
+        "(a second date: some tests run again after a fix)"
     echo
     exec "$TEMPEST_VENV/bin/python" "$AIO_DIR/tempest/results.py" compare \
         "ours=$ours" "in-tree=$in_tree"

@@ -3,9 +3,11 @@
     results.py summary STREAM
         every test of one run, its result and duration, skip reasons and
         failures' first lines, then the totals
-    results.py compare NAME=STREAM...
+    results.py compare NAME=STREAM[+STREAM...]...
         one line per test, the result under each run's NAME (side by side:
-        ours and the in-tree driver), then each run's totals
+        ours and the in-tree driver), then each run's totals; a run of
+        several streams takes each test's result from the last stream that
+        has it (a whole run, then the tests run again after a fix)
 
 A class whose setUpClass skipped or failed counts once under that class's
 name, as tempest reports it. Runs with tempest's environment (python-subunit
@@ -89,8 +91,10 @@ def summary(args):
 def compare(args):
     runs = collections.OrderedDict()
     for arg in args:
-        name, path = arg.split('=', 1)
-        runs[name] = read(path)
+        name, paths = arg.split('=', 1)
+        runs[name] = collections.OrderedDict()
+        for path in paths.split('+'):
+            runs[name].update(read(path))
     names = sorted(set().union(*runs.values()))
     width = max([len(t) for t in names] + [4])
     head = ' | '.join('%-9s' % name for name in runs)
