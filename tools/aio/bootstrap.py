@@ -12,8 +12,9 @@
         the pools, exits 1 if there is none
     bootstrap.py tempest-resources CLOUD IMAGE_FILE
         the two images (one file twice) and two flavors tempest boots
-        servers from; prints IMAGE_REF, IMAGE_REF_ALT, FLAVOR_REF and
-        FLAVOR_REF_ALT as NAME=ID lines
+        servers from, and the volume type of multiattach volumes; prints
+        IMAGE_REF, IMAGE_REF_ALT, FLAVOR_REF and FLAVOR_REF_ALT as NAME=ID
+        lines
 
 The password of the admin and of the services' users is AIO_PASSWORD from
 the environment (never on a command line); catalog and network reach the
@@ -125,6 +126,8 @@ def volume_backend(args):
 # tempest's flavors: flavor_ref_alt is what its resizes go to, so bigger
 TEMPEST_FLAVORS = (('FLAVOR_REF', 'tempest-small', 256, 1),
                    ('FLAVOR_REF_ALT', 'tempest-big', 320, 2))
+# tempest.conf names it too
+TEMPEST_MULTIATTACH_TYPE = 'multiattach'
 
 
 def tempest_resources(args):
@@ -145,6 +148,11 @@ def tempest_resources(args):
                   cloud.compute.create_flavor(name=name, ram=ram, vcpus=1,
                                               disk=disk))
         print('%s=%s' % (key, flavor.id))
+    # Cinder makes multiattach volumes only of a type that says so
+    if not cloud.block_storage.find_type(TEMPEST_MULTIATTACH_TYPE):
+        cloud.block_storage.create_type(
+            name=TEMPEST_MULTIATTACH_TYPE,
+            extra_specs={'multiattach': '<is> True'})
 
 
 def main():
