@@ -5,7 +5,7 @@
 #   aio.sh tempest [--ci] [REGEX]
 #
 # runs serially the tests tempest/full.txt names (--ci: tempest/ci.txt, the
-# subset CI runs; REGEX: only those of them that match) with a tempest.conf
+# subset CI runs; REGEX: the tests it matches instead) with a tempest.conf
 # made from the running cloud (etc/tempest.conf.in), and keeps in
 # AIO_STATE/tempest/results/<compute driver>-<full|ci>: the subunit stream,
 # the summary table (tempest/results.py: passed, skipped with the reason,
@@ -84,13 +84,16 @@ site=$("$TEMPEST_VENV/bin/python" -c 'import os, tempest; print(os.path.dirname(
 printf '[DEFAULT]\ntest_path=%s\ntop_dir=%s\ngroup_regex=([^\\.]*\\.)*\n' \
     "$site/tempest/test_discover" "$site" >"$WORKSPACE/.stestr.conf"
 
-log "tempest ($driver): $(grep -c '^\^' "$selection") patterns of ${selection##*/}${regex:+, matching $regex}"
+# (stestr runs what the list or the regex matches: one of them)
+filter=(--include-list "$selection")
+[ -z "$regex" ] || filter=(--regex "$regex")
+log "tempest ($driver): ${regex:-$(grep -c '^\^' "$selection") patterns of ${selection##*/}}"
 t0=$SECONDS
 cd "$WORKSPACE"
 rm -f tempest.log
 [ -d .stestr ] || "$TEMPEST_VENV/bin/stestr" init >/dev/null
 TEMPEST_CONFIG_DIR=$WORKSPACE/etc "$TEMPEST_VENV/bin/tempest" run --serial \
-    --include-list "$selection" ${regex:+--regex "$regex"} >"$OUT/tempest-run.log" 2>&1
+    "${filter[@]}" >"$OUT/tempest-run.log" 2>&1
 "$TEMPEST_VENV/bin/stestr" last --subunit >"$OUT/tempest.subunit" 2>/dev/null
 cp -f tempest.log "$OUT/" 2>/dev/null
 "$TEMPEST_VENV/bin/python" "$AIO_DIR/tempest/results.py" summary "$OUT/tempest.subunit" \
