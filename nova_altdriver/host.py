@@ -34,13 +34,17 @@ SECRET_DESCRIPTION = 'nova_altdriver: a Cinder volume user\'s cephx key'
 def ceph_secret_xml(uuid, user):
     """The definition of a private libvirt ceph secret for cephx user,
     marked as this driver's own (SECRET_DESCRIPTION); its value is set
-    apart.
+    apart. libvirt allows one secret per usage name, and operators (or
+    devstack's ceph plugin, for the in-tree driver) often define
+    'client.<user> secret' under a UUID of their own: the UUID in the
+    name keeps ours from clashing with it.
     """
     secret = etree.Element('secret', ephemeral='no', private='yes')
     etree.SubElement(secret, 'description').text = SECRET_DESCRIPTION
     etree.SubElement(secret, 'uuid').text = uuid
     usage = etree.SubElement(secret, 'usage', type='ceph')
-    etree.SubElement(usage, 'name').text = 'client.%s secret' % user
+    etree.SubElement(usage, 'name').text = 'client.%s secret %s' % (
+        user, uuid)
     return etree.tostring(secret, encoding='unicode', pretty_print=True)
 
 

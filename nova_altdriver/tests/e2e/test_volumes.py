@@ -11,6 +11,7 @@ import time
 import uuid
 
 import fixtures
+import libvirt
 from lxml import etree
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.api import client
@@ -68,6 +69,7 @@ class CephVolumes(object):
         self.cinder.VOLUME_CONNECTION_INFO = dict(
             self.cinder.VOLUME_CONNECTION_INFO)
         self.addCleanup(self.remove_own_secrets)  # whatever happens
+        self.keep_an_operators_secret()
         # the images go last, once no QEMU of the test holds one open
         self.rbd_images = []
         self.addCleanup(lambda: [rbd('rm', name, check=False)
@@ -92,6 +94,24 @@ class CephVolumes(object):
         info = builders.rbd_connection_info(volume_id)
         info['data']['secret_uuid'] = builders.CEPH_SECRET_UUID
         self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
+
+    def keep_an_operators_secret(self):
+        """A secret of the operator's own for the cinder user, under
+        another UUID, as devstack's ceph plugin defines for the in-tree
+        driver: it holds the usage name 'client.cinder secret', which
+        libvirt allows once.
+        """
+        try:
+            self.conn.secretLookupByUsage(
+                libvirt.VIR_SECRET_USAGE_TYPE_CEPH, 'client.cinder secret')
+            return  # the host has one already
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                raise
+        secret = self.conn.secretDefineXML(
+            "<secret ephemeral='no' private='yes'><usage type='ceph'>"
+            "<name>client.cinder secret</name></usage></secret>")
+        self.addCleanup(secret.undefine)
 
     def own_secrets(self):
         return [s for s in self.conn.listAllSecrets(0)
