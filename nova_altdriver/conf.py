@@ -86,9 +86,9 @@ altdriver_opts = [
         'device_detach_attempts',
         default=8,
         min=1,
-        help='How many times a volume detach asks a running guest to let '
-             'the device go before it fails (the volume then stays '
-             'attached and usable).'),
+        help='How many times the detach of a volume or a network '
+             'interface asks a running guest to let the device go before '
+             'it fails (the device then stays attached and usable).'),
     cfg.IntOpt(
         'device_detach_timeout',
         default=20,

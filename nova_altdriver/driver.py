@@ -43,6 +43,7 @@ class AltDriver(driver.ComputeDriver):
     capabilities = dict(
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
+        supports_attach_interface=True,
         supports_evacuate=True,
         supports_extend_volume=True,
         supports_multiattach=True,
@@ -73,6 +74,7 @@ class AltDriver(driver.ComputeDriver):
         self._resources = resources.HostResources(self.host, self._layout)
         self._snapshot = snapshot.Snapshot(self.host, self._cache)
         self._volumes = volumes.Volumes(self.host)
+        self._interfaces = vifs.Interfaces(self.host)
         self._lifecycle = lifecycle.Lifecycle(self.host, virtapi,
                                               self._snapshot, self._cache,
                                               self._volumes)
@@ -208,6 +210,12 @@ class AltDriver(driver.ComputeDriver):
 
     def unplug_vifs(self, instance, network_info):
         vifs.unplug(instance, network_info)
+
+    def attach_interface(self, context, instance, image_meta, vif):
+        self._interfaces.attach(instance, image_meta, vif)
+
+    def detach_interface(self, context, instance, vif):
+        self._interfaces.detach(instance, vif)
 
     def get_console_output(self, context, instance):
         return self._lifecycle.console_output(instance)
@@ -415,9 +423,6 @@ class AltDriver(driver.ComputeDriver):
 
     def trigger_crash_dump(self, instance):
         self.host.get_guest(instance).inject_nmi()
-
-    def detach_interface(self, context, instance, vif):
-        raise optional.Unsupported(what='detach network interfaces')
 
     def get_spice_console(self, context, instance):
         raise optional.console_refused('SPICE', 'VNC')

@@ -337,26 +337,37 @@ class Guest(object):
         return next((disk.dev for disk in self.disks(inactive)
                      if disk.source == path), None)
 
-    @_gone_is_not_found
     def attach_disk(self, disk):
         """Adds a disk (domain.Disk) to the definition and, while the guest
+        runs or is paused, to the guest itself.
+        """
+        self.attach_device(_device_xml(disk))
+
+    def detach_disk(self, disk, live):
+        """detach_device of a disk (domain.Disk)."""
+        return self.detach_device(_device_xml(disk), live)
+
+    @_gone_is_not_found
+    def attach_device(self, xml):
+        """Adds a device (its XML) to the definition and, while the guest
         runs or is paused, to the guest itself.
         """
         flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
         if self._domain.isActive():
             flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-        self._domain.attachDeviceFlags(_device_xml(disk), flags)
+        self._domain.attachDeviceFlags(xml, flags)
 
     @_gone_is_not_found
-    def detach_disk(self, disk, live):
-        """Asks for a disk's removal from the definition or, with live, from
-        the running guest, which decides when to let it go (libvirt tells
-        with an event: Host.device_removal). False when it is not there.
+    def detach_device(self, xml, live):
+        """Asks for a device's removal from the definition or, with live,
+        from the running guest, which decides when to let it go (libvirt
+        tells with an event: Host.device_removal). False when it is not
+        there.
         """
         flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if live
                  else libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         try:
-            self._domain.detachDeviceFlags(_device_xml(disk), flags)
+            self._domain.detachDeviceFlags(xml, flags)
         except libvirt.libvirtError as e:
             code, message = e.get_error_code(), e.get_error_message() or ''
             if (code == libvirt.VIR_ERR_DEVICE_MISSING or
@@ -532,6 +543,18 @@ class Guest(object):
             nics.append(Nic(el.xpath('string(mac/@address)'), dev,
                             NicCounters(*counters) if counters else None))
         return nics
+
+    def interface(self, mac, inactive=False):
+        """The <interface> with this MAC address in the live definition
+        (or the inactive one), as (its XML, its alias); None when there is
+        none.
+        """
+        for el in etree.fromstring(self.xml(inactive)).findall(
+                'devices/interface'):
+            if el.xpath('string(mac/@address)').lower() == mac.lower():
+                return (etree.tostring(el, encoding='unicode'),
+                        el.xpath('string(alias/@name)') or None)
+        return None
 
     # -- live migration ----------------------------------------------------
 

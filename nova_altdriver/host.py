@@ -316,6 +316,38 @@ class Host(object):
             with self._device_waiters_lock:
                 self._device_waiters.pop((uuid, alias), None)
 
+    def unplug_from_running(self, guest, name, alias, ask, present,
+                            attempts, seconds):
+        """Takes a device out of the running guest, which has to let it go.
+
+        :param name: the device as the user knows it (vdb, a MAC address)
+        :param alias: libvirt's alias of the device, which its
+            device-removed event names
+        :param ask: asks the guest (Guest.detach_device, live): False when
+            the device is not there
+        :param present: whether the device is still in the live definition
+        :param attempts, seconds: the guest is asked again, up to attempts
+            times, seconds each (a request can meet a guest still booting,
+            as the in-tree driver found)
+        :raises DeviceDetachFailed: the guest refused or did not let go
+        """
+        for attempt in range(1, attempts + 1):
+            with self.device_removal(guest.uuid, alias) as removal:
+                if not ask():
+                    return  # gone meanwhile
+                removed = removal.wait(seconds)
+            if removed is False:
+                raise exception.DeviceDetachFailed(
+                    device=name, reason='the guest refused to let it go')
+            if removed or not present():
+                return
+            LOG.warning('The guest has not let %s go within %d s (attempt '
+                        '%d of %d)', name, seconds, attempt, attempts,
+                        instance_uuid=guest.uuid)
+        raise exception.DeviceDetachFailed(
+            device=name, reason='the guest did not let it go in %d s' % (
+                attempts * seconds))
+
     def _dispatch_events(self):
         held = {}  # uuid -> (due time, STOPPED event held back)
         while True:

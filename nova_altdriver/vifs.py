@@ -1,14 +1,20 @@
-"""Guest network interfaces, described to libvirt as ``<interface>``s.
+"""Guest network interfaces, described to libvirt as ``<interface>``s, and
+their hot plug and unplug (nova's attach_interface / detach_interface).
 
 Supported VIF types: ``ovs`` (neutron's OVS and OVN backends: plugged on the
 host through os-vif) and ``tap`` (a plain tap device libvirt creates). Linux
 bridge ports never reach a driver: nova 34 itself refuses them.
+
+An interface attached or detached here lasts: nova keeps the port in the
+instance's network info, from which every later definition of the guest
+(hard reboot, rescue, unshelve, evacuation, migration) is built.
 """
 
 import os
 import threading
 
 from lxml import etree
+from nova.compute import power_state
 from nova import exception
 from nova.network import model as network_model
 from nova.network import os_vif_util
@@ -16,9 +22,9 @@ import os_vif
 from os_vif.objects import vif as osv_vifs
 from oslo_log import log as logging
 
-import nova.conf
+from nova_altdriver import conf
 
-CONF = nova.conf.CONF
+CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 _os_vif_lock = threading.Lock()
@@ -104,3 +110,69 @@ def interface(vif, image_meta):
     if mtu:
         etree.SubElement(el, 'mtu', size=str(mtu))
     return el
+
+
+class Interfaces(object):
+    """Hot plug and unplug of a guest's network interfaces."""
+
+    def __init__(self, host):
+        self._host = host
+
+    def attach(self, instance, image_meta, vif):
+        """Plugs the port on the host and adds its interface to the
+        definition and, while the guest runs or is paused, to the guest
+        itself (a stopped guest sees it when it starts). On failure the
+        port is unplugged again and nova gives it back to neutron.
+        """
+        guest = self._host.get_guest(instance)
+        element = etree.tostring(interface(vif, image_meta),
+                                 encoding='unicode')
+        plug(instance, [vif])
+        try:
+            guest.attach_device(element)
+        except Exception as e:
+            LOG.error('Attaching port %s failed: %s', vif['id'], e,
+                      instance=instance)
+            unplug(instance, [vif])
+            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid)
+        LOG.info('Port %s attached as %s', vif['id'], vif['address'],
+                 instance=instance)
+
+    def detach(self, instance, vif):
+        """Takes the interface out of the running guest once it lets go
+        (DeviceDetachFailed, the interface kept, when it does not or when
+        the guest is paused and cannot), then out of the definition, then
+        unplugs the port on the host. An interface or guest gone already is
+        fine.
+        """
+        mac = vif['address']
+        guest = self._host.find_guest(instance.uuid)
+        if guest is not None:
+            try:
+                self._detach_from(guest, mac)
+            except (exception.DeviceDetachFailed, exception.InstanceNotFound):
+                raise
+            except Exception as e:
+                # nova's compute manager expects its own exceptions here:
+                # the interface then stays, in nova and in the guest
+                raise exception.DeviceDetachFailed(device=mac, reason=e)
+        unplug(instance, [vif])
+        LOG.info('Port %s (%s) detached', vif['id'], mac, instance=instance)
+
+    def _detach_from(self, guest, mac):
+        running = guest.interface(mac) if guest.is_active() else None
+        if running is not None:
+            if guest.power_state() == power_state.PAUSED:
+                raise exception.DeviceDetachFailed(
+                    device=mac, reason='a paused guest cannot let it go: '
+                    'unpause the server first')
+            xml, alias = running
+            self._host.unplug_from_running(
+                guest, mac, alias,
+                ask=lambda: guest.detach_device(xml, live=True),
+                present=lambda: guest.interface(mac) is not None,
+                attempts=CONF.altdriver.device_detach_attempts,
+                seconds=CONF.altdriver.device_detach_timeout)
+        defined = guest.interface(mac, inactive=True)
+        if defined is not None:
+            guest.detach_device(defined[0], live=False)

@@ -187,26 +187,13 @@ class Volumes(object):
         LOG.info('Volume %s detached', volume_id, instance=instance)
 
     def _detach_live(self, guest, disk, connection_info):
-        # Asked again (a request can meet a guest still booting), as the
-        # in-tree driver does.
-        attempts = CONF.altdriver.device_detach_attempts
-        seconds = CONF.altdriver.device_detach_timeout
-        for attempt in range(1, attempts + 1):
-            with self._host.device_removal(guest.uuid, disk.alias) as removal:
-                if not guest.detach_disk(disk, live=True):
-                    return  # gone meanwhile
-                removed = removal.wait(seconds)
-            if removed is False:
-                raise exception.DeviceDetachFailed(
-                    device=disk.dev, reason='the guest refused to let it go')
-            if removed or _volume(guest.disks(), connection_info) is None:
-                return
-            LOG.warning('The guest has not let %s go within %d s (attempt '
-                        '%d of %d)', disk.dev, seconds, attempt, attempts,
-                        instance_uuid=guest.uuid)
-        raise exception.DeviceDetachFailed(
-            device=disk.dev, reason='the guest did not let it go in %d s' % (
-                attempts * seconds))
+        self._host.unplug_from_running(
+            guest, disk.dev, disk.alias,
+            ask=lambda: guest.detach_disk(disk, live=True),
+            present=lambda: _volume(guest.disks(),
+                                    connection_info) is not None,
+            attempts=CONF.altdriver.device_detach_attempts,
+            seconds=CONF.altdriver.device_detach_timeout)
 
     def extend(self, connection_info, instance, requested_size):
         """A running guest is told its volume's new size (bytes); a stopped

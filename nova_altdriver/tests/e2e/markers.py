@@ -35,6 +35,7 @@ class Boot(object):
         self.beats = []         # HB: heartbeats written to self
         self.ticks = []         # TICK: its uptime while it runs
         self.disks = []         # DISKS: its disks now (after hot plugs)
+        self.nics = []          # NICS: its NICs' MACs now (after hot plugs)
         self.sizes = {}         # SIZES: {disk: sectors, 'memory': KiB}
 
     @property
@@ -78,6 +79,8 @@ def boots(text):
             boot.beats.append(int(words[0]))
         elif name == 'DISKS':
             boot.disks = words
+        elif name == 'NICS':
+            boot.nics = [w.partition('=')[2] for w in words]
         elif name == 'SIZES':
             for word in words:
                 key, _, value = word.partition('=')

@@ -6,8 +6,21 @@ import socket
 import subprocess
 
 import libvirt
+from lxml import etree
+from nova import context as nova_context
+from nova import objects
 
 from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.e2e import markers
+
+
+def link_local(mac):
+    """The IPv6 link-local address a NIC with this MAC takes (EUI-64)."""
+    octets = [int(part, 16) for part in mac.split(':')]
+    octets[0] ^= 0x02
+    eui = octets[:3] + [0xff, 0xfe] + octets[3:]
+    return 'fe80::' + ':'.join('%x' % (eui[i] << 8 | eui[i + 1])
+                               for i in range(0, 8, 2))
 
 
 class BootTest(base.TestCase):
@@ -98,22 +111,89 @@ class NetworkTest(base.TestCase):
                         'up'], check=True)
         return ns
 
+    def assertAnswersPing(self, ns, tap, mac):
+        """The guest answers on its IPv6 link-local address, derived from
+        the port's MAC, through tap (in namespace ns).
+        """
+        ping = subprocess.run(
+            ['ip', 'netns', 'exec', ns, 'ping', '-6', '-c', '3', '-w', '30',
+             '%s%%%s' % (link_local(mac), tap)],
+            capture_output=True, text=True)
+        self.assertEqual(0, ping.returncode, ping.stdout + ping.stderr)
+        self.assertIn('3 received', ping.stdout)
+
+    def wait_for_nics(self, server, macs):
+        """Until the guest's latest ALTDRIVER-NICS line names macs."""
+        self._wait_for_assert(lambda: self.assertEqual(
+            macs, markers.latest(self.console(server)).nics),
+            max_retries=self.STATE_WAIT_RETRIES)
+
+    def nics(self, server, inactive=False):
+        dom = self.conn.lookupByUUIDString(server['id'])
+        return [el.get('address') for el in etree.fromstring(dom.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)).findall(
+                'devices/interface/mac')]
+
+    def cached_ports(self, server):
+        """The ports nova's network info of the server lists."""
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'])
+        return [vif['id'] for vif in instance.get_network_info()]
+
     def test_the_host_side_reaches_the_guest_on_its_port(self):
         port = self.neutron_port('tap')
         server = self.boot(self.image_id, self.flavor,
                            networks=[{'port': port['id']}])
         console = self.wait_for_guest(server, 'ALTDRIVER-READY')
         self.assertIn('ALTDRIVER-NICS eth0=fa:16:3e:00:12:34', console)
-
-        # The guest's IPv6 link-local address, derived from the port's MAC.
         tap = 'tap' + port['id'][:11]
-        ns = self.host_side(tap)
-        ping = subprocess.run(
-            ['ip', 'netns', 'exec', ns, 'ping', '-6', '-c', '3', '-w', '30',
-             'fe80::f816:3eff:fe00:1234%' + tap],
-            capture_output=True, text=True)
-        self.assertEqual(0, ping.returncode, ping.stdout + ping.stderr)
-        self.assertIn('3 received', ping.stdout)
+        self.assertAnswersPing(self.host_side(tap), tap, port['mac_address'])
+
+    def test_a_port_attached_and_detached_while_the_guest_runs(self):
+        first = self.neutron_port('tap')
+        server = self.boot(self.image_id, self.flavor,
+                           networks=[{'port': first['id']}])
+        self.wait_for_guest(server, 'ALTDRIVER-READY')
+        macs = [first['mac_address']]
+
+        second = self.neutron_port('tap', mac='fa:16:3e:00:56:78')
+        self.api.attach_interface(
+            server['id'], {'interfaceAttachment': {'port_id': second['id']}})
+        self.wait_for_nics(server, macs + [second['mac_address']])
+        tap = 'tap' + second['id'][:11]
+        self.assertAnswersPing(self.host_side(tap), tap,
+                               second['mac_address'])
+        self.assertEqual(macs + [second['mac_address']],
+                         self.nics(server, inactive=True))
+
+        # it lasts: a hard reboot defines the guest from nova's ports
+        self._reboot_server(server, hard=True)
+        self._wait_for_assert(lambda: self.assertEqual(
+            2, markers.latest(self.console(server)).number),
+            max_retries=self.STATE_WAIT_RETRIES)
+        self.wait_for_nics(server, macs + [second['mac_address']])
+
+        # the guest lets it go: out of the guest, the definition and nova
+        self.api.detach_interface(server['id'], second['id'])
+        self.wait_for_nics(server, macs)
+        self._wait_for_assert(lambda: self.assertEqual(
+            [first['id']], self.cached_ports(server)),
+            max_retries=self.STATE_WAIT_RETRIES)
+        self.assertEqual(macs, self.nics(server))
+        self.assertEqual(macs, self.nics(server, inactive=True))
+
+        # a port Neutron deletes: nova has the guest let it go and forgets it
+        self.neutron.delete_port(first['id'])
+        self.admin_api.create_server_external_events([{
+            'name': 'network-vif-deleted', 'server_uuid': server['id'],
+            'tag': first['id']}])
+        self.wait_for_nics(server, [])
+        self._wait_for_assert(lambda: self.assertEqual(
+            [], self.cached_ports(server)),
+            max_retries=self.STATE_WAIT_RETRIES)
+        self.assertEqual([], self.nics(server, inactive=True))
+        self.assertEqual('ACTIVE', self.api.get_server(
+            server['id'])['status'])
 
     def test_ports_never_reported_plugged_fail_the_boot_when_fatal(self):
         # A port still DOWN: the guest waits, paused, for neutron's

@@ -187,12 +187,13 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         return self._create_flavor(memory_mb=256, vcpu=1, disk=1,
                                    ephemeral=ephemeral, swap=swap)
 
-    def neutron_port(self, vif_type='tap', status='ACTIVE'):
+    def neutron_port(self, vif_type='tap', status='ACTIVE',
+                     mac='fa:16:3e:00:12:34'):
         """A port of the Neutron fixture bound with vif_type."""
         port = copy.deepcopy(self.neutron.port_1)
         del port['id']
         port.update({'binding:vif_type': vif_type,
-                     'mac_address': 'fa:16:3e:00:12:34', 'status': status})
+                     'mac_address': mac, 'status': status})
         new = self.neutron.create_port()['port']
         return self.neutron.update_port(new['id'], {'port': port})['port']
 

@@ -7,6 +7,8 @@ few small calls it does answer.
 import time
 import uuid
 
+import libvirt
+from lxml import etree
 from nova.compute import instance_actions
 from nova.compute import task_states
 from nova import context as nova_context
@@ -155,6 +157,10 @@ class VolumeTest(UnsupportedTestCase):
 
 
 class InterfaceTest(UnsupportedTestCase):
+    """Interfaces where libvirt has no hot plug (its test driver): the
+    attach and the detach fail visibly, the server and its ports as they
+    were. The e2e tier attaches and detaches for real.
+    """
 
     def setUp(self):
         super().setUp()
@@ -162,45 +168,65 @@ class InterfaceTest(UnsupportedTestCase):
         self.port = self.neutron_port()
         self.server = self.boot(networks=[{'port': self.port['id']}])
 
-    def nics(self):
-        return self.domain_xml(self.compute, self.server).findall(
-            'devices/interface')
+    def nics(self, inactive=False):
+        dom = self.hypervisor_of(self.compute).lookupByUUIDString(
+            self.server['id'])
+        return etree.fromstring(dom.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)).findall(
+                'devices/interface')
 
     def cached_ports(self):
         instance = objects.Instance.get_by_uuid(
             nova_context.get_admin_context(), self.server['id'])
         return [vif['id'] for vif in instance.get_network_info()]
 
-    def test_attach_is_refused_up_front(self):
-        other = self.neutron_port()
-        text = self.refused(400, self.api.attach_interface, self.server['id'],
+    def test_an_attach_libvirt_refuses_gives_the_port_back(self):
+        other = self.neutron_port(mac='fa:16:3e:00:56:78')
+        text = self.refused(500, self.api.attach_interface, self.server['id'],
                             {'interfaceAttachment': {'port_id': other['id']}})
-        self.assertIn('Attaching interfaces is not supported', text)
+        self.assertIn('Failed to attach network adapter', text)
+        self.assertIn('virDomainAttachDeviceFlags', self.stdlog.logger.output)
         self.assertEqual([self.port['id']], self.cached_ports())
+        self.assertEqual('', self.neutron.show_port(
+            other['id'])['port']['device_id'])
         self.assertEqual(1, len(self.nics()))
+        self.assertEqual(1, len(self.nics(inactive=True)))
+        self.assertUnchanged(self.server)
+        self.assertStillWorks(self.server)
+
+    def test_a_tagged_attach_is_refused_up_front(self):
+        other = self.neutron_port(mac='fa:16:3e:00:56:78')
+        text = self.refused(400, self.api.attach_interface, self.server['id'],
+                            {'interfaceAttachment': {'port_id': other['id'],
+                                                     'tag': 'data'}})
+        self.assertIn('Tagged network interface attachment is not '
+                      'supported', text)
+        self.assertEqual([self.port['id']], self.cached_ports())
         self.assertUnchanged(self.server)
 
-    def test_detach_fails_visibly_and_the_port_stays(self):
+    def test_a_detach_libvirt_refuses_keeps_the_port(self):
         self.api.detach_interface(self.server['id'], self.port['id'])
         self.assertRefusedEvent(
             self.server, instance_actions.DETACH_INTERFACE,
             'compute_detach_interface', 'Failed to detach network adapter')
-        self.assertIn('nova_altdriver does not detach network interfaces',
-                      self.stdlog.logger.output)
+        self.assertIn('virDomainDetachDeviceFlags', self.stdlog.logger.output)
         self.assertUnchanged(self.server)
         self.assertEqual([self.port['id']], self.cached_ports())
         self.assertEqual(1, len(self.nics()))
+        self.assertEqual(1, len(self.nics(inactive=True)))
         self.assertStillWorks(self.server)
 
-    def test_a_port_deleted_in_neutron_leaves_the_server_list(self):
-        # nova forgets a port Neutron deleted even where the driver cannot
-        # unplug it (the guest keeps the device until its next hard reboot).
+    def test_a_port_deleted_in_neutron_stays_while_the_guest_has_it(self):
+        # nova forgets a port Neutron deleted once the driver took it out
+        # of the guest; here libvirt cannot, so the server keeps both.
         self.admin_api.create_server_external_events([{
             'name': 'network-vif-deleted', 'server_uuid': self.server['id'],
             'tag': self.port['id']}])
-        self._wait_for_assert(lambda: self.assertEqual([],
-                                                       self.cached_ports()),
-                              max_retries=self.STATE_WAIT_RETRIES)
+        self._wait_for_assert(lambda: self.assertIn(
+            'Detach interface failed, port_id=%s' % self.port['id'],
+            self.stdlog.logger.output), max_retries=self.STATE_WAIT_RETRIES)
+        self.assertEqual([self.port['id']], self.cached_ports())
+        self.assertEqual(1, len(self.nics()))
         self.assertUnchanged(self.server)
 
 

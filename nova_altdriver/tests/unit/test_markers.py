@@ -16,11 +16,13 @@ ALTDRIVER-DISKS vda sr0\r
 ALTDRIVER-SELF vda role=guest\r
 ALTDRIVER-BOOTCOUNT 4\r
 ALTDRIVER-MARKER base image\r
+ALTDRIVER-NICS eth0=fa:16:3e:00:12:34\r
 ALTDRIVER-NET eth0 ip=10.99.0.5 netmask=255.255.255.0\r
 ALTDRIVER-READY bootcount=4 uptime=2.50\r
 ALTDRIVER-HB-FOUND 7\r
 ALTDRIVER-HB 8\r
 ALTDRIVER-TICK 4.51\r
+ALTDRIVER-NICS eth0=fa:16:3e:00:12:34 eth1=fa:16:3e:00:56:78\r
 ALTDRIVER-HB 9\r
 ALTDRIVER-TICK 6.52\r
 ALTDRIVER-ACPI-POWER\r
@@ -53,6 +55,12 @@ class BootsTest(testtools.TestCase):
              second.beats, second.ticks, second.uptime))
         self.assertEqual('ALTDRIVER-READY bootcount=5 uptime=2.40',
                          second.ready)
+
+    def test_the_nics_as_they_are_now(self):
+        first, second = markers.boots(CONSOLE)
+        self.assertEqual(['fa:16:3e:00:12:34', 'fa:16:3e:00:56:78'],
+                         first.nics)
+        self.assertEqual([], second.nics)
 
     def test_markers_before_the_first_boot_line_are_a_boot(self):
         cut = CONSOLE[CONSOLE.index('ALTDRIVER-NET'):]
