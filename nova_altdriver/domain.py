@@ -11,12 +11,17 @@ from lxml import etree
 from nova import exception
 from nova.objects import fields
 from nova import version
+from nova.virt import hardware
 
 import nova.conf
 
 CONF = nova.conf.CONF
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+
+# QEMU emulates four ISA serial ports; the in-tree driver allows three
+# (it keeps one for a pty, which this driver does not add beside them).
+MAX_SERIAL_PORTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +144,18 @@ def rescue_disks(rescue_disk, root, others, config_drive, rescue_props):
         config_drive)
 
 
+def serial_port_count(flavor, image_meta):
+    """How many TCP serial ports a guest gets: hw:serial_port_count,
+    lowered by hw_serial_port_count, 1 by default (nova's rules); more
+    than QEMU gives a guest is refused before anything is made.
+    """
+    count = hardware.get_number_of_serial_ports(flavor, image_meta)
+    if count > MAX_SERIAL_PORTS:
+        raise exception.SerialPortNumberLimitExceeded(
+            allowed=MAX_SERIAL_PORTS, virt_type=CONF.altdriver.virt_type)
+    return count
+
+
 def _sub(parent, tag, text=None, **attrs):
     el = etree.SubElement(parent, tag,
                           {k: str(v) for k, v in attrs.items()
@@ -233,14 +250,35 @@ def disk_element(disk):
     return el
 
 
+def _serial_devices(devices, console_log, serial_ports):
+    if not serial_ports:
+        # readable as a pty, logged by virtlogd
+        serial = _sub(devices, 'serial', type='pty')
+        if console_log:
+            _sub(serial, 'log', file=console_log, append='on')
+        _sub(devices, 'console', type='pty')
+        return
+    # Listening on TCP for nova-serialproxy; the first port, the guest's
+    # ttyS0 where the kernel writes, is logged for the console log. (libvirt
+    # adds the <console> alias of the first port itself.)
+    for index, (host, port) in enumerate(serial_ports):
+        serial = _sub(devices, 'serial', type='tcp')
+        _sub(serial, 'source', mode='bind', host=host, service=port)
+        if console_log and index == 0:
+            _sub(serial, 'log', file=console_log, append='on')
+        _sub(serial, 'target', port=index)
+
+
 def build(instance, image_meta, disks, interfaces=(), console_log=None,
-          kernel=None, ramdisk=None):
+          kernel=None, ramdisk=None, serial_ports=()):
     """The domain XML (text) of instance.
 
     :param disks: [Disk] in the guest's device order
     :param interfaces: lxml <interface> elements (vifs.py)
     :param console_log: file the serial console is logged to
     :param kernel, ramdisk: paths for direct kernel boot
+    :param serial_ports: [(address, port)] of TCP serial ports; none: one
+        pty serial port
     """
     props = image_meta.properties
     flavor = instance.flavor
@@ -275,11 +313,7 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
         devices.append(disk_element(disk))
     for interface in interfaces:
         devices.append(interface)
-    # The serial console: readable as a pty, logged by virtlogd.
-    serial = _sub(devices, 'serial', type='pty')
-    if console_log:
-        _sub(serial, 'log', file=console_log, append='on')
-    _sub(devices, 'console', type='pty')
+    _serial_devices(devices, console_log, serial_ports)
     if CONF.vnc.enabled:
         _sub(devices, 'input', type='tablet', bus='usb')
         _sub(devices, 'graphics', type='vnc', autoport='yes',

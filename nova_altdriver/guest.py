@@ -77,6 +77,15 @@ def disks_of(xml):
     return [_disk(el) for el in etree.fromstring(xml).findall('devices/disk')]
 
 
+def serial_ports_of(xml):
+    """[(address, port)] of the TCP serial ports a domain definition (text)
+    listens on, in the guest's order; empty for a pty serial port.
+    """
+    return [(source.get('host'), int(source.get('service')))
+            for source in etree.fromstring(xml).xpath(
+                "devices/serial[@type='tcp']/source[@mode='bind']")]
+
+
 def is_rescue_definition(xml):
     """Whether a domain definition (text) boots a rescue disk: judged by
     its disk files, not by text anywhere in it (a server's name is in it).
@@ -329,6 +338,10 @@ class Guest(object):
             "devices/graphics[@type='vnc']")
         port = int(graphics.get('port', -1)) if graphics is not None else -1
         return port if port > 0 else None
+
+    def serial_ports(self):
+        """[(address, port)] of the guest's TCP serial ports."""
+        return serial_ports_of(self.xml())
 
     def disk_target(self, path, inactive=False):
         """The target device (vda) of the disk backed by file path; None

@@ -87,6 +87,12 @@ class GoldenXMLTest(base.TestCase):
             _instance(swap=64), _image(), disks,
             console_log=INST + '/console.log'))
 
+    def test_tcp_serial_ports_the_first_one_logged(self):
+        disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
+        self.assertGolden('serial-tcp.xml', domain.build(
+            _instance(), _image(), disks, console_log=INST + '/console.log',
+            serial_ports=[('192.0.2.5', 10300), ('192.0.2.5', 10301)]))
+
     def test_cpu_mode(self):
         disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
         self.flags(virt_type='qemu', group='altdriver')
@@ -145,6 +151,25 @@ class RescueDisksTest(GoldenXMLTest):
         self.assertEqual(
             [self.ROOT, domain.Disk(self.RESCUE, 'qcow2', 'sda', 'usb',
                                     device='cdrom', boot_order=1)], disks)
+
+
+class SerialPortCountTest(base.TestCase):
+
+    def test_nova_s_rules_up_to_what_qemu_gives(self):
+        flavor = _instance().flavor
+        self.assertEqual(1, domain.serial_port_count(flavor, _image()))
+        self.assertEqual(2, domain.serial_port_count(
+            flavor, _image(hw_serial_port_count=2)))
+        flavor.extra_specs = {'hw:serial_port_count': '3'}
+        self.assertEqual(3, domain.serial_port_count(flavor, _image()))
+        self.assertRaises(exception.ImageSerialPortNumberExceedFlavorValue,
+                          domain.serial_port_count, flavor,
+                          _image(hw_serial_port_count=4))
+        flavor.extra_specs = {}
+        error = self.assertRaises(exception.SerialPortNumberLimitExceeded,
+                                  domain.serial_port_count, flavor,
+                                  _image(hw_serial_port_count=4))
+        self.assertIn('exceeds 3', str(error))
 
 
 class LastFreeDeviceNameTest(base.TestCase):
