@@ -108,6 +108,7 @@ class AltDriver(driver.ComputeDriver):
         self._image_cache.remove_unfinished()
         self._lifecycle.remove_unfinished_evacuations(
             nova_context.get_admin_context(), host)
+        self._lifecycle.claim_serial_ports_of_guests()
 
     def cleanup_host(self, host):
         self.host.close()
@@ -214,6 +215,9 @@ class AltDriver(driver.ComputeDriver):
 
     def get_vnc_console(self, context, instance):
         return self._lifecycle.vnc_console(instance)
+
+    def get_serial_console(self, context, instance):
+        return self._lifecycle.serial_console(instance)
 
     # -- diagnostics (diagnostics.py): nova asks while the guest runs -------
 
@@ -421,9 +425,6 @@ class AltDriver(driver.ComputeDriver):
 
     def get_spice_console(self, context, instance):
         raise optional.console_refused('SPICE', 'VNC')
-
-    def get_serial_console(self, context, instance):
-        raise optional.console_refused('serial', 'VNC or the console log')
 
     def get_mks_console(self, context, instance):
         raise optional.console_refused('MKS', 'VNC')
