@@ -149,10 +149,18 @@ def serial_port_count(flavor, image_meta):
     lowered by hw_serial_port_count, 1 by default (nova's rules); more
     than QEMU gives a guest is refused before anything is made.
     """
-    count = hardware.get_number_of_serial_ports(flavor, image_meta)
+    # (InvalidInput: nova gives up on the build, where it would try other
+    # hosts in vain)
+    try:
+        count = hardware.get_number_of_serial_ports(flavor, image_meta)
+    except (exception.ImageSerialPortNumberInvalid,
+            exception.ImageSerialPortNumberExceedFlavorValue) as e:
+        raise exception.InvalidInput(reason=e.format_message())
     if count > MAX_SERIAL_PORTS:
-        raise exception.SerialPortNumberLimitExceeded(
-            allowed=MAX_SERIAL_PORTS, virt_type=CONF.altdriver.virt_type)
+        raise exception.InvalidInput(
+            reason='nova_altdriver gives a guest at most %d serial ports; '
+                   'hw:serial_port_count or hw_serial_port_count asks for '
+                   '%d' % (MAX_SERIAL_PORTS, count))
     return count
 
 

@@ -162,14 +162,15 @@ class SerialPortCountTest(base.TestCase):
             flavor, _image(hw_serial_port_count=2)))
         flavor.extra_specs = {'hw:serial_port_count': '3'}
         self.assertEqual(3, domain.serial_port_count(flavor, _image()))
-        self.assertRaises(exception.ImageSerialPortNumberExceedFlavorValue,
-                          domain.serial_port_count, flavor,
-                          _image(hw_serial_port_count=4))
-        flavor.extra_specs = {}
-        error = self.assertRaises(exception.SerialPortNumberLimitExceeded,
+        error = self.assertRaises(exception.InvalidInput,
                                   domain.serial_port_count, flavor,
                                   _image(hw_serial_port_count=4))
-        self.assertIn('exceeds 3', str(error))
+        self.assertIn('Forbidden to exceed flavor value', str(error))
+        flavor.extra_specs = {}
+        error = self.assertRaises(exception.InvalidInput,
+                                  domain.serial_port_count, flavor,
+                                  _image(hw_serial_port_count=4))
+        self.assertIn('at most 3 serial ports', str(error))
 
 
 class LastFreeDeviceNameTest(base.TestCase):
