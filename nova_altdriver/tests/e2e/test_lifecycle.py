@@ -6,6 +6,7 @@ import socket
 import subprocess
 
 import libvirt
+from nova.console import serial
 
 from nova_altdriver.tests.e2e import base
 
@@ -18,6 +19,7 @@ class BootTest(base.TestCase):
         self.image_id = self.upload_guest_image()
 
     def test_boot_with_every_local_disk_then_delete(self):
+        self.enable_serial_consoles()
         flavor = self.small_flavor(ephemeral=1, swap=64)
         server = self.boot(self.image_id, flavor, config_drive=True,
                            adminPass='altdriver-secret')
@@ -45,7 +47,20 @@ class BootTest(base.TestCase):
         with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
             self.assertTrue(s.recv(12).startswith(b'RFB '))
 
+        # The serial console: the port nova hands to nova-serialproxy
+        # carries the guest's ttyS0, which the console log (read through
+        # the API above) still shows.
+        serial_console = self.api.api_post(
+            '/servers/%s/remote-consoles' % server['id'],
+            {'remote_console': {'protocol': 'serial', 'type': 'serial'}}
+        ).body['remote_console']
+        self.assertIn('token', serial_console['url'])
+        port = self.serial_port(self.compute, server)
+        self.read_serial_port(port, 'ALTDRIVER-TICK')
+        self.wait_for_guest(server, 'ALTDRIVER-TICK')
+
         self._delete_server(server)
+        self.assertNotIn(('127.0.0.1', port), serial.ALLOCATED_PORTS)
         self.assertRaises(libvirt.libvirtError, self.conn.lookupByUUIDString,
                           server['id'])
         self.assertFalse(os.path.exists(self.instance_dir(server)))
