@@ -277,6 +277,32 @@ def _serial_devices(devices, console_log, serial_ports):
         _sub(serial, 'target', port=index)
 
 
+def _spice(devices):
+    """The SPICE server of [spice], as the in-tree driver configures it,
+    and the channel of the guest's SPICE agent.
+    """
+    opts = CONF.spice
+    graphics = _sub(devices, 'graphics', type='spice', autoport='yes',
+                    listen=opts.server_listen)
+    for tag, value in (('image', opts.image_compression),
+                       ('jpeg', opts.jpeg_compression),
+                       ('zlib', opts.zlib_compression)):
+        if value is not None:
+            _sub(graphics, tag, compression=value)
+    if opts.playback_compression is not None:
+        _sub(graphics, 'playback',
+             compression='on' if opts.playback_compression else 'off')
+    if opts.streaming_mode is not None:
+        _sub(graphics, 'streaming', mode=opts.streaming_mode)
+    if opts.require_secure:
+        for channel in ('main', 'display', 'inputs', 'cursor', 'playback',
+                        'record', 'smartcard', 'usbredir'):
+            _sub(graphics, 'channel', name=channel, mode='secure')
+    if opts.agent_enabled:
+        agent = _sub(devices, 'channel', type='spicevmc')
+        _sub(agent, 'target', type='virtio', name='com.redhat.spice.0')
+
+
 def build(instance, image_meta, disks, interfaces=(), console_log=None,
           kernel=None, ramdisk=None, serial_ports=()):
     """The domain XML (text) of instance.
@@ -322,12 +348,20 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
     for interface in interfaces:
         devices.append(interface)
     _serial_devices(devices, console_log, serial_ports)
-    if CONF.vnc.enabled:
+    vnc, spice = CONF.vnc.enabled, CONF.spice.enabled
+    # SPICE's agent moves the pointer itself; VNC needs the tablet.
+    if vnc or spice and not CONF.spice.agent_enabled:
         _sub(devices, 'input', type='tablet', bus='usb')
+    if vnc:
         _sub(devices, 'graphics', type='vnc', autoport='yes',
              listen=CONF.vnc.server_listen)
+    if spice:
+        _spice(devices)
+    if vnc or spice:
+        # QXL: SPICE's own display device (the in-tree driver's default)
         _sub(_sub(devices, 'video'), 'model',
-             type=props.get('hw_video_model') or 'virtio')
+             type=props.get('hw_video_model') or
+             ('qxl' if spice else 'virtio'))
     if props.get('hw_qemu_guest_agent'):
         agent = _sub(devices, 'channel', type='unix')
         _sub(agent, 'target', type='virtio', name='org.qemu.guest_agent.0')

@@ -216,6 +216,9 @@ class AltDriver(driver.ComputeDriver):
     def get_vnc_console(self, context, instance):
         return self._lifecycle.vnc_console(instance)
 
+    def get_spice_console(self, context, instance):
+        return self._lifecycle.spice_console(instance)
+
     def get_serial_console(self, context, instance):
         return self._lifecycle.serial_console(instance)
 
@@ -422,9 +425,6 @@ class AltDriver(driver.ComputeDriver):
 
     def detach_interface(self, context, instance, vif):
         raise optional.Unsupported(what='detach network interfaces')
-
-    def get_spice_console(self, context, instance):
-        raise optional.console_refused('SPICE', 'VNC')
 
     def get_mks_console(self, context, instance):
         raise optional.console_refused('MKS', 'VNC')

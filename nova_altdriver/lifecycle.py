@@ -294,6 +294,14 @@ class Lifecycle(object):
         host, port = ports[0]
         return ctype.ConsoleSerial(host=host, port=port)
 
+    def spice_console(self, instance):
+        ports = self._host.get_guest(instance).spice_ports()
+        if ports is None or ports == (None, None):
+            raise exception.ConsoleTypeUnavailable(console_type='spice')
+        return ctype.ConsoleSpice(
+            host=CONF.spice.server_proxyclient_address, port=ports[0],
+            tlsPort=ports[1])
+
     def vnc_console(self, instance):
         port = self._host.get_guest(instance).vnc_port()
         if port is None:

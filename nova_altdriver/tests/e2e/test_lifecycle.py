@@ -3,6 +3,7 @@
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 
 import libvirt
@@ -80,6 +81,9 @@ class BootTest(base.TestCase):
         self.assertIn('ALTDRIVER-SELF vda role=guest', console)
 
     def test_second_boot_reuses_the_cached_image(self):
+        # (and SPICE instead of VNC: QEMU here has it)
+        self.flags(enabled=False, group='vnc')
+        self.flags(enabled=True, group='spice')
         flavor = self.small_flavor()
         first = self.boot(self.image_id, flavor)
         cached = os.path.join(self.base_dir(),
@@ -91,6 +95,19 @@ class BootTest(base.TestCase):
         self.assertEqual(inode, os.stat(cached).st_ino)
         for server in (first, second):
             self.wait_for_guest(server, 'ALTDRIVER-READY')
+
+        spice = self.api.api_post(
+            '/servers/%s/remote-consoles' % first['id'],
+            {'remote_console': {'protocol': 'spice', 'type': 'spice-html5'}}
+        ).body['remote_console']
+        self.assertIn('token', spice['url'])
+        port = int(self.domain_xml(self.compute, first).find(
+            "devices/graphics[@type='spice']").get('port'))
+        with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
+            # a SPICE link header of protocol version 1: the server answers
+            # with its own header and a version mismatch
+            s.sendall(b'REDQ' + struct.pack('<III', 1, 0, 0))
+            self.assertEqual(b'REDQ', s.recv(4))
 
 
 class NetworkTest(base.TestCase):

@@ -93,6 +93,16 @@ class GoldenXMLTest(base.TestCase):
             _instance(), _image(), disks, console_log=INST + '/console.log',
             serial_ports=[('192.0.2.5', 10300), ('192.0.2.5', 10301)]))
 
+    def test_spice_alone_with_its_agent(self):
+        self.flags(enabled=False, group='vnc')
+        self.flags(enabled=True, server_listen='192.0.2.5',
+                   image_compression='auto_glz', streaming_mode='filter',
+                   playback_compression=True, require_secure=True,
+                   group='spice')
+        disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
+        self.assertGolden('spice.xml', domain.build(
+            _instance(), _image(), disks, console_log=INST + '/console.log'))
+
     def test_cpu_mode(self):
         disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
         self.flags(virt_type='qemu', group='altdriver')

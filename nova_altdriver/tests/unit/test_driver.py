@@ -286,3 +286,43 @@ class SerialConsoleTest(base.TestCase):
             self.lifecycle, 'claim_serial_ports_of_guests')).mock
         self.driver.init_host('compute1')
         claim.assert_called_once_with()
+
+
+class SpiceConsoleTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags(enabled=True, server_proxyclient_address='192.0.2.5',
+                   group='spice')
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.instance = builders.instance()
+
+    def define(self, graphics_ports):
+        """Defines the guest with the ports libvirt gave its SPICE server
+        (the test driver runs no QEMU to give any).
+        """
+        xml = domain.build(self.instance, builders.image_meta(), [])
+        self.driver.host.define(xml.replace(
+            '<graphics type="spice" autoport="yes"',
+            '<graphics type="spice" autoport="no" ' + graphics_ports))
+
+    def test_the_ports_of_the_guest_s_spice_server(self):
+        self.define('port="5901" tlsPort="5902"')
+        console = self.driver.get_spice_console(None, self.instance)
+        self.assertIsInstance(console, ctype.ConsoleSpice)
+        self.assertEqual(('192.0.2.5', 5901, 5902),
+                         (console.host, console.port, console.tlsPort))
+        self.define('port="5901"')  # no TLS configured in libvirt
+        self.assertIsNone(
+            self.driver.get_spice_console(None, self.instance).tlsPort)
+
+    def test_a_guest_without_a_spice_server_or_its_ports(self):
+        self.define('')
+        self.assertRaises(exception.ConsoleTypeUnavailable,
+                          self.driver.get_spice_console, None, self.instance)
+        self.flags(enabled=False, group='spice')
+        self.driver.host.define(domain.build(
+            self.instance, builders.image_meta(), []))
+        self.assertRaises(exception.ConsoleTypeUnavailable,
+                          self.driver.get_spice_console, None, self.instance)
