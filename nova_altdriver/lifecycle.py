@@ -247,10 +247,17 @@ class Lifecycle(object):
 
     def claim_serial_ports_of_guests(self):
         """Claims the serial ports of every guest on this host (when
-        nova-compute starts).
+        nova-compute starts; only then are ports handed out).
         """
-        claim_serial_ports([port for guest in self._host.list_guests()
-                            for port in guest.serial_ports()])
+        if not CONF.serial_console.enabled:
+            return
+        ports = []
+        for guest in self._host.list_guests():
+            try:
+                ports += guest.serial_ports()
+            except exception.InstanceNotFound:
+                pass  # removed meanwhile: nothing to claim
+        claim_serial_ports(ports)
 
     def destroy(self, instance, network_info, destroy_disks=True):
         self.remove_domain(instance)

@@ -280,6 +280,13 @@ class SerialConsoleTest(base.TestCase):
         self.pool.clear()  # a new nova-compute process
         self.lifecycle.claim_serial_ports_of_guests()
         self.assertEqual({('127.0.0.1', 10300)}, self.pool)
+        # a guest removed meanwhile is none to claim
+        self.pool.clear()
+        self.useFixture(fixtures.MockPatchObject(
+            guest_mod.Guest, 'serial_ports',
+            side_effect=exception.InstanceNotFound(instance_id='gone')))
+        self.lifecycle.claim_serial_ports_of_guests()
+        self.assertEqual(set(), self.pool)
         # (on a connection of its own: the test driver's guests are not
         # there)
         claim = self.useFixture(fixtures.MockPatchObject(
