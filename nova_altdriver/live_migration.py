@@ -113,10 +113,12 @@ def move_serial_ports(xml, address, ports):
     """The domain definition xml with its TCP serial ports listening on
     address and, port by port (by the guest's port index), on the ports
     the destination took for them; a port it took none for keeps its
-    number.
+    number. (A <console> libvirt added as the alias of the first port
+    moves with it, as the in-tree driver moves it.)
     """
     doc = etree.fromstring(xml)
-    for device in doc.xpath("devices/serial[@type='tcp']"):
+    for device in doc.xpath("devices/serial[@type='tcp'] | "
+                            "devices/console[@type='tcp']"):
         source = device.find('source')
         source.set('host', address)
         index = int(device.find('target').get('port'))

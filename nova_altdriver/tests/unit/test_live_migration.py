@@ -227,6 +227,10 @@ class SerialPortsTest(base.TestCase):
         <source mode='bind' host='127.0.0.1' service='10301'/>
         <target port='1'/>
       </serial>
+      <console type='tcp'>
+        <source mode='bind' host='127.0.0.1' service='10300'/>
+        <target type='serial' port='0'/>
+      </console>
     </devices></domain>"""
 
     def setUp(self):
@@ -253,6 +257,9 @@ class SerialPortsTest(base.TestCase):
                          guest.serial_ports_of(etree.tostring(doc)))
         self.assertEqual('/i/console.log',
                          doc.find('devices/serial/log').get('file'))
+        self.assertEqual(('192.0.2.9', '10400'), (
+            doc.find('devices/console/source').get('host'),
+            doc.find('devices/console/source').get('service')))
 
     def check_source(self, serial_listen_addr):
         data = objects.LibvirtLiveMigrateData(
