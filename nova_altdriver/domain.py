@@ -147,7 +147,7 @@ def rescue_disks(rescue_disk, root, others, config_drive, rescue_props):
 def serial_port_count(flavor, image_meta):
     """How many TCP serial ports a guest gets: hw:serial_port_count,
     lowered by hw_serial_port_count, 1 by default (nova's rules); more
-    than QEMU gives a guest is refused before anything is made.
+    than QEMU gives a guest is refused.
     """
     # (InvalidInput: nova gives up on the build, where it would try other
     # hosts in vain)
