@@ -19,8 +19,8 @@ CONF = nova.conf.CONF
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 
-# QEMU emulates four ISA serial ports; the in-tree driver allows three
-# (it keeps one for a pty, which this driver does not add beside them).
+# Serial ports a guest may ask for: the in-tree driver's limit (QEMU's ISA
+# bus has four, nova keeps one back), so a flavor means the same on both.
 MAX_SERIAL_PORTS = 3
 
 
