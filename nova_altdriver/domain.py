@@ -350,7 +350,7 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
     _serial_devices(devices, console_log, serial_ports)
     vnc, spice = CONF.vnc.enabled, CONF.spice.enabled
     # SPICE's agent moves the pointer itself; VNC needs the tablet.
-    if vnc or spice and not CONF.spice.agent_enabled:
+    if vnc or (spice and not CONF.spice.agent_enabled):
         _sub(devices, 'input', type='tablet', bus='usb')
     if vnc:
         _sub(devices, 'graphics', type='vnc', autoport='yes',
