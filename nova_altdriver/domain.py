@@ -11,12 +11,17 @@ from lxml import etree
 from nova import exception
 from nova.objects import fields
 from nova import version
+from nova.virt import hardware
 
 import nova.conf
 
 CONF = nova.conf.CONF
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+
+# Serial ports a guest may ask for: the in-tree driver's limit (QEMU's ISA
+# bus has four, nova keeps one back), so a flavor means the same on both.
+MAX_SERIAL_PORTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +144,26 @@ def rescue_disks(rescue_disk, root, others, config_drive, rescue_props):
         config_drive)
 
 
+def serial_port_count(flavor, image_meta):
+    """How many TCP serial ports a guest gets: hw:serial_port_count,
+    lowered by hw_serial_port_count, 1 by default (nova's rules); more
+    than QEMU gives a guest is refused.
+    """
+    # (InvalidInput: nova gives up on the build, where it would try other
+    # hosts in vain)
+    try:
+        count = hardware.get_number_of_serial_ports(flavor, image_meta)
+    except (exception.ImageSerialPortNumberInvalid,
+            exception.ImageSerialPortNumberExceedFlavorValue) as e:
+        raise exception.InvalidInput(reason=e.format_message())
+    if count > MAX_SERIAL_PORTS:
+        raise exception.InvalidInput(
+            reason='nova_altdriver gives a guest at most %d serial ports; '
+                   'hw:serial_port_count or hw_serial_port_count asks for '
+                   '%d' % (MAX_SERIAL_PORTS, count))
+    return count
+
+
 def _sub(parent, tag, text=None, **attrs):
     el = etree.SubElement(parent, tag,
                           {k: str(v) for k, v in attrs.items()
@@ -233,14 +258,61 @@ def disk_element(disk):
     return el
 
 
+def _serial_devices(devices, console_log, serial_ports):
+    if not serial_ports:
+        # readable as a pty, logged by virtlogd
+        serial = _sub(devices, 'serial', type='pty')
+        if console_log:
+            _sub(serial, 'log', file=console_log, append='on')
+        _sub(devices, 'console', type='pty')
+        return
+    # Listening on TCP for nova-serialproxy; the first port, the guest's
+    # ttyS0 where the kernel writes, is logged for the console log. (libvirt
+    # adds the <console> alias of the first port itself.)
+    for index, (host, port) in enumerate(serial_ports):
+        serial = _sub(devices, 'serial', type='tcp')
+        _sub(serial, 'source', mode='bind', host=host, service=port)
+        if console_log and index == 0:
+            _sub(serial, 'log', file=console_log, append='on')
+        _sub(serial, 'target', port=index)
+
+
+def _spice(devices):
+    """The SPICE server of [spice], as the in-tree driver configures it,
+    and the channel of the guest's SPICE agent.
+    """
+    opts = CONF.spice
+    graphics = _sub(devices, 'graphics', type='spice', autoport='yes',
+                    listen=opts.server_listen)
+    for tag, value in (('image', opts.image_compression),
+                       ('jpeg', opts.jpeg_compression),
+                       ('zlib', opts.zlib_compression)):
+        if value is not None:
+            _sub(graphics, tag, compression=value)
+    if opts.playback_compression is not None:
+        _sub(graphics, 'playback',
+             compression='on' if opts.playback_compression else 'off')
+    if opts.streaming_mode is not None:
+        _sub(graphics, 'streaming', mode=opts.streaming_mode)
+    if opts.require_secure:
+        for channel in ('main', 'display', 'inputs', 'cursor', 'playback',
+                        'record', 'smartcard', 'usbredir'):
+            _sub(graphics, 'channel', name=channel, mode='secure')
+    if opts.agent_enabled:
+        agent = _sub(devices, 'channel', type='spicevmc')
+        _sub(agent, 'target', type='virtio', name='com.redhat.spice.0')
+
+
 def build(instance, image_meta, disks, interfaces=(), console_log=None,
-          kernel=None, ramdisk=None):
+          kernel=None, ramdisk=None, serial_ports=()):
     """The domain XML (text) of instance.
 
     :param disks: [Disk] in the guest's device order
     :param interfaces: lxml <interface> elements (vifs.py)
     :param console_log: file the serial console is logged to
     :param kernel, ramdisk: paths for direct kernel boot
+    :param serial_ports: [(address, port)] of TCP serial ports; none: one
+        pty serial port
     """
     props = image_meta.properties
     flavor = instance.flavor
@@ -275,17 +347,21 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
         devices.append(disk_element(disk))
     for interface in interfaces:
         devices.append(interface)
-    # The serial console: readable as a pty, logged by virtlogd.
-    serial = _sub(devices, 'serial', type='pty')
-    if console_log:
-        _sub(serial, 'log', file=console_log, append='on')
-    _sub(devices, 'console', type='pty')
-    if CONF.vnc.enabled:
+    _serial_devices(devices, console_log, serial_ports)
+    vnc, spice = CONF.vnc.enabled, CONF.spice.enabled
+    # SPICE's agent moves the pointer itself; VNC needs the tablet.
+    if vnc or (spice and not CONF.spice.agent_enabled):
         _sub(devices, 'input', type='tablet', bus='usb')
+    if vnc:
         _sub(devices, 'graphics', type='vnc', autoport='yes',
              listen=CONF.vnc.server_listen)
+    if spice:
+        _spice(devices)
+    if vnc or spice:
+        # QXL: SPICE's own display device (the in-tree driver's default)
         _sub(_sub(devices, 'video'), 'model',
-             type=props.get('hw_video_model') or 'virtio')
+             type=props.get('hw_video_model') or
+             ('qxl' if spice else 'virtio'))
     if props.get('hw_qemu_guest_agent'):
         agent = _sub(devices, 'channel', type='unix')
         _sub(agent, 'target', type='virtio', name='org.qemu.guest_agent.0')

@@ -110,6 +110,7 @@ class AltDriver(driver.ComputeDriver):
         self._image_cache.remove_unfinished()
         self._lifecycle.remove_unfinished_evacuations(
             nova_context.get_admin_context(), host)
+        self._lifecycle.claim_serial_ports_of_guests()
 
     def cleanup_host(self, host):
         self.host.close()
@@ -222,6 +223,12 @@ class AltDriver(driver.ComputeDriver):
 
     def get_vnc_console(self, context, instance):
         return self._lifecycle.vnc_console(instance)
+
+    def get_spice_console(self, context, instance):
+        return self._lifecycle.spice_console(instance)
+
+    def get_serial_console(self, context, instance):
+        return self._lifecycle.serial_console(instance)
 
     # -- diagnostics (diagnostics.py): nova asks while the guest runs -------
 
@@ -423,12 +430,6 @@ class AltDriver(driver.ComputeDriver):
 
     def trigger_crash_dump(self, instance):
         self.host.get_guest(instance).inject_nmi()
-
-    def get_spice_console(self, context, instance):
-        raise optional.console_refused('SPICE', 'VNC')
-
-    def get_serial_console(self, context, instance):
-        raise optional.console_refused('serial', 'VNC or the console log')
 
     def get_mks_console(self, context, instance):
         raise optional.console_refused('MKS', 'VNC')

@@ -77,6 +77,23 @@ def disks_of(xml):
     return [_disk(el) for el in etree.fromstring(xml).findall('devices/disk')]
 
 
+def _graphics_port(graphics, name):
+    """A port of a <graphics> element (None for none): libvirt writes -1
+    until QEMU runs.
+    """
+    port = int(graphics.get(name, -1)) if graphics is not None else -1
+    return port if port > 0 else None
+
+
+def serial_ports_of(xml):
+    """[(address, port)] of the TCP serial ports a domain definition (text)
+    listens on, in the guest's order; empty for a pty serial port.
+    """
+    return [(source.get('host'), int(source.get('service')))
+            for source in etree.fromstring(xml).xpath(
+                "devices/serial[@type='tcp']/source[@mode='bind']")]
+
+
 def is_rescue_definition(xml):
     """Whether a domain definition (text) boots a rescue disk: judged by
     its disk files, not by text anywhere in it (a server's name is in it).
@@ -327,8 +344,22 @@ class Guest(object):
         """The port of the guest's VNC server, or None."""
         graphics = etree.fromstring(self.xml()).find(
             "devices/graphics[@type='vnc']")
-        port = int(graphics.get('port', -1)) if graphics is not None else -1
-        return port if port > 0 else None
+        return _graphics_port(graphics, 'port')
+
+    def spice_ports(self):
+        """(port, TLS port) of the guest's SPICE server, None for a port
+        it has not; None when it has no SPICE server.
+        """
+        graphics = etree.fromstring(self.xml()).find(
+            "devices/graphics[@type='spice']")
+        if graphics is None:
+            return None
+        return (_graphics_port(graphics, 'port'),
+                _graphics_port(graphics, 'tlsPort'))
+
+    def serial_ports(self):
+        """[(address, port)] of the guest's TCP serial ports."""
+        return serial_ports_of(self.xml())
 
     def disk_target(self, path, inactive=False):
         """The target device (vda) of the disk backed by file path; None

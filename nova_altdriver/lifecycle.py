@@ -10,10 +10,12 @@ nova places elsewhere: it goes when nova-compute starts again.
 
 import os
 
+from nova.console import serial
 from nova.console import type as ctype
 from nova import exception
 from nova.network import model as network_model
 from nova import objects
+from nova import utils
 from oslo_log import log as logging
 from oslo_utils import excutils
 
@@ -21,6 +23,7 @@ import nova.conf
 import nova.privsep.path
 from nova_altdriver import disks as disks_mod
 from nova_altdriver import domain
+from nova_altdriver import guest as guest_mod
 from nova_altdriver import resize
 from nova_altdriver import vifs
 
@@ -53,6 +56,24 @@ def _tail(path, num):
         return b''
     except PermissionError:
         return nova.privsep.path.last_bytes(path, num)[0]
+
+
+def release_serial_ports(ports):
+    """Gives a guest's TCP serial ports [(address, port)] back to nova's
+    pool (nova.console.serial, this process's memory).
+    """
+    for host, port in ports:
+        serial.release_port(host=host, port=port)
+
+
+@utils.synchronized(serial.SERIAL_LOCK)
+def claim_serial_ports(ports):
+    """Marks ports [(address, port)] taken in nova's pool, which starts
+    empty with every nova-compute: the port of a guest defined but not
+    running is free to bind, and would otherwise be handed to another
+    guest before this one starts again.
+    """
+    serial.ALLOCATED_PORTS.update(ports)
 
 
 class Lifecycle(object):
@@ -97,7 +118,26 @@ class Lifecycle(object):
             instance, image_meta, disks,
             [vifs.interface(vif, image_meta) for vif in network_info],
             console_log=self._layout.console_log(instance),
-            kernel=kernel, ramdisk=ramdisk)
+            kernel=kernel, ramdisk=ramdisk,
+            serial_ports=self._serial_ports(instance, image_meta))
+
+    def _serial_ports(self, instance, image_meta):
+        """The TCP serial ports [(address, port)] of instance's next
+        definition: none while serial consoles are off (a pty then). The
+        ports of the guest's current definition stay its own (a hard
+        reboot, a rescue: the console's address does not change), more
+        come from nova's pool.
+        """
+        if not CONF.serial_console.enabled:
+            return []
+        count = domain.serial_port_count(instance.flavor, image_meta)
+        address = CONF.serial_console.proxyclient_address
+        guest = self._host.find_guest(instance.uuid)
+        kept = [(host, port) for host, port in
+                (guest.serial_ports() if guest else [])
+                if host == address][:count]
+        return kept + [(address, serial.acquire_port(address))
+                       for _ in range(count - len(kept))]
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, network_info, block_device_info, power_on):
@@ -112,6 +152,8 @@ class Lifecycle(object):
                 LOG.error('Spawn failed; removing what it created',
                           instance=instance)
                 self.remove_domain(instance)
+                # (those of a domain never defined)
+                release_serial_ports(guest_mod.serial_ports_of(xml))
                 vifs.unplug(instance, network_info)
                 disks.remove_created()
         LOG.info('Guest created%s', '' if power_on else ' (not started)',
@@ -188,10 +230,34 @@ class Lifecycle(object):
                               'evacuation', instance=instance)
 
     def remove_domain(self, instance):
-        """Stops and undefines instance's guest, if there is one."""
-        guest = self._host.stop_guest(instance.uuid)
-        if guest is not None:
-            guest.undefine()
+        """Stops and undefines instance's guest, if there is one, and
+        releases its serial ports.
+        """
+        guest = self._host.find_guest(instance.uuid)
+        if guest is None:
+            return
+        try:
+            # read first: a transient guest's definition goes with its QEMU
+            ports = guest.serial_ports()
+        except exception.InstanceNotFound:
+            return  # removed meanwhile
+        guest.hard_stop()
+        guest.undefine()
+        release_serial_ports(ports)
+
+    def claim_serial_ports_of_guests(self):
+        """Claims the serial ports of every guest on this host (when
+        nova-compute starts; only then are ports handed out).
+        """
+        if not CONF.serial_console.enabled:
+            return
+        ports = []
+        for guest in self._host.list_guests():
+            try:
+                ports += guest.serial_ports()
+            except exception.InstanceNotFound:
+                pass  # removed meanwhile: nothing to claim
+        claim_serial_ports(ports)
 
     def destroy(self, instance, network_info, destroy_disks=True):
         self.remove_domain(instance)
@@ -219,6 +285,29 @@ class Lifecycle(object):
             output = _tail(path + '.0',
                            MAX_CONSOLE_BYTES - len(output)) + output
         return output
+
+    def serial_console(self, instance):
+        """The first TCP serial port, the guest's ttyS0 (nova's manager
+        refuses the console itself while [serial_console] is disabled).
+        Its address is the one QEMU listens on: proxyclient_address when
+        the guest was defined.
+        """
+        ports = self._host.get_guest(instance).serial_ports()
+        if not ports:
+            raise exception.ConsoleTypeUnavailable(
+                message='The server has no serial console: it was started '
+                        'before serial consoles were enabled on its host; '
+                        'a hard reboot gives it one')
+        host, port = ports[0]
+        return ctype.ConsoleSerial(host=host, port=port)
+
+    def spice_console(self, instance):
+        ports = self._host.get_guest(instance).spice_ports()
+        if ports is None or ports == (None, None):
+            raise exception.ConsoleTypeUnavailable(console_type='spice')
+        return ctype.ConsoleSpice(
+            host=CONF.spice.server_proxyclient_address, port=ports[0],
+            tlsPort=ports[1])
 
     def vnc_console(self, instance):
         port = self._host.get_guest(instance).vnc_port()

@@ -28,6 +28,7 @@ import time
 
 from lxml import etree
 from nova.compute import power_state
+from nova.console import serial
 from nova import exception
 from nova import objects
 from oslo_concurrency import processutils
@@ -37,9 +38,11 @@ from oslo_utils import units
 
 import nova.conf
 from nova_altdriver import disks as disks_mod
+from nova_altdriver import domain
 from nova_altdriver import guest as guest_mod
 from nova_altdriver import host as host_mod
 from nova_altdriver import imagecache
+from nova_altdriver import lifecycle
 from nova_altdriver import paths
 from nova_altdriver import vifs
 
@@ -103,6 +106,24 @@ def rewrite_paths(xml, source_root, dest_root):
                 el.set(name, dest + value[len(prefix):])
         if el.text and el.text.startswith(prefix) and not len(el):
             el.text = dest + el.text[len(prefix):]
+    return etree.tostring(doc, encoding='unicode')
+
+
+def move_serial_ports(xml, address, ports):
+    """The domain definition xml with its TCP serial ports listening on
+    address and, port by port (by the guest's port index), on the ports
+    the destination took for them; a port it took none for keeps its
+    number. (A <console> libvirt added as the alias of the first port
+    moves with it, as the in-tree driver moves it.)
+    """
+    doc = etree.fromstring(xml)
+    for device in doc.xpath("devices/serial[@type='tcp'] | "
+                            "devices/console[@type='tcp']"):
+        source = device.find('source')
+        source.set('host', address)
+        index = int(device.find('target').get('port'))
+        if index < len(ports):
+            source.set('service', str(ports[index]))
     return etree.tostring(doc, encoding='unicode')
 
 
@@ -239,6 +260,11 @@ class LiveMigration(object):
         data.disk_available_mb = st.f_frsize * st.f_bavail // units.Mi
         data.wait_for_vif_plugged = (
             CONF.compute.live_migration_wait_for_vif_plug)
+        # where this host's guests listen for nova-serialproxy (None: a
+        # pty serial port, no TCP port to move here)
+        data.serial_listen_addr = (
+            CONF.serial_console.proxyclient_address
+            if CONF.serial_console.enabled else None)
         if block_migration is not None:
             data.block_migration = block_migration
         return data
@@ -276,8 +302,15 @@ class LiveMigration(object):
         """
         data = dest_check_data
         shared_path = self._layout.root_probe_visible(data.filename)
-        local = [d for d in self._host.get_guest(instance).disks()
-                 if d.source]
+        guest = self._host.get_guest(instance)
+        if not guest.serial_ports():
+            data.serial_listen_addr = None  # no ports to take there
+        elif ('serial_listen_addr' not in data or
+              data.serial_listen_addr is None):
+            raise exception.MigrationPreCheckError(
+                reason='the server has a TCP serial console and the '
+                       'destination host has [serial_console] disabled')
+        local = [d for d in guest.disks() if d.source]
         block_migration, shared_block = storage_decision(
             shared_path, bool(local),
             data.block_migration if 'block_migration' in data else None)
@@ -350,6 +383,16 @@ class LiveMigration(object):
         self._volumes.disks(instance, block_device_info)
         vifs.plug(instance, network_info)
         migrate_data.target_connect_addr = self._addr
+        # The guest's TCP serial ports listen on ports of this host's pool
+        # (the source's numbers may be taken here); rollback_at_destination
+        # gives them back.
+        address = (migrate_data.serial_listen_addr
+                   if 'serial_listen_addr' in migrate_data else None)
+        migrate_data.serial_listen_ports = [
+            serial.acquire_port(address) for _ in range(
+                domain.serial_port_count(instance.flavor,
+                                         instance.image_meta))
+        ] if address else []
         return migrate_data
 
     def _make_disks(self, instance, info):
@@ -404,6 +447,7 @@ class LiveMigration(object):
         # pre-check decided)
         try:
             guest = self._host.get_guest(instance)
+            serial_ports = guest.serial_ports()  # undefined here once moved
             job = self._start(instance, guest, migrate_data.block_migration,
                               migrate_data)
         except Exception:
@@ -426,6 +470,7 @@ class LiveMigration(object):
         if job.error is None:
             LOG.info('Live migration to %s completed', dest,
                      instance=instance)
+            lifecycle.release_serial_ports(serial_ports)
             post_method(context, instance, dest, block_migration,
                         migrate_data)
             return
@@ -453,6 +498,9 @@ class LiveMigration(object):
         xml = free_interface_names(rewrite_paths(
             guest.migratable_xml(), self._layout.root,
             os.path.dirname(migrate_data.filename)))
+        if migrate_data.serial_listen_addr:
+            xml = move_serial_ports(xml, migrate_data.serial_listen_addr,
+                                    migrate_data.serial_listen_ports)
         uri = self._uri(addr)
         migrate_uri = 'tcp://' + host_mod.address_for_uri(addr)
         LOG.info('Live-migrating to %s (%s)%s', uri, migrate_uri,
@@ -583,6 +631,12 @@ class LiveMigration(object):
             guest.undefine()
         vifs.unplug(instance, network_info or [])
         self._volumes.release_secrets()
+        if (migrate_data is not None and
+                'serial_listen_ports' in migrate_data and
+                migrate_data.serial_listen_ports):
+            lifecycle.release_serial_ports(
+                (migrate_data.serial_listen_addr, port)
+                for port in migrate_data.serial_listen_ports)
         if (migrate_data is not None and
                 'is_shared_instance_path' in migrate_data and
                 not migrate_data.is_shared_instance_path):

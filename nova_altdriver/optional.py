@@ -12,16 +12,6 @@ ERROR.
 from nova import exception
 
 
-class Unsupported(exception.NotSupported, NotImplementedError):
-    """Also a NotImplementedError: where nova tolerates a driver without the
-    feature (it forgets a port Neutron deleted even when the driver cannot
-    unplug it), it still does, and where it shows a fault the user reads
-    this message rather than a bare class name. Only for calls whose fault
-    stays on the compute host.
-    """
-    msg_fmt = 'nova_altdriver does not %(what)s (yet)'
-
-
 def console_refused(name, instead):
     return exception.ConsoleTypeUnavailable(
         message='nova_altdriver offers no %s console; use %s' % (

@@ -9,11 +9,13 @@ instead of skipping it.
 
 import os
 import signal
+import socket
 import subprocess
 import time
 
 import fixtures
 import libvirt
+from nova.console import serial
 
 from nova_altdriver.tests.functional import base
 
@@ -126,6 +128,38 @@ class TestCase(base.TestCase):
                 self.fail('%r not on the console of %s after %ss:\n%s' % (
                     text, server['id'], timeout, output[-3000:]))
             time.sleep(1)
+
+    def enable_serial_consoles(self):
+        """[serial_console] enabled for the guests defined from now on,
+        their TCP ports from a range of this run's (the tier runs alone);
+        nova's pool of ports (this process's) emptied at cleanup.
+        """
+        self.flags(enabled=True, port_range='10300:10399',
+                   proxyclient_address='127.0.0.1', group='serial_console')
+        self.addCleanup(serial.ALLOCATED_PORTS.clear)
+
+    def serial_port(self, compute, server):
+        """The TCP port of the guest's (first) serial port."""
+        return int(self.domain_xml(compute, server).find(
+            "devices/serial[@type='tcp']/source").get('service'))
+
+    def read_serial_port(self, port, text, timeout=30):
+        """What the guest writes to its serial port, as nova-serialproxy
+        reads it, until text shows.
+        """
+        received = b''
+        deadline = time.monotonic() + timeout
+        with socket.create_connection(('127.0.0.1', port),
+                                      timeout=timeout) as s:
+            while text.encode() not in received:
+                self.assertLess(time.monotonic(), deadline,
+                                '%r not on serial port %d: %r' % (
+                                    text, port, received[-3000:]))
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, 'serial port %d closed: %r' % (
+                    port, received[-3000:]))
+                received += chunk
+        return received.decode(errors='replace')
 
     def remove_domain_at_cleanup(self, uuid, uri=URI):
         """Domains left behind keep QEMU running on the shared libvirtd."""

@@ -3,10 +3,12 @@
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 
 import libvirt
 from lxml import etree
+from nova.console import serial
 from nova import context as nova_context
 from nova import objects
 
@@ -31,6 +33,7 @@ class BootTest(base.TestCase):
         self.image_id = self.upload_guest_image()
 
     def test_boot_with_every_local_disk_then_delete(self):
+        self.enable_serial_consoles()
         flavor = self.small_flavor(ephemeral=1, swap=64)
         server = self.boot(self.image_id, flavor, config_drive=True,
                            adminPass='altdriver-secret')
@@ -58,7 +61,20 @@ class BootTest(base.TestCase):
         with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
             self.assertTrue(s.recv(12).startswith(b'RFB '))
 
+        # The serial console: the port nova hands to nova-serialproxy
+        # carries the guest's ttyS0, which the console log (read through
+        # the API above) still shows.
+        serial_console = self.api.api_post(
+            '/servers/%s/remote-consoles' % server['id'],
+            {'remote_console': {'protocol': 'serial', 'type': 'serial'}}
+        ).body['remote_console']
+        self.assertIn('token', serial_console['url'])
+        port = self.serial_port(self.compute, server)
+        self.read_serial_port(port, 'ALTDRIVER-TICK')
+        self.wait_for_guest(server, 'ALTDRIVER-TICK')
+
         self._delete_server(server)
+        self.assertNotIn(('127.0.0.1', port), serial.ALLOCATED_PORTS)
         self.assertRaises(libvirt.libvirtError, self.conn.lookupByUUIDString,
                           server['id'])
         self.assertFalse(os.path.exists(self.instance_dir(server)))
@@ -78,6 +94,9 @@ class BootTest(base.TestCase):
         self.assertIn('ALTDRIVER-SELF vda role=guest', console)
 
     def test_second_boot_reuses_the_cached_image(self):
+        # (and SPICE instead of VNC: QEMU here has it)
+        self.flags(enabled=False, group='vnc')
+        self.flags(enabled=True, group='spice')
         flavor = self.small_flavor()
         first = self.boot(self.image_id, flavor)
         cached = os.path.join(self.base_dir(),
@@ -89,6 +108,19 @@ class BootTest(base.TestCase):
         self.assertEqual(inode, os.stat(cached).st_ino)
         for server in (first, second):
             self.wait_for_guest(server, 'ALTDRIVER-READY')
+
+        spice = self.api.api_post(
+            '/servers/%s/remote-consoles' % first['id'],
+            {'remote_console': {'protocol': 'spice', 'type': 'spice-html5'}}
+        ).body['remote_console']
+        self.assertIn('token', spice['url'])
+        port = int(self.domain_xml(self.compute, first).find(
+            "devices/graphics[@type='spice']").get('port'))
+        with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
+            # a SPICE link header of protocol version 1: the server answers
+            # with its own header and a version mismatch
+            s.sendall(b'REDQ' + struct.pack('<III', 1, 0, 0))
+            self.assertEqual(b'REDQ', s.recv(4))
 
 
 class NetworkTest(base.TestCase):

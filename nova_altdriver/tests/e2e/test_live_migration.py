@@ -10,6 +10,7 @@ import time
 
 import fixtures
 import libvirt
+from nova.console import serial
 
 from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import markers
@@ -193,9 +194,17 @@ class LiveMigrationTestCase(MigrationHosts, base.TestCase):
 class LiveMigrationTest(LiveMigrationTestCase):
 
     def test_live_migration_on_a_shared_instances_path(self):
+        self.enable_serial_consoles()
         self.start_hosts(shared=True)
         server = self.boot_on_compute1()
+        source_port = self.serial_port(self.computes['compute1'], server)
         server, took, watch, last = self.live_migrate_watching(server)
+        # The destination's own serial port (both hosts are one machine
+        # here) carries the guest's ttyS0; the source's went back.
+        port = self.serial_port(self.computes['compute2'], server)
+        self.assertNotEqual(source_port, port)
+        self.read_serial_port(port, 'ALTDRIVER-TICK')
+        self.assertEqual({('127.0.0.1', port)}, serial.ALLOCATED_PORTS)
         beats = self.assertOneBootCountingOn(self.read(
             self.console_log(server, 0)))
         self.assertGreater(beats[-1], last)

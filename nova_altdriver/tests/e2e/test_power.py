@@ -20,8 +20,10 @@ class PowerTest(base.TestCase):
         return self.conn.lookupByUUIDString(server['id'])
 
     def test_every_power_action_on_one_guest(self):
+        self.enable_serial_consoles()
         server = self.boot(self.upload_guest_image(), self.flavor)
         self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+        serial_port = self.serial_port(self.compute, server)
 
         # A clean stop: the guest sees the power button and goes down by
         # itself, long before nova's 60 s shutdown timeout.
@@ -35,6 +37,11 @@ class PowerTest(base.TestCase):
         self._reboot_server(server, hard=False)
         console = self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=3')
         self.assertEqual(2, console.count('ALTDRIVER-ACPI-POWER'))
+
+        # Started again from a new definition: the serial console's port
+        # is the guest's still.
+        self.assertEqual(serial_port, self.serial_port(self.compute, server))
+        self.read_serial_port(serial_port, 'ALTDRIVER-TICK')
 
         # The operator's repair tool: the definition vanished behind nova.
         dom = self.domain(server)
@@ -60,6 +67,9 @@ class PowerTest(base.TestCase):
             self.assertLess(time.monotonic(), deadline)
             time.sleep(1)
         self.assertEqual(4, len(markers.boots(self.console(server))))
+        # the serial port came back with the saved guest
+        self.read_serial_port(self.serial_port(self.compute, server),
+                              'ALTDRIVER-TICK')
 
     @staticmethod
     def _last_tick(console):

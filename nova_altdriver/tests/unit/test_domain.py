@@ -87,6 +87,22 @@ class GoldenXMLTest(base.TestCase):
             _instance(swap=64), _image(), disks,
             console_log=INST + '/console.log'))
 
+    def test_tcp_serial_ports_the_first_one_logged(self):
+        disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
+        self.assertGolden('serial-tcp.xml', domain.build(
+            _instance(), _image(), disks, console_log=INST + '/console.log',
+            serial_ports=[('192.0.2.5', 10300), ('192.0.2.5', 10301)]))
+
+    def test_spice_alone_with_its_agent(self):
+        self.flags(enabled=False, group='vnc')
+        self.flags(enabled=True, server_listen='192.0.2.5',
+                   image_compression='auto_glz', streaming_mode='filter',
+                   playback_compression=True, require_secure=True,
+                   group='spice')
+        disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
+        self.assertGolden('spice.xml', domain.build(
+            _instance(), _image(), disks, console_log=INST + '/console.log'))
+
     def test_cpu_mode(self):
         disks = [domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')]
         self.flags(virt_type='qemu', group='altdriver')
@@ -145,6 +161,26 @@ class RescueDisksTest(GoldenXMLTest):
         self.assertEqual(
             [self.ROOT, domain.Disk(self.RESCUE, 'qcow2', 'sda', 'usb',
                                     device='cdrom', boot_order=1)], disks)
+
+
+class SerialPortCountTest(base.TestCase):
+
+    def test_nova_s_rules_up_to_what_qemu_gives(self):
+        flavor = _instance().flavor
+        self.assertEqual(1, domain.serial_port_count(flavor, _image()))
+        self.assertEqual(2, domain.serial_port_count(
+            flavor, _image(hw_serial_port_count=2)))
+        flavor.extra_specs = {'hw:serial_port_count': '3'}
+        self.assertEqual(3, domain.serial_port_count(flavor, _image()))
+        error = self.assertRaises(exception.InvalidInput,
+                                  domain.serial_port_count, flavor,
+                                  _image(hw_serial_port_count=4))
+        self.assertIn('Forbidden to exceed flavor value', str(error))
+        flavor.extra_specs = {}
+        error = self.assertRaises(exception.InvalidInput,
+                                  domain.serial_port_count, flavor,
+                                  _image(hw_serial_port_count=4))
+        self.assertIn('at most 3 serial ports', str(error))
 
 
 class LastFreeDeviceNameTest(base.TestCase):

@@ -5,14 +5,18 @@ import fixtures
 import libvirt
 from nova.compute import power_state
 from nova.compute import provider_tree
+from nova.console import type as ctype
 from nova import exception
 from nova import objects
 import os_resource_classes as orc
 from oslo_serialization import jsonutils
 
+from nova_altdriver import domain
 from nova_altdriver import driver
+from nova_altdriver import guest as guest_mod
 from nova_altdriver import host as host_mod
 from nova_altdriver import lifecycle
+from nova_altdriver.tests import builders
 from nova_altdriver.tests import libvirt_test_driver
 from nova_altdriver.tests.unit import base
 
@@ -204,3 +208,128 @@ class ConsoleOutputTest(base.TestCase):
             'nova.privsep.path.last_bytes', return_value=(b'privileged', 0)))
         self.assertEqual(b'privileged',
                          self.driver.get_console_output(None, self.instance))
+
+
+class SerialConsoleTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        # nova's pool of serial ports: this process's, from empty
+        self.pool = set()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.console.serial.ALLOCATED_PORTS', self.pool))
+        self.flags(enabled=True, port_range='10300:10399',
+                   proxyclient_address='127.0.0.1', group='serial_console')
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.lifecycle = self.driver._lifecycle
+        self.instance = builders.instance()
+        self.disks = [domain.Disk(os.path.join(self.tmp, 'disk'), 'qcow2',
+                                  'vda', 'virtio')]
+
+    def define(self, image_meta=None):
+        """Defines the domain Lifecycle.build_xml makes now."""
+        xml = self.lifecycle.build_xml(
+            self.instance, image_meta or builders.image_meta(), self.disks,
+            [])
+        self.driver.host.define(xml)
+        return xml
+
+    def test_the_console_is_the_first_tcp_port(self):
+        self.define(builders.image_meta(hw_serial_port_count=2))
+        console = self.driver.get_serial_console(None, self.instance)
+        self.assertIsInstance(console, ctype.ConsoleSerial)
+        self.assertEqual(('127.0.0.1', 10300), (console.host, console.port))
+        self.assertEqual({('127.0.0.1', 10300), ('127.0.0.1', 10301)},
+                         self.pool)
+
+    def test_a_guest_defined_while_disabled_has_none(self):
+        self.flags(enabled=False, group='serial_console')
+        self.define()
+        error = self.assertRaises(exception.ConsoleTypeUnavailable,
+                                  self.driver.get_serial_console, None,
+                                  self.instance)
+        self.assertIn('hard reboot', str(error))
+        self.assertEqual(set(), self.pool)
+
+    def test_an_unknown_guest(self):
+        self.assertRaises(exception.InstanceNotFound,
+                          self.driver.get_serial_console, None,
+                          self.instance)
+
+    def test_a_new_definition_keeps_the_guest_s_ports(self):
+        self.define()
+        self.pool.add(('127.0.0.1', 10300))  # as if taken elsewhere too
+        # a hard reboot, a rescue: the console stays where it was
+        xml = self.define()
+        self.assertEqual([('127.0.0.1', 10300)],
+                         guest_mod.serial_ports_of(xml))
+        # one more port asked for: taken from the pool
+        xml = self.define(builders.image_meta(hw_serial_port_count=2))
+        self.assertEqual([('127.0.0.1', 10300), ('127.0.0.1', 10301)],
+                         guest_mod.serial_ports_of(xml))
+
+    def test_removing_the_guest_releases_its_ports(self):
+        self.define()
+        self.assertEqual({('127.0.0.1', 10300)}, self.pool)
+        self.lifecycle.remove_domain(self.instance)
+        self.assertEqual(set(), self.pool)
+
+    def test_a_restarted_compute_claims_its_guests_ports(self):
+        self.define()
+        self.pool.clear()  # a new nova-compute process
+        self.lifecycle.claim_serial_ports_of_guests()
+        self.assertEqual({('127.0.0.1', 10300)}, self.pool)
+        # a guest removed meanwhile is none to claim
+        self.pool.clear()
+        self.useFixture(fixtures.MockPatchObject(
+            guest_mod.Guest, 'serial_ports',
+            side_effect=exception.InstanceNotFound(instance_id='gone')))
+        self.lifecycle.claim_serial_ports_of_guests()
+        self.assertEqual(set(), self.pool)
+        # (on a connection of its own: the test driver's guests are not
+        # there)
+        claim = self.useFixture(fixtures.MockPatchObject(
+            self.lifecycle, 'claim_serial_ports_of_guests')).mock
+        self.driver.init_host('compute1')
+        claim.assert_called_once_with()
+
+
+class SpiceConsoleTest(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags(enabled=True, server_proxyclient_address='192.0.2.5',
+                   group='spice')
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.instance = builders.instance()
+
+    def define(self, graphics_ports):
+        """Defines the guest with the ports libvirt gave its SPICE server
+        (the test driver runs no QEMU to give any).
+        """
+        xml = domain.build(self.instance, builders.image_meta(), [])
+        self.driver.host.define(xml.replace(
+            '<graphics type="spice" autoport="yes"',
+            '<graphics type="spice" autoport="no" ' + graphics_ports))
+
+    def test_the_ports_of_the_guest_s_spice_server(self):
+        self.define('port="5901" tlsPort="5902"')
+        console = self.driver.get_spice_console(None, self.instance)
+        self.assertIsInstance(console, ctype.ConsoleSpice)
+        self.assertEqual(('192.0.2.5', 5901, 5902),
+                         (console.host, console.port, console.tlsPort))
+        self.define('port="5901"')  # no TLS configured in libvirt
+        self.assertIsNone(
+            self.driver.get_spice_console(None, self.instance).tlsPort)
+
+    def test_a_guest_without_a_spice_server_or_its_ports(self):
+        self.define('')
+        self.assertRaises(exception.ConsoleTypeUnavailable,
+                          self.driver.get_spice_console, None, self.instance)
+        self.flags(enabled=False, group='spice')
+        self.driver.host.define(domain.build(
+            self.instance, builders.image_meta(), []))
+        self.assertRaises(exception.ConsoleTypeUnavailable,
+                          self.driver.get_spice_console, None, self.instance)

@@ -8,10 +8,13 @@ import fixtures
 import libvirt
 from lxml import etree
 from nova import exception
+from nova import objects
 
 from nova_altdriver import domain
+from nova_altdriver import driver
 from nova_altdriver import guest
 from nova_altdriver import live_migration
+from nova_altdriver.tests import builders
 from nova_altdriver.tests.unit import base
 
 SOURCE_XML = """<domain type='qemu'>
@@ -207,3 +210,91 @@ class FreeInterfaceNamesTest(base.TestCase):
     def test_other_interfaces_keep_their_names(self):
         self.assertEqual('tapport-2', self.doc.find(
             "devices/interface[@type='ethernet']/target").get('dev'))
+
+
+class SerialPortsTest(base.TestCase):
+    """The guest's TCP serial ports listen on ports the destination took
+    from its own pool; the source's go back to its pool.
+    """
+
+    XML = """<domain type='qemu'><devices>
+      <serial type='tcp'>
+        <source mode='bind' host='127.0.0.1' service='10300'/>
+        <log file='/i/console.log' append='on'/>
+        <target port='0'/>
+      </serial>
+      <serial type='tcp'>
+        <source mode='bind' host='127.0.0.1' service='10301'/>
+        <target port='1'/>
+      </serial>
+      <console type='tcp'>
+        <source mode='bind' host='127.0.0.1' service='10300'/>
+        <target type='serial' port='0'/>
+      </console>
+    </devices></domain>"""
+
+    def setUp(self):
+        super().setUp()
+        self.pool = set()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.console.serial.ALLOCATED_PORTS', self.pool))
+        self.flags(enabled=True, port_range='10300:10399',
+                   proxyclient_address='127.0.0.1', group='serial_console')
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.instance = builders.instance()
+        self.instance.update({'system_metadata': {}, 'image_ref': None,
+                              'host': None})
+
+    def define(self):
+        self.driver.host.define(self.driver._lifecycle.build_xml(
+            self.instance, builders.image_meta(), [], []))
+
+    def test_the_destination_s_ports_in_the_moved_definition(self):
+        doc = etree.fromstring(live_migration.move_serial_ports(
+            self.XML, '192.0.2.9', [10400]))
+        self.assertEqual([('192.0.2.9', 10400), ('192.0.2.9', 10301)],
+                         guest.serial_ports_of(etree.tostring(doc)))
+        self.assertEqual('/i/console.log',
+                         doc.find('devices/serial/log').get('file'))
+        self.assertEqual(('192.0.2.9', '10400'), (
+            doc.find('devices/console/source').get('host'),
+            doc.find('devices/console/source').get('service')))
+
+    def check_source(self, serial_listen_addr):
+        data = objects.LibvirtLiveMigrateData(
+            filename=self.layout.place_root_probe(),
+            serial_listen_addr=serial_listen_addr)
+        return self.driver.check_can_live_migrate_source(
+            None, self.instance, data)
+
+    def test_a_destination_without_serial_consoles_is_refused(self):
+        self.define()
+        error = self.assertRaises(exception.MigrationPreCheckError,
+                                  self.check_source, None)
+        self.assertIn('[serial_console] disabled', str(error))
+        self.assertEqual('127.0.0.1',
+                         self.check_source('127.0.0.1').serial_listen_addr)
+
+    def test_a_pty_guest_takes_no_port_at_the_destination(self):
+        self.flags(enabled=False, group='serial_console')
+        self.define()
+        data = self.check_source('127.0.0.1')
+        self.assertIsNone(data.serial_listen_addr)
+        data.is_shared_instance_path = True
+        data = self.driver.pre_live_migration(None, self.instance, None, [],
+                                              None, data)
+        self.assertEqual([], data.serial_listen_ports)
+
+    def test_the_destination_takes_ports_and_gives_them_back(self):
+        data = self.driver.check_can_live_migrate_destination(
+            None, self.instance, None, None)
+        self.assertEqual('127.0.0.1', data.serial_listen_addr)
+        data.is_shared_instance_path = True
+        data = self.driver.pre_live_migration(None, self.instance, None, [],
+                                              None, data)
+        self.assertEqual([10300], data.serial_listen_ports)
+        self.assertEqual({('127.0.0.1', 10300)}, self.pool)
+        self.driver.rollback_live_migration_at_destination(
+            None, self.instance, [], None, migrate_data=data)
+        self.assertEqual(set(), self.pool)
