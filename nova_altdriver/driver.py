@@ -16,6 +16,7 @@ from nova.virt import node
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 
+from nova_altdriver import agent
 from nova_altdriver import conf
 from nova_altdriver import diagnostics
 from nova_altdriver import disks
@@ -75,6 +76,7 @@ class AltDriver(driver.ComputeDriver):
         self._snapshot = snapshot.Snapshot(self.host, self._cache)
         self._volumes = volumes.Volumes(self.host)
         self._interfaces = vifs.Interfaces(self.host)
+        self._agent = agent.Agent(self.host)
         self._lifecycle = lifecycle.Lifecycle(self.host, virtapi,
                                               self._snapshot, self._cache,
                                               self._volumes)
@@ -321,11 +323,17 @@ class AltDriver(driver.ComputeDriver):
         self._volumes.swap(old_connection_info, new_connection_info,
                            instance, resize_to)
 
+    # -- the guest's QEMU agent (agent.py): nova quiesces a guest for a
+    # snapshot of its volumes (a local disk's snapshot: snapshot.py) -------
+
     def quiesce(self, context, instance, image_meta):
-        self._volumes.quiesce(instance, image_meta)
+        self._agent.quiesce(instance, image_meta)
 
     def unquiesce(self, context, instance, image_meta):
-        self._volumes.unquiesce(instance, image_meta)
+        self._agent.unquiesce(instance, image_meta)
+
+    def set_admin_password(self, instance, new_pass):
+        self._agent.set_admin_password(instance, new_pass)
 
     # -- live migration (live_migration.py) --------------------------------
 
@@ -433,9 +441,6 @@ class AltDriver(driver.ComputeDriver):
 
     def get_mks_console(self, context, instance):
         raise optional.console_refused('MKS', 'VNC')
-
-    def set_admin_password(self, instance, new_pass):
-        raise optional.admin_password_refused()
 
     def poll_rebooting_instances(self, timeout, instances):
         # A reboot is one synchronous call of the compute manager, which

@@ -198,6 +198,11 @@ class MigrationCancelled(exception.NovaException):
     msg_fmt = 'The live migration of %(uuid)s was cancelled'
 
 
+class AgentUnresponsive(exception.NovaException):
+    msg_fmt = ('The QEMU guest agent of %(uuid)s does not answer (not '
+               'running, or not started yet): %(reason)s')
+
+
 class BlockJobEnded(exception.NovaException):
     msg_fmt = ('The block job on disk %(target)s of %(uuid)s ended without '
                'completing (aborted or failed)')
@@ -450,6 +455,25 @@ class Guest(object):
             self._domain.fsThaw()
         except libvirt.libvirtError as e:
             raise exception.InstanceQuiesceFailed(reason=e)
+
+    def set_user_password(self, user, new_pass):
+        """Sets the password of user in the guest, through its QEMU agent
+        (which hashes it there). AgentUnresponsive when no agent answers;
+        InternalError when the agent could not (no such user, say).
+        """
+        try:
+            self._set_user_password(user, new_pass)
+        except libvirt.libvirtError as e:
+            code = e.get_error_code()
+            if code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE:
+                raise AgentUnresponsive(uuid=self.uuid, reason=e)
+            raise exception.InternalError(
+                'Error from libvirt while setting the password of %r: '
+                '[Error Code %s] %s' % (user, code, e))
+
+    @_gone_is_not_found
+    def _set_user_password(self, user, new_pass):
+        self._domain.setUserPassword(user, new_pass, 0)
 
     @_gone_is_not_found
     def redirect_writes(self, target, overlay, quiesce, require_quiesce):

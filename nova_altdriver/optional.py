@@ -16,9 +16,3 @@ def console_refused(name, instead):
     return exception.ConsoleTypeUnavailable(
         message='nova_altdriver offers no %s console; use %s' % (
             name, instead))
-
-
-def admin_password_refused():
-    return exception.SetAdminPasswdNotSupported(
-        message='nova_altdriver does not change the password of a running '
-                'guest (yet)')

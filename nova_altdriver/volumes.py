@@ -271,16 +271,6 @@ class Volumes(object):
                 LOG.warning('Could not look for interrupted volume swaps: '
                             '%s', e, instance_uuid=guest.uuid)
 
-    def quiesce(self, instance, image_meta):
-        if not image_meta.properties.get('hw_qemu_guest_agent'):
-            raise exception.QemuGuestAgentNotEnabled()
-        self._host.get_guest(instance).freeze_filesystems()
-
-    def unquiesce(self, instance, image_meta):
-        if not image_meta.properties.get('hw_qemu_guest_agent'):
-            raise exception.QemuGuestAgentNotEnabled()
-        self._host.get_guest(instance).thaw_filesystems()
-
     def release_secrets(self):
         """Removes the secrets this driver defined that no guest of this
         host uses any more: best effort, never failing what called it (a

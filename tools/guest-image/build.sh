@@ -15,7 +15,8 @@
 #   linux-image-<current>-cloud-amd64 (what linux-image-cloud-amd64 depends on;
 #   override with ALTDRIVER_GUEST_KERNEL_PKG), busybox-static (the shell and
 #   all tools: no dynamic linking, which is slow under TCG), busybox + libc6
-#   (only for blkid, which busybox-static lacks).
+#   (only for blkid, which busybox-static lacks), qemu-guest-agent and the
+#   libraries qemu-ga loads (QGA_PKGS; the build fails if one is missing).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -89,7 +90,9 @@ candidates() { # fills VER[pkg] with the candidate versions of "$@"
         | awk '/^Package: / { p = $2 } /^Version: / { print p, $2 }')
 }
 KPKG=${ALTDRIVER_GUEST_KERNEL_PKG:-$(cloud_kernel)}
-GPKGS="busybox-static busybox libc6"
+# what /usr/sbin/qemu-ga links (the build checks that the list is whole)
+QGA_PKGS="qemu-guest-agent libglib2.0-0 libpcre2-8-0 libnuma1 libudev1 liburing2"
+GPKGS="busybox-static busybox libc6 $QGA_PKGS"
 # shellcheck disable=SC2086
 [ -n "$KPKG" ] && candidates "$KPKG" $GPKGS
 complete=1
@@ -123,8 +126,8 @@ fi
 log "kernel package $KPKG"
 dpkg-deb -x "${DEB[$KPKG]}" "$W/x"
 dpkg-deb -x "${DEB[busybox-static]}" "$W/bbs"
-dpkg-deb -x "${DEB[busybox]}" "$W/bbd"
-dpkg-deb -x "${DEB[libc6]}" "$W/bbd"
+# the dynamically linked programs and their libraries
+for p in busybox libc6 $QGA_PKGS; do dpkg-deb -x "${DEB[$p]}" "$W/bbd"; done
 
 KVER=${KPKG#linux-image-}
 [ -f "$W/x/boot/vmlinuz-$KVER" ] || die "no /boot/vmlinuz-$KVER in $KPKG"
@@ -134,6 +137,27 @@ R=$W/root
 mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,var/log,var/run,etc/acpi/PWRF,etc/altdriver}
 mkdir -p "$R/lib/x86_64-linux-gnu" "$R/lib64" "$R/lib/modules/$KVER"
 
+# copy_dynamic PROGRAM...: the libraries of programs of $W/bbd (paths in
+# it) into the initramfs, found as the guest's loader finds them: by the
+# loader of libc6 itself, searching only what was unpacked (ldd without a
+# chroot). A library from the host's own directories means a package is
+# missing from GPKGS.
+LIBDIR=lib/x86_64-linux-gnu
+copy_dynamic() {
+    local prog out lib
+    for prog in "$@"; do
+        out=$("$W/bbd/$LIBDIR/ld-linux-x86-64.so.2" --library-path \
+              "$W/bbd/$LIBDIR:$W/bbd/usr/$LIBDIR" --list "$W/bbd/$prog" 2>&1) \
+            || die "$prog: $(echo "$out" | grep -v ' => /' | xargs)"
+        for lib in $(echo "$out" | awk '$2 == "=>" { print $3 }'); do
+            case $lib in
+                "$W/bbd/"*) cp -L "$lib" "$R/$LIBDIR/" ;;
+                *) die "$prog needs $lib, which no package in GPKGS has" ;;
+            esac
+        done
+    done
+}
+
 # busybox-static for everything; blkid from the dynamic busybox + libc6
 cp "$W/bbs/bin/busybox" "$R/bin/busybox"
 "$R/bin/busybox" --list-full | while read -r a; do
@@ -141,15 +165,25 @@ cp "$W/bbs/bin/busybox" "$R/bin/busybox"
 done
 mkdir -p "$R/usr/lib/altdriver"
 cp "$W/bbd/bin/busybox" "$R/usr/lib/altdriver/busybox"
-for l in ld-linux-x86-64.so.2 libc.so.6 libresolv.so.2; do
-    cp "$W/bbd/lib/x86_64-linux-gnu/$l" "$R/lib/x86_64-linux-gnu/"
-done
-ln -s /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$R/lib64/ld-linux-x86-64.so.2"
+copy_dynamic bin/busybox   # (the loader too: it lists itself)
+ln -s /$LIBDIR/ld-linux-x86-64.so.2 "$R/lib64/ld-linux-x86-64.so.2"
 rm -f "$R/sbin/blkid"
 ln -s /usr/lib/altdriver/busybox "$R/sbin/blkid"
 [ -L "$R/bin/sh" ] && [ -L "$R/sbin/acpid" ] || die "busybox-static lacks sh or acpid"
-"$W/bbd/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$W/bbd/lib/x86_64-linux-gnu" \
+[ -L "$R/usr/bin/mkpasswd" ] || die "busybox-static lacks mkpasswd (chpasswd uses it)"
+"$W/bbd/$LIBDIR/ld-linux-x86-64.so.2" --library-path "$W/bbd/$LIBDIR" \
     "$W/bbd/bin/busybox" blkid --help >/dev/null 2>&1 || die "busybox has no blkid"
+
+# The QEMU guest agent. Its guest-set-user-password runs chpasswd, which
+# neither busybox has: ours (chpasswd here) edits /etc/shadow.
+cp "$W/bbd/usr/sbin/qemu-ga" "$R/usr/sbin/qemu-ga"
+copy_dynamic usr/sbin/qemu-ga
+install -m 755 "$HERE/chpasswd" "$R/usr/sbin/chpasswd"
+install -m 755 "$HERE/fsfreeze-hook" "$R/etc/altdriver/fsfreeze-hook"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+printf 'root:*:20000:0:99999:7:::\n' >"$R/etc/shadow"
+chmod 600 "$R/etc/shadow"
+printf 'root:x:0:\n' >"$R/etc/group"
 
 # kernel modules with their dependencies, in load order
 depmod -b "$W/x" "$KVER"
@@ -207,7 +241,7 @@ TMPDIR=$W "$HERE/customize.sh" "$STAGE/disk.qcow2" "$STAGE/rescue.qcow2" \
     echo
     echo "## This build"
     echo
-    echo "- kernel: $KPKG ${VER[$KPKG]}, busybox-static ${VER[busybox-static]}, busybox ${VER[busybox]} (blkid), libc6 ${VER[libc6]}"
+    echo "- kernel: $KPKG ${VER[$KPKG]}, busybox-static ${VER[busybox-static]}, busybox ${VER[busybox]} (blkid), libc6 ${VER[libc6]}, qemu-guest-agent ${VER[qemu-guest-agent]}"
     echo "- initramfs: $(stat -c %s "$STAGE/initrd.img") bytes, kernel $(stat -c %s "$STAGE/vmlinuz") bytes"
     echo "- modules: $(xargs <"$R/etc/altdriver/modules")"
 } >"$STAGE/README"

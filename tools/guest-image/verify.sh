@@ -4,14 +4,17 @@
 #   boot markers, boot counter on a qcow2 overlay, ACPI shutdown (virsh
 #   shutdown) and a second boot, the heartbeat surviving both and a killed
 #   QEMU, rescue image writing to the guest disk (but no heartbeat) and the
-#   guest reading it back.  With --all also: direct kernel boot and a
+#   guest reading it back, the QEMU guest agent (root's password set through
+#   it, a freeze and thaw).  With --all also: direct kernel boot and a
 #   config drive (iso9660 cdrom on the ide bus).
 #
 #   tools/guest-image/verify.sh [--all] [IMAGE_DIR]
 #
 # IMAGE_DIR defaults to what build.sh prints (building it if needed).
 # Domains are transient, named altdriver-imgtest-<pid>-*, and destroyed on
-# any exit together with the temp dir. LIBVIRT_URI overrides qemu:///system.
+# any exit together with the temp dir. LIBVIRT_URI overrides qemu:///system,
+# LIBVIRT_RUN_DIR /run/libvirt (where that daemon keeps its QEMUs' pid files:
+# a private daemon of tools/second-libvirtd.sh keeps them in DIR/run).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +25,7 @@ ALL=0
 if [ "${1:-}" = --all ]; then ALL=1; shift; fi
 IMG=${1:-$("$HERE/build.sh")}
 URI=${LIBVIRT_URI:-qemu:///system}
+RUN_DIR=${LIBVIRT_RUN_DIR:-/run/libvirt}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
 
 T=$(mktemp -d /tmp/altdriver-imgtest.XXXXXX)
@@ -66,6 +70,7 @@ domain_xml() {
 </domain>
 EOF
 }
+AGENT_PORT="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
 vdisk() { # vdisk FILE DEV
     echo "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$1'/><target dev='$2' bus='virtio'/></disk>"
 }
@@ -119,7 +124,7 @@ hb_found() {
     fi
 }
 kill_qemu() { # SIGKILL: no flush, no clean close of the disk images
-    kill -9 "$(cat "/run/libvirt/qemu/$1.pid")"
+    kill -9 "$(cat "$RUN_DIR/qemu/$1.pid")"
     for _ in $(seq 50); do running "$1" || break; sleep 0.1; done
 }
 
@@ -143,6 +148,7 @@ for m in '^ALTDRIVER-BOOT' '^ALTDRIVER-DISKS vda' '^ALTDRIVER-SELF vda role=gues
 done
 wait_for "$C" '^ALTDRIVER-TICK' 10 && ok "boot 1 TICK" || bad "boot 1 TICK"
 expect "$C" '^ALTDRIVER-HB-FOUND 0[^0-9]' "boot 1 HB-FOUND 0"
+grep -aq '^ALTDRIVER-AGENT' "$C" && bad "boot 1: an agent without its port" || ok "boot 1: no agent"
 wait_for "$C" '^ALTDRIVER-HB 3[^0-9]' 10 && ok "boot 1 heartbeat" || bad "boot 1 heartbeat"
 t=$(now)
 virsh -q -c "$URI" shutdown "$PREFIX-boot1" >/dev/null
@@ -181,15 +187,36 @@ grep -aq '^ALTDRIVER-HB' "$C" && bad "rescue guest wrote a heartbeat" || ok "res
 stop "$PREFIX-rescue"
 show "$C"
 
-# 4. the guest alone again: it sees what the rescue wrote
+# 4. the guest alone again: it sees what the rescue wrote; with the guest
+#    agent's port (hw_qemu_guest_agent)
 C=$T/boot3.log
-start "$PREFIX-boot3" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)"
+start "$PREFIX-boot3" "$C" "<boot dev='hd'/>" "$(vdisk "$T/guest.qcow2" vda)" "$AGENT_PORT"
 wait_for "$C" '^ALTDRIVER-READY' && ok "boot 3 READY after $(since "$STARTED") s" || bad "boot 3 READY"
 expect "$C" '^ALTDRIVER-RESCUED rescued-by-rescue-image at boot 1' "boot 3 RESCUED"
 expect "$C" '^ALTDRIVER-BOOTCOUNT 3' "boot 3 BOOTCOUNT 3"
 # one more than announced: a write that landed just before the kill
 n=$(hb "$T/boot2.log")
 hb_found "$C" "$n" "$((n + 1))" "boot 3 after QEMU was killed"
+expect "$C" '^ALTDRIVER-AGENT started' "boot 3 AGENT started"
+# root's password through the agent: the hash on the console is of it
+virsh -q -c "$URI" set-user-password "$PREFIX-boot3" root 'n3w:pass' >/dev/null \
+    || bad "boot 3 set-user-password"
+if wait_for "$C" '^ALTDRIVER-PASSWORD root=' 10; then
+    hash=$(tr -d '\r' <"$C" | sed -n 's/^ALTDRIVER-PASSWORD root=//p' | tail -n 1)
+    salt=$(echo "$hash" | cut -d '$' -f 3)
+    if [ "$(openssl passwd -6 -salt "$salt" 'n3w:pass')" = "$hash" ]; then
+        ok "boot 3 PASSWORD: the hash of the password set"
+    else
+        bad "boot 3 PASSWORD $hash is not of the password set"
+    fi
+else
+    bad "boot 3 PASSWORD"
+fi
+# the FAT cannot be frozen: the agent freezes nothing, after its hook ran
+frozen=$(virsh -c "$URI" domfsfreeze "$PREFIX-boot3" 2>&1) || true
+wait_for "$C" '^ALTDRIVER-FSFREEZE freeze' 10 && ok "boot 3 freeze hook ($frozen)" \
+    || bad "boot 3 freeze hook ($frozen)"
+virsh -q -c "$URI" domfsthaw "$PREFIX-boot3" >/dev/null 2>&1 || true
 stop "$PREFIX-boot3"
 show "$C"
 

@@ -37,6 +37,9 @@ class Boot(object):
         self.disks = []         # DISKS: its disks now (after hot plugs)
         self.nics = []          # NICS: its NICs' MACs now (after hot plugs)
         self.sizes = {}         # SIZES: {disk: sectors, 'memory': KiB}
+        self.agent = None       # AGENT: started, or failed and why
+        self.passwords = []     # PASSWORD: (user, crypted) as it changed
+        self.fsfreeze = []      # FSFREEZE: the agent's freeze and thaw
 
     @property
     def uptime(self):
@@ -86,6 +89,12 @@ def boots(text):
                 key, _, value = word.partition('=')
                 if value.isdigit():
                     boot.sizes[key] = int(value)
+        elif name == 'AGENT' and words:
+            boot.agent = rest.strip()
+        elif name == 'PASSWORD' and words and '=' in words[0]:
+            boot.passwords.append(tuple(words[0].split('=', 1)))
+        elif name == 'FSFREEZE' and words:
+            boot.fsfreeze.append(words[0])
         elif name == 'TICK' and words:
             try:
                 boot.ticks.append(float(words[0]))

@@ -250,15 +250,6 @@ class GuestTest(UnsupportedTestCase):
         self.refused(400, self.console, 'rdp', 'rdp-html5')
         self.assertUnchanged(self.server)
 
-    def test_change_password_is_refused(self):
-        text = self.refused(409, self.api.post_server_action,
-                            self.server['id'],
-                            {'changePassword': {'adminPass': 'new-pass'}})
-        self.assertIn('nova_altdriver', text)
-        self.assertRefusedEvent(self.server, instance_actions.CHANGE_PASSWORD,
-                                'compute_set_admin_password', 'nova_altdriver')
-        self.assertUnchanged(self.server)
-
     def test_trigger_crash_dump_sends_an_nmi(self):
         self.api.post_server_action(self.server['id'],
                                     {'trigger_crash_dump': None})

@@ -62,6 +62,24 @@ class BootsTest(testtools.TestCase):
                          first.nics)
         self.assertEqual([], second.nics)
 
+    def test_the_guest_agent_and_what_it_did(self):
+        boot, = markers.boots(
+            'ALTDRIVER-BOOT uptime=1.2\r\n'
+            'ALTDRIVER-AGENT started\r\n'
+            'ALTDRIVER-READY bootcount=1 uptime=3.1\r\n'
+            'ALTDRIVER-PASSWORD root=$6$salt$hash.one/A\r\n'
+            'ALTDRIVER-FSFREEZE freeze\r\n'
+            'ALTDRIVER-FSFREEZE thaw\r\n'
+            'ALTDRIVER-PASSWORD root=$6$other$hash:two\r\n')
+        self.assertEqual('started', boot.agent)
+        self.assertEqual([('root', '$6$salt$hash.one/A'),
+                          ('root', '$6$other$hash:two')], boot.passwords)
+        self.assertEqual(['freeze', 'thaw'], boot.fsfreeze)
+        failed, = markers.boots('ALTDRIVER-AGENT failed no port\n')
+        self.assertEqual('failed no port', failed.agent)
+        self.assertEqual(([], []), (failed.passwords, failed.fsfreeze))
+        self.assertIsNone(markers.latest(CONSOLE).agent)
+
     def test_markers_before_the_first_boot_line_are_a_boot(self):
         cut = CONSOLE[CONSOLE.index('ALTDRIVER-NET'):]
         self.assertEqual(['10.99.0.5', None],
