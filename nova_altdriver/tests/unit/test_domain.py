@@ -24,7 +24,7 @@ _image = builders.image_meta
 _vif = builders.vif
 
 
-class GoldenXMLTest(base.TestCase):
+class GoldenTestCase(base.TestCase):
 
     def assertGolden(self, name, xml):
         # Only the creation time and nova's version change between runs.
@@ -39,6 +39,9 @@ class GoldenXMLTest(base.TestCase):
         with open(path) as f:
             self.assertEqual(f.read(), xml)
         etree.fromstring(xml)  # well-formed
+
+
+class GoldenXMLTest(GoldenTestCase):
 
     def test_the_ceph_secret_of_a_volume(self):
         self.assertGolden('ceph-secret.xml', host_mod.ceph_secret_xml(
@@ -105,7 +108,7 @@ class GoldenXMLTest(base.TestCase):
         self.assertEqual('1', rescue.find('boot').get('order'))
 
 
-class RescueDisksTest(GoldenXMLTest):
+class RescueDisksTest(GoldenTestCase):
     """The rescue domain's disks: legacy and stable device rescue."""
 
     ROOT = domain.Disk(INST + '/disk', 'qcow2', 'vda', 'virtio')
