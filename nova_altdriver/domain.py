@@ -18,6 +18,14 @@ CONF = nova.conf.CONF
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 
+# libvirt's <iotune> limits a Cinder volume's QoS specs may set, as the
+# in-tree driver passes them on.
+IOTUNE = ('read_bytes_sec', 'read_iops_sec', 'write_bytes_sec',
+          'write_iops_sec', 'total_bytes_sec', 'total_iops_sec',
+          'read_bytes_sec_max', 'write_bytes_sec_max', 'total_bytes_sec_max',
+          'read_iops_sec_max', 'write_iops_sec_max', 'total_iops_sec_max',
+          'size_iops_sec')
+
 
 @dataclasses.dataclass(frozen=True)
 class Rbd(object):
@@ -42,6 +50,7 @@ class Disk(object):
     alias: str = None  # a user alias (ua-...): names a volume's device
     readonly: bool = False
     shareable: bool = False  # a multiattach volume
+    iotune: tuple = ()  # ((IOTUNE name, value), ...): the disk's limits
 
 
 # Device name prefix per bus, as guests name them.
@@ -148,6 +157,16 @@ def _sub(parent, tag, text=None, **attrs):
     return el
 
 
+def _settings(parent, tag, settings):
+    """<tag><name>value</name>...</tag> of settings ((name, value), ...),
+    unless there are none.
+    """
+    if settings:
+        el = _sub(parent, tag)
+        for name, value in settings:
+            _sub(el, name, value)
+
+
 def _nova_metadata(parent, instance, image_meta):
     meta = etree.SubElement(_sub(parent, 'metadata'),
                             '{%s}instance' % NOVA_NS, nsmap={'nova': NOVA_NS})
@@ -230,6 +249,7 @@ def disk_element(disk):
         _sub(el, 'boot', order=disk.boot_order)
     if disk.serial:
         _sub(el, 'serial', disk.serial)
+    _settings(el, 'iotune', disk.iotune)
     return el
 
 
