@@ -80,9 +80,9 @@ def unplug(instance, network_info):
 
 
 def _bandwidth(el, flavor):
-    """The ``<bandwidth>`` of the flavor's quota:vif_* extra specs (libvirt
-    reads KiB/s, a burst in KiB): a direction only with its average, as the
-    in-tree driver.
+    """The ``<bandwidth>`` of the flavor's quota:vif_* extra specs
+    (kilobytes a second, a burst in kilobytes): a direction only with its
+    average, as the in-tree driver.
     """
     specs = flavor.extra_specs
     bandwidth = None
