@@ -24,6 +24,19 @@ NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 MAX_SERIAL_PORTS = 3
 
 
+# libvirt's <iotune> limits a Cinder volume's QoS specs may set, as the
+# in-tree driver passes them on; a flavor's quota:disk_* extra specs set the
+# first six (nova validates no others).
+IOTUNE = ('read_bytes_sec', 'read_iops_sec', 'write_bytes_sec',
+          'write_iops_sec', 'total_bytes_sec', 'total_iops_sec',
+          'read_bytes_sec_max', 'write_bytes_sec_max', 'total_bytes_sec_max',
+          'read_iops_sec_max', 'write_iops_sec_max', 'total_iops_sec_max',
+          'size_iops_sec')
+_FLAVOR_IOTUNE = IOTUNE[:6]
+# <cputune>'s quota:cpu_* extra specs, in libvirt's order
+_CPUTUNE = ('shares', 'quota', 'period')
+
+
 @dataclasses.dataclass(frozen=True)
 class Rbd(object):
     """A Ceph RBD image, opened by QEMU's own librbd (no host device)."""
@@ -47,6 +60,7 @@ class Disk(object):
     alias: str = None  # a user alias (ua-...): names a volume's device
     readonly: bool = False
     shareable: bool = False  # a multiattach volume
+    iotune: tuple = ()  # ((IOTUNE name, value), ...): the disk's limits
 
 
 # Device name prefix per bus, as guests name them.
@@ -164,6 +178,26 @@ def serial_port_count(flavor, image_meta):
     return count
 
 
+def _extra_specs(flavor, prefix, names):
+    """((name, value), ...) of the extra specs prefix + name the flavor
+    has, in the order of names. Values go to libvirt as the flavor spells
+    them: nova's API validated them (libvirt judges what older API
+    versions let through).
+    """
+    specs = flavor.extra_specs
+    return tuple((name, specs[prefix + name]) for name in names
+                 if prefix + name in specs)
+
+
+def cputune(flavor):
+    """((name, value), ...) of the flavor's <cputune>: only what its
+    quota:cpu_* extra specs say. No default shares: the in-tree driver
+    stopped giving 1024 a vCPU, which cgroups v2 (cpu.weight, at most
+    10000) refuses for a large guest.
+    """
+    return _extra_specs(flavor, 'quota:cpu_', _CPUTUNE)
+
+
 def _sub(parent, tag, text=None, **attrs):
     el = etree.SubElement(parent, tag,
                           {k: str(v) for k, v in attrs.items()
@@ -171,6 +205,16 @@ def _sub(parent, tag, text=None, **attrs):
     if text is not None:
         el.text = str(text)
     return el
+
+
+def _settings(parent, tag, settings):
+    """<tag><name>value</name>...</tag> of settings ((name, value), ...),
+    unless there are none.
+    """
+    if settings:
+        el = _sub(parent, tag)
+        for name, value in settings:
+            _sub(el, name, value)
 
 
 def _nova_metadata(parent, instance, image_meta):
@@ -255,6 +299,7 @@ def disk_element(disk):
         _sub(el, 'boot', order=disk.boot_order)
     if disk.serial:
         _sub(el, 'serial', disk.serial)
+    _settings(el, 'iotune', disk.iotune)
     return el
 
 
@@ -307,7 +352,8 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
           kernel=None, ramdisk=None, serial_ports=()):
     """The domain XML (text) of instance.
 
-    :param disks: [Disk] in the guest's device order
+    :param disks: [Disk] in the guest's device order; the disks of this
+        host's files take the flavor's limits (a volume's come with it)
     :param interfaces: lxml <interface> elements (vifs.py)
     :param console_log: file the serial console is logged to
     :param kernel, ramdisk: paths for direct kernel boot
@@ -322,6 +368,7 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
     _nova_metadata(dom, instance, image_meta)
     _sub(dom, 'memory', flavor.memory_mb * 1024, unit='KiB')
     _sub(dom, 'vcpu', flavor.vcpus)
+    _settings(dom, 'cputune', cputune(flavor))
     _sysinfo(dom, instance)
     _os(dom, instance, image_meta, kernel, ramdisk)
     features = _sub(dom, 'features')
@@ -343,7 +390,10 @@ def build(instance, image_meta, disks, interfaces=(), console_log=None,
     devices = _sub(dom, 'devices')
     if any(d.bus == 'scsi' for d in disks):
         _sub(devices, 'controller', type='scsi', model='virtio-scsi')
+    local_iotune = _extra_specs(flavor, 'quota:disk_', _FLAVOR_IOTUNE)
     for disk in disks:
+        if not disk.rbd:
+            disk = dataclasses.replace(disk, iotune=local_iotune)
         devices.append(disk_element(disk))
     for interface in interfaces:
         devices.append(interface)

@@ -65,7 +65,9 @@ def _disk(el):
         serial=text('serial'), rbd=rbd, alias=text('alias/@name'),
         readonly=el.find('readonly') is not None and
         el.get('device') != 'cdrom',
-        shareable=el.find('shareable') is not None)
+        shareable=el.find('shareable') is not None,
+        iotune=tuple((limit.tag, limit.text)
+                     for limit in el.iterfind('iotune/*')))
 
 
 def _device_xml(disk):

@@ -27,6 +27,10 @@ LOG = logging.getLogger(__name__)
 
 MIN_LIBVIRT_VERSION = (8, 0, 0)
 MIN_QEMU_VERSION = (6, 2, 0)
+# Where the kernel tells whether it schedules cgroups' CPU time (the files
+# the in-tree driver reads): cgroups v1's mounts, cgroups v2's controllers.
+MOUNTS = '/proc/self/mounts'
+CGROUP2_CONTROLLERS = '/sys/fs/cgroup/cgroup.controllers'
 # The description of the secrets this driver defines (and may remove).
 SECRET_DESCRIPTION = 'nova_altdriver: a Cinder volume user\'s cephx key'
 
@@ -446,6 +450,27 @@ class Host(object):
             raise exception.InternalError(
                 'nova_altdriver needs %s >= %d.%d.%d, %s runs %d.%d.%d' % (
                     (name,) + minimum + (self.uri,) + version))
+
+    @staticmethod
+    def has_cpu_controller():
+        """Whether the kernel has cgroups' CPU controller, which libvirt's
+        <cputune> needs (CONFIG_CGROUP_SCHED, off in kernels built for
+        scheduling latency): among cgroups v2's controllers, or mounted as
+        a cgroups v1 hierarchy.
+        """
+        try:
+            with open(CGROUP2_CONTROLLERS) as f:
+                if 'cpu' in f.read().split():
+                    return True
+        except OSError:
+            pass  # no cgroups v2 hierarchy at the root
+        try:
+            with open(MOUNTS) as f:
+                return any(fields[2] == 'cgroup' and
+                           'cpu' in fields[3].split(',')
+                           for fields in (line.split() for line in f))
+        except OSError:
+            return False
 
     def cpu_compatible(self, cpu_xml, virt_type, arch):
         """Whether guests of this host's virt_type can run the CPU cpu_xml

@@ -112,11 +112,17 @@ class Lifecycle(object):
     def build_xml(self, instance, image_meta, disks, network_info,
                   kernel=None, ramdisk=None):
         """The domain XML of instance with these disks (any layout: boot,
-        rescue), its ports and its logged serial console.
+        rescue), its ports and its logged serial console. A flavor that
+        tunes the CPU is refused where the kernel cannot (as the in-tree
+        driver does: libvirt would only fail the start).
         """
+        if (domain.cputune(instance.flavor) and
+                not self._host.has_cpu_controller()):
+            raise exception.UnsupportedHostCPUControlPolicy()
         return domain.build(
             instance, image_meta, disks,
-            [vifs.interface(vif, image_meta) for vif in network_info],
+            [vifs.interface(vif, image_meta, instance.flavor)
+             for vif in network_info],
             console_log=self._layout.console_log(instance),
             kernel=kernel, ramdisk=ramdisk,
             serial_ports=self._serial_ports(instance, image_meta))

@@ -85,8 +85,26 @@ def unplug(instance, network_info):
                         instance=instance)
 
 
-def interface(vif, image_meta):
-    """The ``<interface>`` element of a nova VIF."""
+def _bandwidth(el, flavor):
+    """The ``<bandwidth>`` of the flavor's quota:vif_* extra specs
+    (kilobytes a second, a burst in kilobytes): a direction only with its
+    average, as the in-tree driver.
+    """
+    specs = flavor.extra_specs
+    bandwidth = None
+    for direction in ('inbound', 'outbound'):
+        prefix = 'quota:vif_%s_' % direction
+        if prefix + 'average' not in specs:
+            continue
+        if bandwidth is None:
+            bandwidth = etree.SubElement(el, 'bandwidth')
+        etree.SubElement(bandwidth, direction, {
+            name: specs[prefix + name] for name in ('average', 'peak', 'burst')
+            if prefix + name in specs})
+
+
+def interface(vif, image_meta, flavor):
+    """The ``<interface>`` element of a nova VIF for a guest of flavor."""
     vif_type = vif['type']
     model = image_meta.properties.get('hw_vif_model') or 'virtio'
     if vif_type == network_model.VIF_TYPE_TAP:
@@ -109,6 +127,9 @@ def interface(vif, image_meta):
     mtu = vif['network'].get_meta('mtu') if vif.get('network') else None
     if mtu:
         etree.SubElement(el, 'mtu', size=str(mtu))
+    # (the in-tree driver limits no tap port: its XML for them has none)
+    if vif_type == network_model.VIF_TYPE_OVS:
+        _bandwidth(el, flavor)
     return el
 
 
@@ -125,7 +146,7 @@ class Interfaces(object):
         port is unplugged again and nova gives it back to neutron.
         """
         guest = self._host.get_guest(instance)
-        element = etree.tostring(interface(vif, image_meta),
+        element = etree.tostring(interface(vif, image_meta, instance.flavor),
                                  encoding='unicode')
         plug(instance, [vif])
         try:

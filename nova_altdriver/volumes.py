@@ -69,6 +69,20 @@ def device_of(mount_device, bus):
             block_device.get_device_letter(mount_device))
 
 
+def _iotune(qos_specs):
+    """Disk.iotune of the QoS specs Cinder hands with a volume (its
+    front-end limits), as the in-tree driver reads them.
+    """
+    if not qos_specs:
+        return ()
+    if not isinstance(qos_specs, dict):
+        LOG.warning('Unknown content in connection_info/qos_specs: %s',
+                    qos_specs)
+        return ()
+    return tuple((name, str(qos_specs[name])) for name in domain.IOTUNE
+                 if name in qos_specs)
+
+
 def volume_disk(connection_info, dev, bus, device_type=None,
                 boot_order=None):
     """The domain.Disk of a volume Cinder connected."""
@@ -89,7 +103,8 @@ def volume_disk(connection_info, dev, bus, device_type=None,
         serial=connection_info.get('serial') or volume_id, rbd=rbd,
         alias='ua-' + volume_id,
         readonly=data.get('access_mode') == 'ro',
-        shareable=bool(connection_info.get('multiattach')))
+        shareable=bool(connection_info.get('multiattach')),
+        iotune=_iotune(data.get('qos_specs')))
 
 
 def _cephx_key(cluster, user, secret_uuid):

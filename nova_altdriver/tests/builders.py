@@ -15,11 +15,12 @@ IMAGE_UUID = '6b0a1e2c-3a6e-4a8a-9c2f-1b2c3d4e5f60'
 CEPH_SECRET_UUID = '3f5a4c5e-2b3c-4d5e-8f90-123456789abc'
 
 
-def instance(memory_mb=512, vcpus=1, root_gb=1, ephemeral_gb=0, swap=0):
+def instance(memory_mb=512, vcpus=1, root_gb=1, ephemeral_gb=0, swap=0,
+             extra_specs=None):
     flavor = objects.Flavor(name='m1.test', flavorid='42',
                             memory_mb=memory_mb, vcpus=vcpus,
                             root_gb=root_gb, ephemeral_gb=ephemeral_gb,
-                            swap=swap, extra_specs={})
+                            swap=swap, extra_specs=extra_specs or {})
     return objects.Instance(uuid=INSTANCE_UUID, id=1, display_name='golden',
                             user_id='user-1', project_id='project-1',
                             flavor=flavor)
@@ -39,7 +40,8 @@ def vif(vif_type, **details):
             meta={'mtu': 1450}))
 
 
-def rbd_connection_info(volume_id, multiattach=False, access_mode='rw'):
+def rbd_connection_info(volume_id, multiattach=False, access_mode='rw',
+                        qos_specs=None):
     """What Cinder's RBD driver answers for a volume (cinder 29)."""
     return {'driver_volume_type': 'rbd',
             'data': {'name': 'volumes/volume-' + volume_id,
@@ -48,7 +50,7 @@ def rbd_connection_info(volume_id, multiattach=False, access_mode='rw'):
                      'auth_username': 'cinder', 'secret_type': 'ceph',
                      'secret_uuid': CEPH_SECRET_UUID,
                      'volume_id': volume_id, 'discard': True,
-                     'qos_specs': None, 'access_mode': access_mode,
+                     'qos_specs': qos_specs, 'access_mode': access_mode,
                      'encrypted': False, 'cacheable': False},
             'status': 'attaching', 'volume_id': volume_id,
             'serial': volume_id, 'multiattach': multiattach}

@@ -34,7 +34,12 @@ class BootTest(base.TestCase):
 
     def test_boot_with_every_local_disk_then_delete(self):
         self.enable_serial_consoles()
-        flavor = self.small_flavor(ephemeral=1, swap=64)
+        # QoS limits loose enough to leave the boot's pace as it is
+        flavor = self.small_flavor(ephemeral=1, swap=64, extra_spec={
+            'quota:disk_read_iops_sec': '5000',
+            'quota:disk_write_bytes_sec': '104857600',
+            'quota:cpu_shares': '2048', 'quota:cpu_quota': '200000',
+            'quota:cpu_period': '100000'})
         server = self.boot(self.image_id, flavor, config_drive=True,
                            adminPass='altdriver-secret')
 
@@ -49,6 +54,7 @@ class BootTest(base.TestCase):
         self.assertIn('ALTDRIVER-CONFIGDRIVE', console)
         self.assertIn('uuid=%s' % server['id'], console)
         self.assertIn('ALTDRIVER-ADMINPASS altdriver-secret', console)
+        self.assertFlavorQos(server)
 
         vnc = self.api.api_post(
             '/servers/%s/remote-consoles' % server['id'],
@@ -78,6 +84,28 @@ class BootTest(base.TestCase):
         self.assertRaises(libvirt.libvirtError, self.conn.lookupByUUIDString,
                           server['id'])
         self.assertFalse(os.path.exists(self.instance_dir(server)))
+
+    def assertFlavorQos(self, server):
+        """The flavor's limits in the running guest: on every local disk,
+        in QEMU's own throttling and in the kernel's cgroups.
+        """
+        live = self.domain_xml(self.compute, server)
+        disks = live.findall('devices/disk')
+        self.assertEqual(4, len(disks))  # root, ephemeral, swap, config
+        for disk in disks:
+            self.assertEqual(
+                {'read_iops_sec': '5000', 'write_bytes_sec': '104857600'},
+                {el.tag: el.text for el in disk.find('iotune')})
+        dom = self.conn.lookupByUUIDString(server['id'])
+        for disk in disks:
+            throttle = dom.blockIoTune(disk.find('target').get('dev'), 0)
+            self.assertEqual((5000, 104857600), (
+                throttle['read_iops_sec'], throttle['write_bytes_sec']))
+        self.assertEqual(
+            {'cpu_shares': 2048, 'vcpu_quota': 200000,
+             'vcpu_period': 100000},
+            {name: value for name, value in dom.schedulerParameters().items()
+             if name in ('cpu_shares', 'vcpu_quota', 'vcpu_period')})
 
     def test_kernel_and_ramdisk_images_boot_directly(self):
         kernel = self.upload_image(

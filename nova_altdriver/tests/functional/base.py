@@ -41,6 +41,11 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.flags(virt_type='qemu', stopped_event_delay=0.2,
                    group='altdriver')
         self._state_dir = self.useFixture(fixtures.TempDir()).path
+        # nova's fixtures forbid reading /sys: a host with cgroups' CPU
+        # controller, as nova's own functional tests have
+        self.useFixture(fixtures.MockPatch(
+            'nova_altdriver.host.Host.has_cpu_controller',
+            return_value=True))
 
     def _wait_for_server_parameter(self, server, expected_params,
                                    max_retries=None, **kwargs):
@@ -182,10 +187,11 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
                        [path, size], check=True)
         return path
 
-    def small_flavor(self, ephemeral=0, swap=0):
+    def small_flavor(self, ephemeral=0, swap=0, extra_spec=None):
         """256 MiB, one vCPU, 1 GiB root disk: enough for the test guest."""
         return self._create_flavor(memory_mb=256, vcpu=1, disk=1,
-                                   ephemeral=ephemeral, swap=swap)
+                                   ephemeral=ephemeral, swap=swap,
+                                   extra_spec=extra_spec)
 
     def neutron_port(self, vif_type='tap', status='ACTIVE',
                      mac='fa:16:3e:00:12:34'):

@@ -25,7 +25,8 @@ class VolumeBackedTest(base.TestCase):
         self.cinder.VOLUME_CONNECTION_INFO = dict(
             self.cinder.VOLUME_CONNECTION_INFO)
         for volume_id in (BOOT_VOLUME, QUIESCE_VOLUME):
-            info = builders.rbd_connection_info(volume_id)
+            info = builders.rbd_connection_info(
+                volume_id, qos_specs={'total_iops_sec': '300'})
             # (the test driver keeps no secrets: a cephx user is e2e's)
             info['data']['auth_enabled'] = False
             self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
@@ -48,6 +49,11 @@ class VolumeBackedTest(base.TestCase):
                 for d in self.domain_xml(self.compute, server).findall(
                     'devices/disk')]
 
+    def volume_iops_limit(self, server):
+        """The IOPS limit of the server's volume: its QoS specs'."""
+        return self.domain_xml(self.compute, server).findtext(
+            "devices/disk[@type='network']/iotune/total_iops_sec")
+
     def test_boot_from_an_rbd_volume(self):
         server = self._wait_for_state_change(
             self.api.post_server({'server': self.boot_from(BOOT_VOLUME)}),
@@ -55,6 +61,7 @@ class VolumeBackedTest(base.TestCase):
         booted = [('vda', 'network', 'volumes/volume-' + BOOT_VOLUME),
                   ('vdb', 'file', 'disk.swap')]
         self.assertEqual(booted, self.disks(server))
+        self.assertEqual('300', self.volume_iops_limit(server))
         self.assertEqual('/dev/vda',
                          server['OS-EXT-SRV-ATTR:root_device_name'])
         self.assertFalse(os.path.exists(
@@ -62,6 +69,7 @@ class VolumeBackedTest(base.TestCase):
         # made again from nova's data, the volume stays the root disk
         self._reboot_server(server, hard=True)
         self.assertEqual(booted, self.disks(server))
+        self.assertEqual('300', self.volume_iops_limit(server))
         self._stop_server(server)
         self._start_server(server)
         self.assertEqual(booted, self.disks(server))

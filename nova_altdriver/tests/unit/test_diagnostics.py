@@ -44,7 +44,8 @@ class DiagnosticsTest(base.TestCase):
             [domain.Disk('/i/disk', 'qcow2', 'vda', 'virtio'),
              domain.Disk('/i/disk.config', 'raw', 'sda', 'sata',
                          device='cdrom')],
-            [vifs.interface(vif, image_meta) for vif in (TAP, OVS)])
+            [vifs.interface(vif, image_meta, self.instance.flavor)
+             for vif in (TAP, OVS)])
         self.dom = self.driver.host.get_connection().defineXML(xml)
         self.dom.create()
 

@@ -29,8 +29,9 @@ class DisksTest(base.TestCase):
     def test_volumes_as_they_were_built(self):
         disks = [volumes.volume_disk(builders.rbd_connection_info(
             'a1b2c3d4-0000-4000-8000-00000000000%d' % n, multiattach=n > 1,
-            access_mode='ro' if n > 2 else 'rw'), 'vd' + 'abc'[n - 1],
-            'virtio', boot_order=n) for n in (1, 2, 3)]
+            access_mode='ro' if n > 2 else 'rw',
+            qos_specs={'total_iops_sec': 100} if n == 2 else None),
+            'vd' + 'abc'[n - 1], 'virtio', boot_order=n) for n in (1, 2, 3)]
         xml = domain.build(builders.instance(), builders.image_meta(), disks)
         self.assertEqual(disks, guest_mod.disks_of(xml))
 

@@ -1,8 +1,10 @@
+import os
 import queue
 import threading
 from unittest import mock
 import uuid
 
+import fixtures
 import libvirt
 from nova import exception
 from nova.virt import event as virtevent
@@ -184,3 +186,39 @@ class GuestAfterRestartTest(base.TestCase):
             str(uuid.uuid4()), 'instance-1'))
         guest.start()
         self.assertRaises(libvirt.libvirtError, guest.start)  # running
+
+
+class CpuControllerTest(base.TestCase):
+    """Whether the kernel schedules cgroups' CPU time (<cputune>)."""
+
+    def has_cpu_controller(self, mounts, controllers=None):
+        for name, text in (('MOUNTS', mounts),
+                           ('CGROUP2_CONTROLLERS', controllers)):
+            path = os.path.join(self.tmp, name)
+            if text is None:  # no such file
+                path += '.missing'
+            else:
+                with open(path, 'w') as f:
+                    f.write(text)
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova_altdriver.host.' + name, path))
+        return host_mod.Host.has_cpu_controller()
+
+    def test_cgroups_v2(self):
+        self.assertTrue(self.has_cpu_controller(
+            '', 'cpuset cpu io memory hugetlb pids\n'))
+        self.assertFalse(self.has_cpu_controller(
+            '', 'cpuset io memory hugetlb pids\n'))
+
+    def test_cgroups_v1(self):
+        self.assertTrue(self.has_cpu_controller(
+            'proc /proc proc rw,relatime 0 0\n'
+            'cgroup /sys/fs/cgroup/cpu,cpuacct cgroup '
+            'rw,nosuid,nodev,noexec,relatime,cpu,cpuacct 0 0\n'))
+        self.assertFalse(self.has_cpu_controller(
+            'cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0\n'
+            'cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n'))
+
+    def test_neither(self):
+        self.assertFalse(self.has_cpu_controller('proc /proc proc rw 0 0\n'))
+        self.assertFalse(self.has_cpu_controller(None))

@@ -43,6 +43,7 @@ class InterfaceTest(base.TestCase):
     def test_a_port_without_a_device_name_lets_libvirt_name_it(self):
         vif = builders.vif('tap')
         vif['devname'] = None
-        el = vifs.interface(vif, builders.image_meta())
+        el = vifs.interface(vif, builders.image_meta(),
+                            builders.instance().flavor)
         self.assertIsNone(el.find('target'))
         self.assertEqual('fa:16:3e:00:00:01', el.find('mac').get('address'))
