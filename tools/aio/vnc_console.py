@@ -31,11 +31,13 @@ class Stream(object):
 
     def read(self, size):
         while len(self.buffer) < size:
-            data = self.ws.recv()
-            if not data:
+            # nova's proxy may send an empty message (what its security
+            # proxy had left over) before the server's bytes
+            opcode, data = self.ws.recv_data()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise EOFError('the proxy closed the connection after %r'
                                % self.buffer)
-            self.buffer += data if isinstance(data, bytes) else data.encode()
+            self.buffer += data
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
