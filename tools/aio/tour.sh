@@ -544,28 +544,6 @@ s_volume_detach() {
     ticks_advance "$SERVER"
 }
 
-# ------------------------------------------------------------- consoles
-# The guest's VNC console as noVNC in a browser opens it: nova gives a URL
-# of nova-novncproxy, whose page answers and whose websocket carries RFB to
-# the guest's VNC server (vnc_console.py): QEMU's, which names the desktop
-# after the domain (on the port libvirt gave it on its host)
-s_console_url() {
-    local id host url out name port
-    id=$(osc server show "$SERVER" -f value -c id) && host=$(host_of "$SERVER") || return 1
-    url=$(osc console url show --novnc "$SERVER" -f value -c url) || return 1
-    log "nova: $url"
-    out=$("$VENV/bin/python" "$ALTDRIVER_TOP/tools/aio/vnc_console.py" "$url") || return 1
-    log "$(tr '\n' ' ' <<<"$out")"
-    name=$(virsh -c "${URI_OF[$host]}" domname "$id") &&
-        port=$(virsh -c "${URI_OF[$host]}" domdisplay --type vnc "$id") || return 1
-    port=$((5900 + ${port##*:}))
-    # QEMU names its desktop "QEMU (<domain>)"
-    grep -F "desktop" <<<"$out" | grep -F "($name)" >/dev/null ||
-        { log "the desktop is not the domain $name's"; return 1; }
-    log "the domain $name on $host, VNC port $port; the proxy's log:" \
-        "$(grep -o "connecting to: .*" "$STATE/log/nova-novncproxy.log" | tail -1)"
-}
-
 # ----------------------------------------------------------- interfaces
 # nics SERVER: the NICs the guest listed last (ALTDRIVER-NICS if=mac ...,
 # printed again whenever they change)
@@ -806,7 +784,6 @@ if step "server create (boot)" s_boot; then
         step "volume set --size 2 (attached)" s_volume_extend
         step "server remove volume" s_volume_detach
     fi
-    step "console url show (novnc)" s_console_url
     # neutron: a port of its own in and out of the running guest
     if step "server add port (new port)" s_port_add; then
         step "server remove port" s_port_remove
