@@ -13,7 +13,8 @@
 # qemu+tcp://ADDR/system - unauthenticated, which is for tests on loopback
 # only (doc/source/operations.rst says what production uses: TLS) - and
 # takes incoming migrations and block-migration NBD servers on ADDR, from a
-# port range of its own (daemons on one machine share the ports). With
+# port range of its own (daemons on one machine share the ports), as its
+# guests' VNC servers do (on the address nova's [vnc] server_listen names). With
 # HOSTNAME, the daemon runs in a UTS namespace of that host name, which
 # libvirt reports as the host's (nova's in-tree driver names its node so).
 set -euo pipefail
@@ -49,6 +50,15 @@ start)
         printf '%s\n' "migration_address = \"$addr\"" \
             "migration_host = \"$addr\"" "migration_port_min = $first" \
             "migration_port_max = $((first + 63))" >>"$dir/etc/qemu.conf"
+        # guests' VNC servers: the system daemon allocates from 5900 up,
+        # and each daemon only knows its own ports (it probes a port when
+        # it picks it, but QEMU binds it later: two daemons starting guests
+        # at once could pick the same one); 32 ports of its own, from the
+        # last octet: 127.0.0.4 -> 7528, clear of Ceph's 6800-7300
+        first=$((7400 + 32 * (${addr##*.} % 16)))
+        sed -i '/^\s*remote_display_port_\(min\|max\)/d' "$dir/etc/qemu.conf"
+        printf '%s\n' "remote_display_port_min = $first" \
+            "remote_display_port_max = $((first + 31))" >>"$dir/etc/qemu.conf"
     fi
     uts=
     [ -z "$hostname" ] || uts="-u"

@@ -75,11 +75,14 @@ CEPH_CONF=/etc/ceph/ceph.conf
 # daemons are tools/ceph/ceph.sh's.
 SERVICES=(mariadb epmd rabbitmq keystone cinder-volume placement glance
           ovsdb-server ovs-vswitchd neutron nova-api nova-conductor
-          nova-scheduler libvirt-tcp nova-compute virtlogd2 libvirtd2 nova-compute2
-          cinder-api cinder-scheduler horizon)
+          nova-scheduler nova-novncproxy libvirt-tcp nova-compute virtlogd2 libvirtd2
+          nova-compute2 cinder-api cinder-scheduler horizon)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
                  [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774
-                 [cinder-api]=8776 [horizon]=8080 [libvirt-tcp]=16509)
+                 [cinder-api]=8776 [horizon]=8080 [libvirt-tcp]=16509
+                 [nova-novncproxy]=6080)
+# noVNC's pages (Debian's novnc), which nova-novncproxy serves
+NOVNC_WEB=/usr/share/novnc
 source "$AIO_DIR/network.sh"
 source "$AIO_DIR/horizon.sh"
 
@@ -158,7 +161,7 @@ stop_one() {
 install_aio_packages() {
     bash "$ALTDRIVER_TOP/tools/setup-host.sh"
     install_packages mariadb-server mariadb-client rabbitmq-server curl openvswitch-switch \
-        chromium chromium-driver socat
+        chromium chromium-driver socat novnc
 }
 
 # ---------------------------------------------------------------- config
@@ -167,11 +170,12 @@ install_aio_packages() {
 render() {
     (export STATE ETC LOGS RUN VENV PASSWORD KEYSTONE TRANSPORT_URL HOSTNAME_COMPUTE \
             HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI LIBVIRT_ADDR LIBVIRT2_ADDR BRIDGE OVS_DB_SOCK HORIZON_DIR \
-            AIO_DRIVER
+            AIO_DRIVER NOVNC_PORT
      exec "$VENV/bin/python" "$AIO_DIR/render.py" "$AIO_DIR/etc/$1.in" "$2")
 }
 
 write_configs() {
+    local NOVNC_PORT=${PORT[nova-novncproxy]}
     mkdir -p "$ETC"/{keystone,glance,placement,neutron/plugins/ml2,nova,cinder} "$LOGS" "$RUN" \
         "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,nova2,neutron,locks} \
         "$STATE"/cinder/{conversion,locks,coordination}
@@ -470,6 +474,9 @@ cmd_up() {
     since=$(mysql_ -N -e 'select utc_timestamp()')
     start nova-conductor "$VENV/bin/nova-conductor" "${nova[@]}"
     start nova-scheduler "$VENV/bin/nova-scheduler" "${nova[@]}"
+    # the guests' VNC consoles in the browser: noVNC's pages and the
+    # websocket each page opens, passed on to the guest's VNC server
+    start nova-novncproxy "$VENV/bin/nova-novncproxy" "${nova[@]}" --web "$NOVNC_WEB"
     start_libvirt_tcp
     start nova-compute env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute.conf"
@@ -484,6 +491,7 @@ cmd_up() {
     wait_http neutron http://127.0.0.1:9696/ 60
     network_setup
     wait_http nova-api http://127.0.0.1:8774/ 60
+    wait_http nova-novncproxy "http://127.0.0.1:${PORT[nova-novncproxy]}/vnc_lite.html" 60
     # the scheduler maps new compute hosts into cell1 by itself; both hosts
     # must be mapped and have reported since they started
     local i s hosts="('$HOSTNAME_COMPUTE', '$HOSTNAME_COMPUTE2')"
@@ -552,7 +560,7 @@ cmd_down() {
     # the message queue and the database they used
     local s pids=()
     stop_one horizon
-    for s in nova-compute nova-compute2 nova-scheduler nova-conductor nova-api \
+    for s in nova-compute nova-compute2 nova-scheduler nova-conductor nova-api nova-novncproxy \
              cinder-volume cinder-scheduler cinder-api neutron glance placement keystone; do
         if [[ $s == nova-compute* ]]; then STOP_WAIT=45 stop_one $s & else stop_one $s & fi
         pids+=($!)

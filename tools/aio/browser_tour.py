@@ -40,6 +40,8 @@ HORIZON = os.environ.get('AIO_HORIZON_URL', 'http://127.0.0.1:8080')
 CLOUD = 'altdriver-aio'
 PASSWORD = os.environ.get('AIO_PASSWORD', 'altdriver')
 NETWORK = os.environ.get('AIO_NETWORK', 'aio-net')
+# the host's side of the network (tools/aio/network.sh)
+BRIDGE = os.environ.get('AIO_BRIDGE', 'br-int')
 WAIT = int(os.environ.get('TOUR_WAIT', '300'))
 # the CLI tour's images and flavor (tour.sh): reused if there
 IMAGE = 'aio-tour-guest'
@@ -69,6 +71,21 @@ GIB = 1 << 30
 IPV4 = re.compile(r'\b\d+\.\d+\.\d+\.\d+\b')
 
 
+def link_local(mac):
+    """The IPv6 link-local address of the NIC with MAC (EUI-64)."""
+    octets = [int(x, 16) for x in mac.split(':')]
+    octets[0] ^= 2
+    eui = octets[:3] + [0xff, 0xfe] + octets[3:]
+    return 'fe80::' + ':'.join('%x' % (eui[i] << 8 | eui[i + 1])
+                               for i in range(0, 8, 2))
+
+
+def answers_ping(address, attempts):
+    return any(subprocess.run(['ping', '-c', '1', '-W', '2', address],
+                              stdout=subprocess.DEVNULL).returncode == 0
+               for _ in range(attempts))
+
+
 def load_by_path(path):
     """The module in PATH, not imported through its package."""
     spec = importlib.util.spec_from_file_location(
@@ -91,7 +108,9 @@ class Tour(object):
         # Horizon in the browser and its pages, from the login on
         self.horizon = self.instances = self.log_tab = self.images = None
         self.admin_instances = None
-        self.volumes = self.action_log = None
+        self.volumes = self.action_log = self.console_tab = None
+        # the interface attached to the server: its MAC and address
+        self.nic = None
         self.server_id = None
         self.last_ready = None
         # the host the server was on and its last READY line before a
@@ -174,6 +193,16 @@ class Tour(object):
                 return int(re.search(r'^Capacity:\s+(\d+)', info,
                                      re.M).group(1))
         return None
+
+    def domain_macs(self):
+        """The MACs of the interfaces of the server's domain on its host
+        (virsh domiflist).
+        """
+        uri = self.libvirt[self.cloud.compute.get_server(
+            self.server_id).compute_host]
+        return {line.split()[4] for line in subprocess.check_output(
+            ['virsh', '-c', uri, 'domiflist', self.server_id],
+            text=True).splitlines()[2:] if len(line.split()) == 5}
 
     def domain_memory(self):
         """{host: KiB of memory} of the hosts whose libvirtd has the
@@ -334,6 +363,7 @@ class Tour(object):
         self.volumes = pages.VolumesPage(self.horizon)
         self.admin_instances = pages.AdminInstancesPage(self.horizon)
         self.action_log = pages.ActionLogTab(self.horizon)
+        self.console_tab = pages.ConsoleTab(self.horizon)
         pages.LoginPage(self.horizon).log_in('admin', PASSWORD, 'Default')
 
     def fill_wizard(self, name, new_volume, attempts=2):
@@ -519,6 +549,92 @@ class Tour(object):
         self.ticks(advancing=True)  # and no new READY line
         self.network_ok()
 
+    # ---------------------------------------------- console, interfaces
+    def vnc_console(self):
+        """The Console tab: noVNC in its frame connects through
+        nova-novncproxy to the guest's VNC server and draws its screen.
+        """
+        url = self.console_tab.open(self.server_id)
+        pages.log('console frame: %s' % url.split('?')[0])
+        state = {}
+
+        def drawn():
+            state.update(self.console_tab.state())
+            return (state['status'].startswith('Connected') and
+                    state['width'] and state['height'] and state['varied'])
+        try:
+            pages.wait_for('noVNC connected, the screen drawn', drawn, 60)
+        except pages.StepFailed as e:
+            raise pages.StepFailed('%s (last: %s)' % (e, state))
+        pages.log('noVNC: %s, canvas %dx%d' % (
+            state['status'], state['width'], state['height']))
+
+    def nic_change(self, before):
+        """The guest lists its NICs anew (ALTDRIVER-NICS, printed when they
+        change): the MACs it gained and lost.
+        """
+        def changed():
+            now = markers.latest(self.console()).nics
+            return now != before and now
+        now = pages.wait_for('ALTDRIVER-NICS other than %s' % before,
+                             changed, WAIT)
+        pages.log('console: ALTDRIVER-NICS %s' % ' '.join(now))
+        return set(now) - set(before), set(before) - set(now)
+
+    def attach_interface(self):
+        """Attach Interface by network: nova makes a port there and
+        hot-plugs it; the guest lists a NIC more and brings it up, the host
+        reaches its IPv6 link-local address over the bridge.
+        """
+        before = markers.latest(self.console()).nics
+
+        def fill():
+            self.horizon.choose('id_specification_method',
+                                'by Network (and IP address)')
+            self.horizon.choose('id_network', NETWORK)
+        self.action('attach_interface', fill)
+        added, gone = self.nic_change(before)
+        if len(added) != 1 or gone:
+            raise pages.StepFailed('the guest gained %s and lost %s, not one '
+                                   'NIC' % (sorted(added), sorted(gone)))
+        mac = added.pop()
+        port = next((p for p in self.cloud.network.ports(
+            device_id=self.server_id) if p.mac_address == mac), None)
+        if port is None:
+            raise pages.StepFailed('no port of the server has %s' % mac)
+        self.nic = (mac, port.id, port.fixed_ips[0]['ip_address'])
+        pages.log('port %s: %s, %s' % (port.id, mac, self.nic[2]))
+        if mac not in self.domain_macs():
+            raise pages.StepFailed('the domain has no interface %s' % mac)
+        address = '%s%%%s' % (link_local(mac), BRIDGE)
+        if not answers_ping(address, 15):
+            raise pages.StepFailed('no answer to ping from %s' % address)
+        pages.log('the new NIC answers ping at %s' % address)
+
+    def detach_interface(self):
+        """Detach Interface (the port by its address): the guest lists the
+        NIC no more and runs on, the domain has no such interface, nova
+        deletes the port it made.
+        """
+        mac, port_id, ip = self.nic
+        before = markers.latest(self.console()).nics
+        self.action('detach_interface',
+                    lambda: self.horizon.choose('id_port', ip))
+        added, gone = self.nic_change(before)
+        if added or gone != {mac}:
+            raise pages.StepFailed('the guest gained %s and lost %s, not %s'
+                                   % (sorted(added), sorted(gone), mac))
+        pages.wait_for('the domain without %s' % mac,
+                       lambda: mac not in self.domain_macs(), WAIT)
+        if answers_ping('%s%%%s' % (link_local(mac), BRIDGE), 1):
+            raise pages.StepFailed('%s still answers' % link_local(mac))
+        pages.wait_for('port %s deleted' % port_id,
+                       lambda: not self.cloud.network.find_port(port_id),
+                       WAIT)
+        pages.log('port %s deleted' % port_id)
+        self.ticks(advancing=True)
+        self.network_ok()
+
     def delete(self):
         self.action('delete')
         pages.wait_for('the instance leaves the table',
@@ -629,6 +745,9 @@ class Tour(object):
             ('confirm migration', self.confirm),
             ('live migrate (admin)', self.live_migrate),
             ('live migrate back (admin)', self.live_migrate),
+            ('console (noVNC)', self.vnc_console),
+            ('attach interface', self.attach_interface),
+            ('detach interface', self.detach_interface),
             ('delete', self.delete),
             # Horizon's default launch: the image into a new volume, which
             # the guest boots; a blank volume goes in and out of it

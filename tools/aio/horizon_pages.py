@@ -396,6 +396,54 @@ class LogTab(object):
         return pre.text.replace('\r', '')
 
 
+class ConsoleTab(object):
+    """An instance's Console tab: the console nova's proxy serves (noVNC's
+    vnc_lite page) in a frame.
+    """
+
+    # noVNC's status bar and its canvas, read in the frame: whether the
+    # canvas shows something (not every pixel alike)
+    STATE = """
+        var status = document.getElementById('status');
+        var canvas = document.querySelector('#screen canvas');
+        var state = {status: status ? status.textContent : '',
+                     width: 0, height: 0, varied: false};
+        if (canvas && canvas.width && canvas.height) {
+            state.width = canvas.width;
+            state.height = canvas.height;
+            var d = canvas.getContext('2d').getImageData(
+                0, 0, canvas.width, canvas.height).data;
+            for (var i = 4; i < d.length; i += 4) {
+                if (d[i] != d[0] || d[i + 1] != d[1] || d[i + 2] != d[2]) {
+                    state.varied = true;
+                    break;
+                }
+            }
+        }
+        return state;
+    """
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+
+    def open(self, server_id):
+        """The tab, its frame shown; the frame's address."""
+        self.horizon.open('/project/instances/%s/?tab=instance_details__'
+                          'console' % server_id)
+        frame = self.horizon.wait_visible('iframe#console_embed',
+                                          'the console frame', 60)
+        return frame.get_attribute('src')
+
+    def state(self):
+        """{status, width, height, varied} of noVNC in the open tab."""
+        driver = self.horizon.driver
+        driver.switch_to.frame(driver.find_element(By.ID, 'console_embed'))
+        try:
+            return driver.execute_script(self.STATE)
+        finally:
+            driver.switch_to.default_content()
+
+
 class ActionLogTab(object):
     """An instance's Action Log tab: what nova did to it, newest first."""
 

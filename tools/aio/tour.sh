@@ -33,6 +33,8 @@ VOL_BOOT=$P-boot-volume
 VOL_DATA=$P-data-volume
 VSERVER=$P-volume-server
 VSERVER2=$P-volume-server2
+# a port of its own on NETWORK, hot-plugged into SERVER
+PORT=$P-port
 WAIT=${TOUR_WAIT:-240}
 # NETWORK (aio.sh makes it; the host holds its gateway address) and BRIDGE
 source "$(dirname "$0")/network.sh"
@@ -288,6 +290,7 @@ s_cleanup() {
     for s in $VOL_DATA $VOL_BOOT; do
         for v in $(osc volume list --name "$s" -f value -c ID); do volume_delete "$v"; done
     done
+    for v in $(osc port list --name "$PORT" -f value -c ID); do osc port delete "$v"; done
     for s in $IMAGE $RESCUE $RESCUE_STABLE $SNAP; do
         while osc image show "$s" >/dev/null 2>&1; do osc image delete "$s" || break; done
     done
@@ -541,6 +544,82 @@ s_volume_detach() {
     ticks_advance "$SERVER"
 }
 
+# ----------------------------------------------------------- interfaces
+# nics SERVER: the NICs the guest listed last (ALTDRIVER-NICS if=mac ...,
+# printed again whenever they change)
+nics() {
+    console "$1" | grep -aoE 'ALTDRIVER-NICS( [a-z0-9]+=[0-9a-f:]+)*' | tail -1 | cut -s -d' ' -f2-
+}
+# nic_change SERVER MAC +|-: waits until the guest lists a NIC with MAC
+# (+) or none (-)
+nic_change() {
+    local end=$((SECONDS + WAIT)) now
+    while [ $SECONDS -lt $end ]; do
+        now=$(nics "$1")
+        case " $now " in
+            *"=$2 "*) [ "$3" = + ] && { log "console: ALTDRIVER-NICS $now"; return 0; } ;;
+            *) [ "$3" = - ] && { log "console: ALTDRIVER-NICS $now"; return 0; } ;;
+        esac
+        sleep 2
+    done
+    log "the guest's NICs stay '$now' after $WAIT s (wanted $3 $2)"; return 1
+}
+# link_local MAC: the IPv6 link-local address the guest's NIC with MAC
+# has (EUI-64)
+link_local() {
+    local m
+    IFS=: read -ra m <<<"$1"
+    printf 'fe80::%x%02x:%xff:fe%02x:%x%02x\n' $((0x${m[0]} ^ 2)) "0x${m[1]}" "0x${m[2]}" \
+        "0x${m[3]}" "0x${m[4]}" "0x${m[5]}"
+}
+# domain_macs SERVER: the MACs of the interfaces of the server's domain on its host
+domain_macs() {
+    local host id
+    host=$(host_of "$1") && id=$(osc server show "$1" -f value -c id) || return 1
+    virsh -c "${URI_OF[$host]}" domiflist "$id" | awk 'NR > 2 && NF { print $5 }' | xargs
+}
+
+# A port of its own on the network, hot-plugged into the running guest
+# (on the second host by now): the guest lists a NIC more with the port's
+# MAC and brings it up; the host reaches its IPv6 link-local address
+# through the bridge, as every guest's
+PORT_MAC=
+s_port_add() {
+    local ll i macs
+    PORT_MAC=$(osc port create --network "$NETWORK" "$PORT" -f value -c mac_address) &&
+        [ -n "$PORT_MAC" ] || return 1
+    log "port $PORT: $PORT_MAC"
+    osc server add port "$SERVER" "$PORT" && nic_change "$SERVER" "$PORT_MAC" + || return 1
+    [ "$(nics "$SERVER" | wc -w)" = 2 ] || { log "the guest does not list two NICs"; return 1; }
+    macs=$(domain_macs "$SERVER") || return 1
+    [[ " $macs " == *" $PORT_MAC "* ]] ||
+        { log "the domain's interfaces ($macs) lack $PORT_MAC"; return 1; }
+    log "the domain's interfaces: $macs"
+    ll=$(link_local "$PORT_MAC")
+    for ((i = 0; i < 15; i++)); do
+        ping -c 1 -W 2 "$ll%$BRIDGE" >/dev/null && { log "the new NIC answers ping at $ll%$BRIDGE"; return 0; }
+    done
+    log "no answer to ping from $ll%$BRIDGE"; return 1
+}
+# Unplugged: the guest lists it no more and runs on, the domain has no
+# such interface, its address is silent; the port is unbound and deleted
+s_port_remove() {
+    local end=$((SECONDS + WAIT)) macs ll
+    osc server remove port "$SERVER" "$PORT" && nic_change "$SERVER" "$PORT_MAC" - || return 1
+    while macs=$(domain_macs "$SERVER") && [[ " $macs " == *" $PORT_MAC "* ]]; do
+        [ $SECONDS -lt $end ] || { log "the domain still has $PORT_MAC ($macs)"; return 1; }
+        sleep 2
+    done
+    log "the domain's interfaces: $macs"
+    ll=$(link_local "$PORT_MAC")
+    ! ping -c 2 -W 1 "$ll%$BRIDGE" >/dev/null || { log "$ll%$BRIDGE still answers"; return 1; }
+    until [ -z "$(osc port show "$PORT" -f value -c device_id)" ]; do
+        [ $SECONDS -lt $end ] || { log "port $PORT still bound to a server"; return 1; }
+        sleep 2
+    done
+    osc port delete "$PORT" && ticks_advance "$SERVER" && net_ok "$SERVER"
+}
+
 s_delete() {
     local id port
     id=$(osc server show "$SERVER" -f value -c id) &&
@@ -704,6 +783,10 @@ if step "server create (boot)" s_boot; then
     if step "server add volume (new, blank)" s_volume_attach; then
         step "volume set --size 2 (attached)" s_volume_extend
         step "server remove volume" s_volume_detach
+    fi
+    # neutron: a port of its own in and out of the running guest
+    if step "server add port (new port)" s_port_add; then
+        step "server remove port" s_port_remove
     fi
     step "delete" s_delete
 fi
