@@ -71,15 +71,6 @@ GIB = 1 << 30
 IPV4 = re.compile(r'\b\d+\.\d+\.\d+\.\d+\b')
 
 
-def link_local(mac):
-    """The IPv6 link-local address of the NIC with MAC (EUI-64)."""
-    octets = [int(x, 16) for x in mac.split(':')]
-    octets[0] ^= 2
-    eui = octets[:3] + [0xff, 0xfe] + octets[3:]
-    return 'fe80::' + ':'.join('%x' % (eui[i] << 8 | eui[i + 1])
-                               for i in range(0, 8, 2))
-
-
 def answers_ping(address, attempts):
     return any(subprocess.run(['ping', '-c', '1', '-W', '2', address],
                               stdout=subprocess.DEVNULL).returncode == 0
@@ -606,7 +597,7 @@ class Tour(object):
         pages.log('port %s: %s, %s' % (port.id, mac, self.nic[2]))
         if mac not in self.domain_macs():
             raise pages.StepFailed('the domain has no interface %s' % mac)
-        address = '%s%%%s' % (link_local(mac), BRIDGE)
+        address = '%s%%%s' % (markers.link_local(mac), BRIDGE)
         if not answers_ping(address, 15):
             raise pages.StepFailed('no answer to ping from %s' % address)
         pages.log('the new NIC answers ping at %s' % address)
@@ -626,8 +617,9 @@ class Tour(object):
                                    % (sorted(added), sorted(gone), mac))
         pages.wait_for('the domain without %s' % mac,
                        lambda: mac not in self.domain_macs(), WAIT)
-        if answers_ping('%s%%%s' % (link_local(mac), BRIDGE), 1):
-            raise pages.StepFailed('%s still answers' % link_local(mac))
+        address = markers.link_local(mac)
+        if answers_ping('%s%%%s' % (address, BRIDGE), 1):
+            raise pages.StepFailed('%s still answers' % address)
         pages.wait_for('port %s deleted' % port_id,
                        lambda: not self.cloud.network.find_port(port_id),
                        WAIT)

@@ -103,6 +103,17 @@ def boots(text):
     return found
 
 
+def link_local(mac):
+    """The IPv6 link-local address (EUI-64) of the guest's NIC with this
+    MAC, which it brings up (as the README says) and answers ping on.
+    """
+    octets = [int(part, 16) for part in mac.split(':')]
+    octets[0] ^= 0x02
+    eui = octets[:3] + [0xff, 0xfe] + octets[3:]
+    return 'fe80::' + ':'.join('%x' % (eui[i] << 8 | eui[i + 1])
+                               for i in range(0, 8, 2))
+
+
 def latest(text):
     """The guest's latest boot in TEXT; one that knows nothing if none."""
     found = boots(text)

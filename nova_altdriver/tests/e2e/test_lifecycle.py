@@ -16,15 +16,6 @@ from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import markers
 
 
-def link_local(mac):
-    """The IPv6 link-local address a NIC with this MAC takes (EUI-64)."""
-    octets = [int(part, 16) for part in mac.split(':')]
-    octets[0] ^= 0x02
-    eui = octets[:3] + [0xff, 0xfe] + octets[3:]
-    return 'fe80::' + ':'.join('%x' % (eui[i] << 8 | eui[i + 1])
-                               for i in range(0, 8, 2))
-
-
 class BootTest(base.TestCase):
 
     def setUp(self):
@@ -177,7 +168,7 @@ class NetworkTest(base.TestCase):
         """
         ping = subprocess.run(
             ['ip', 'netns', 'exec', ns, 'ping', '-6', '-c', '3', '-w', '30',
-             '%s%%%s' % (link_local(mac), tap)],
+             '%s%%%s' % (markers.link_local(mac), tap)],
             capture_output=True, text=True)
         self.assertEqual(0, ping.returncode, ping.stdout + ping.stderr)
         self.assertIn('3 received', ping.stdout)

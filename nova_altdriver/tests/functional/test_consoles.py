@@ -6,25 +6,18 @@ beside them.
 import os
 from urllib import parse
 
-import fixtures
 from nova.tests.functional.api import client
 
 from nova_altdriver.tests.functional import base
+from nova_altdriver.tests import serial_consoles
 
 
 class SerialConsoleTest(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        # nova's pool of serial ports lives in this process: each test its
-        # own, from empty
-        self.pool = set()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.console.serial.ALLOCATED_PORTS', self.pool))
-        self.flags(enabled=True, port_range='10300:10399',
-                   proxyclient_address='127.0.0.1',
-                   base_url='ws://proxy.example.org:6083/',
-                   group='serial_console')
+        self.pool = self.useFixture(serial_consoles.SerialConsoles(
+            self, base_url='ws://proxy.example.org:6083/')).pool
         self.compute = self.start_compute()
         self.image_id = self.upload_image(self.make_qcow2())
         self.flavor_id = self.small_flavor()

@@ -18,6 +18,7 @@ from nova_altdriver import host as host_mod
 from nova_altdriver import lifecycle
 from nova_altdriver.tests import builders
 from nova_altdriver.tests import libvirt_test_driver
+from nova_altdriver.tests import serial_consoles
 from nova_altdriver.tests.unit import base
 
 
@@ -214,12 +215,8 @@ class SerialConsoleTest(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        # nova's pool of serial ports: this process's, from empty
-        self.pool = set()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.console.serial.ALLOCATED_PORTS', self.pool))
-        self.flags(enabled=True, port_range='10300:10399',
-                   proxyclient_address='127.0.0.1', group='serial_console')
+        self.pool = self.useFixture(
+            serial_consoles.SerialConsoles(self)).pool
         self.driver = driver.AltDriver(virtapi=None)
         self.addCleanup(self.driver.cleanup_host, 'compute1')
         self.lifecycle = self.driver._lifecycle

@@ -15,6 +15,7 @@ from nova_altdriver import driver
 from nova_altdriver import guest
 from nova_altdriver import live_migration
 from nova_altdriver.tests import builders
+from nova_altdriver.tests import serial_consoles
 from nova_altdriver.tests.unit import base
 
 SOURCE_XML = """<domain type='qemu'>
@@ -235,11 +236,8 @@ class SerialPortsTest(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.pool = set()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.console.serial.ALLOCATED_PORTS', self.pool))
-        self.flags(enabled=True, port_range='10300:10399',
-                   proxyclient_address='127.0.0.1', group='serial_console')
+        self.pool = self.useFixture(
+            serial_consoles.SerialConsoles(self)).pool
         self.driver = driver.AltDriver(virtapi=None)
         self.addCleanup(self.driver.cleanup_host, 'compute1')
         self.instance = builders.instance()

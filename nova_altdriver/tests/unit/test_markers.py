@@ -80,6 +80,12 @@ class BootsTest(testtools.TestCase):
         self.assertEqual(([], []), (failed.passwords, failed.fsfreeze))
         self.assertIsNone(markers.latest(CONSOLE).agent)
 
+    def test_the_link_local_address_of_a_mac(self):
+        self.assertEqual('fe80::f816:3eff:fe00:1234',
+                         markers.link_local('fa:16:3e:00:12:34'))
+        self.assertEqual('fe80::200:ff:fe00:1',
+                         markers.link_local('00:00:00:00:00:01'))
+
     def test_markers_before_the_first_boot_line_are_a_boot(self):
         cut = CONSOLE[CONSOLE.index('ALTDRIVER-NET'):]
         self.assertEqual(['10.99.0.5', None],
