@@ -6,7 +6,8 @@
 #   aio.sh up       install what is missing, configure, start everything (idempotent)
 #   aio.sh status   which services run, and whether their APIs answer
 #   aio.sh tour     boot the test guest and walk it through the operations
-#   aio.sh browser-tour [DIR]  the same through Horizon in headless Chromium
+#   aio.sh browser-tour [--ci] [DIR]  the same through Horizon in headless
+#                   Chromium (--ci: CI's subset, every page and form once)
 #   aio.sh tempest [--ci] [REGEX]  tempest's compute tests (tempest.sh)
 #   aio.sh tempest-compare  the latest whole runs of both drivers, side by side
 #   aio.sh down     stop exactly the processes `up` started
@@ -602,6 +603,6 @@ case ${1:-} in
     tempest) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tempest.sh" "$@" ;;
     tempest-compare)
         exec bash "$AIO_DIR/tempest.sh" --compare "$(state_of altdriver)" "$(state_of libvirt)" ;;
-    *) echo "usage: $0 up|status|tour|browser-tour [OUTDIR]|tempest [--ci] [REGEX]|tempest-compare|down|kill SERVICE" >&2
+    *) echo "usage: $0 up|status|tour|browser-tour [--ci] [OUTDIR]|tempest [--ci] [REGEX]|tempest-compare|down|kill SERVICE" >&2
        exit 2 ;;
 esac

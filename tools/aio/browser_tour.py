@@ -1,27 +1,30 @@
 """The all-in-one cloud's server and volume operations through Horizon, in
 a browser.
 
-Run by `aio.sh browser-tour [OUTDIR]`: headless Chromium (Debian's chromium
-and chromedriver, nothing downloaded) logs in to Horizon, launches the test
-guest with the Launch Instance wizard and walks it through the actions of the
-Instances table (resized and reverted, resized and confirmed, then migrated
-and live-migrated from the admin's Instances table, which shows the host);
-then launches it again from a new volume (Horizon's default), attaches,
-extends and detaches a blank volume (Instances and Volumes tables) and
-rescues and shelves the volume-backed server. Every step
-is checked by the status Horizon shows and by the marker lines the guest
-prints on its console, read on the instance's Log tab
-(tools/guest-image/README.md; parsed by the e2e tests' markers.py). One
-screenshot per step goes to OUTDIR, plus the page's HTML when the step
-failed. Prints a table `step | result | seconds`; exits non-zero if a step
-failed. The servers, volumes and the snapshot it made are deleted at the
-end, also after a failure.
+Run by `aio.sh browser-tour [--ci] [OUTDIR]`: headless Chromium (Debian's
+chromium and chromedriver, nothing downloaded) logs in to Horizon, launches
+the test guest with the Launch Instance wizard and walks it through the
+actions of the Instances table (resized and reverted, resized and confirmed,
+then migrated and live-migrated from the admin's Instances table, which shows
+the host; the Console tab, Attach and Detach Interface); then launches it
+again from a new volume (Horizon's default), attaches, extends and detaches a
+blank volume (Instances and Volumes tables) and rescues and shelves the
+volume-backed server. With --ci, CI's subset (Tour.steps): every page and
+form once, each mission operation once. Every step is checked by the status
+Horizon shows and by the marker lines the guest prints on its console, read
+on the instance's Log tab (tools/guest-image/README.md; parsed by the e2e
+tests' markers.py). One screenshot per step goes to OUTDIR, plus the page's
+HTML when the step failed. Prints a table `step | result | seconds`; exits
+non-zero if a step failed. The servers, volumes and the snapshot it made are
+deleted at the end, also after a failure.
 
 The steps and their checks are here, the pages they use in horizon_pages.py.
 """
 
 import datetime
+import functools
 import importlib.util
+import itertools
 import os
 import re
 import subprocess
@@ -107,6 +110,8 @@ class Tour(object):
         # the host the server was on and its last READY line before a
         # resize (for the revert), the host a resize or migration took it to
         self.before_resize = self.moved_to = None
+        # the server's flavor, as the moving steps leave it
+        self.flavor = FLAVOR
         # VSERVER's boot volume, the blank VOLUME and its disk in the guest
         self.boot_volume = self.volume_id = self.guest_disk = None
         # the guest's disks as it listed them last (ALTDRIVER-DISKS)
@@ -491,6 +496,7 @@ class Tour(object):
         self.action('resize',
                     lambda: self.horizon.choose('id_flavor', FLAVOR_BIG))
         self.wait_status('Confirm or Revert Resize/Migrate')
+        self.flavor = FLAVOR_BIG
         self.moved_to = self.placed(None, FLAVOR_BIG)
         self.wait_boot(count)
         self.network_ok()
@@ -502,6 +508,7 @@ class Tour(object):
         host, self.last_ready = self.before_resize
         self.action('revert')
         self.wait_status('Active')
+        self.flavor = FLAVOR
         self.placed(host, FLAVOR)
         self.wait_boot(count)
         self.network_ok()
@@ -510,7 +517,7 @@ class Tour(object):
         """Confirm Resize/Migrate: the server stays where it went."""
         self.action('confirm')
         self.wait_status('Active')
-        self.placed(self.moved_to, FLAVOR_BIG)
+        self.placed(self.moved_to, self.flavor)
         self.ticks(advancing=True)
 
     def other_host(self):
@@ -523,7 +530,7 @@ class Tour(object):
         self.moved_to = self.other_host()
         self.admin_instances.action(self.server_id, 'migrate')
         self.wait_status('Confirm or Revert Resize/Migrate')
-        self.placed(self.moved_to, FLAVOR_BIG)
+        self.placed(self.moved_to, self.flavor)
         self.wait_boot(count)
         self.network_ok()
 
@@ -536,7 +543,7 @@ class Tour(object):
             self.server_id, 'live_migrate',
             lambda: self.horizon.choose('id_host', target))
         self.wait_status('Active')
-        self.placed(target, FLAVOR_BIG)
+        self.placed(target, self.flavor)
         self.ticks(advancing=True)  # and no new READY line
         self.network_ok()
 
@@ -708,35 +715,57 @@ class Tour(object):
                        WAIT)
 
     # ------------------------------------------------------------ runner
-    def steps(self):
-        return [
+    def steps(self, full=True):
+        """The tour's steps, in order. Without FULL, CI's subset: every page
+        and form of Horizon the tour uses once, and each mission operation
+        once (the CLI tour and the e2e tier run the rest of the actions on
+        real QEMU already).
+        """
+        # the boot counts are taken in the steps' order, as the list is made
+        later = functools.partial
+        boots = itertools.count(2)  # the server's disk: the launch was 1
+        steps = [
             ('log in', self.login),
             ('launch instance (no volume)',
              lambda: self.launch(SERVER, new_volume=False)),
             ('shut off', self.stop),
-            ('start', lambda: self.power_on('start', 2)),
-            ('soft reboot', lambda: self.power_on('soft_reboot', 3)),
-            ('hard reboot', lambda: self.power_on('reboot', 4)),
-            ('pause', self.pause),
-            ('resume (from pause)', lambda: self.resume('pause')),
-            ('suspend', self.suspend),
-            ('resume (from suspend)', lambda: self.resume('suspend')),
+            ('start', later(self.power_on, 'start', next(boots))),
+        ]
+        if full:
+            steps += [
+                ('soft reboot',
+                 later(self.power_on, 'soft_reboot', next(boots))),
+                ('hard reboot', later(self.power_on, 'reboot', next(boots))),
+                ('pause', self.pause),
+                ('resume (from pause)', lambda: self.resume('pause')),
+                ('suspend', self.suspend),
+                ('resume (from suspend)', lambda: self.resume('suspend')),
+            ]
+        steps += [
             ('rescue (rescue image)', lambda: self.rescue(RESCUE)),
-            ('unrescue', lambda: self.unrescue(5)),
+            ('unrescue', later(self.unrescue, next(boots))),
             ('create snapshot', self.snapshot),
             ('shelve (offloaded by nova)', self.shelve),
-            ('unshelve', lambda: self.power_on('shelve', 6)),
+            ('unshelve', later(self.power_on, 'shelve', next(boots))),
             ('rebuild', self.rebuild),
-            # the boot counts: the resized copy of the disk goes on from
-            # the rebuild's 1; the revert boots the disk set aside (1 too)
-            ('resize (bigger flavor)', lambda: self.resize(2)),
-            ('revert resize', lambda: self.revert_resize(2)),
-            ('resize (again)', lambda: self.resize(3)),
-            ('confirm resize', self.confirm),
-            ('migrate (admin)', lambda: self.migrate(4)),
-            ('confirm migration', self.confirm),
-            ('live migrate (admin)', self.live_migrate),
-            ('live migrate back (admin)', self.live_migrate),
+        ]
+        boots = itertools.count(2)  # the rebuild's new disk was 1
+        if full:
+            # the resized copy of the disk goes on from the disk's count;
+            # the revert boots the disk set aside, whose count goes on too
+            resized = next(boots)
+            steps += [
+                ('resize (bigger flavor)', later(self.resize, resized)),
+                ('revert resize', later(self.revert_resize, resized)),
+                ('resize (again)', later(self.resize, next(boots))),
+                ('confirm resize', self.confirm),
+                ('migrate (admin)', later(self.migrate, next(boots))),
+                ('confirm migration', self.confirm),
+            ]
+        steps.append(('live migrate (admin)', self.live_migrate))
+        if full:
+            steps.append(('live migrate back (admin)', self.live_migrate))
+        steps += [
             ('console (noVNC)', self.vnc_console),
             ('attach interface', self.attach_interface),
             ('detach interface', self.detach_interface),
@@ -748,16 +777,25 @@ class Tour(object):
             ('attach volume', self.attach_volume),
             ('extend volume (attached)', self.extend_volume),
             ('detach volume', self.detach_volume),
-            # stable device rescue: the boot volume stays vda
-            ('rescue (volume-backed)',
-             lambda: self.rescue(RESCUE_STABLE, 'vda')),
-            ('unrescue (volume-backed)', lambda: self.unrescue(2)),
+        ]
+        boots = itertools.count(2)  # the boot volume's first boot was 1
+        if full:
+            steps += [
+                # stable device rescue: the boot volume stays vda
+                ('rescue (volume-backed)',
+                 lambda: self.rescue(RESCUE_STABLE, 'vda')),
+                ('unrescue (volume-backed)',
+                 later(self.unrescue, next(boots))),
+            ]
+        steps += [
             # nova offloads a volume-backed server at once
             ('shelve (volume-backed)', self.shelve),
-            ('unshelve (volume-backed)', lambda: self.power_on('shelve', 3)),
+            ('unshelve (volume-backed)',
+             later(self.power_on, 'shelve', next(boots))),
             ('delete (its volume too)', self.delete_volume_backed),
             ('delete volume', self.volume_delete),
         ]
+        return steps
 
     def run_step(self, number, name, function):
         pages.log('== %s' % name)
@@ -782,9 +820,9 @@ class Tour(object):
         self.results.append((name, result, time.time() - t0))
         return result == 'ok'
 
-    def run(self):
+    def run(self, full):
         t0 = time.time()
-        steps = self.steps()
+        steps = self.steps(full)
         try:
             self.prepare()
             for number, (name, function) in enumerate(steps, 1):
@@ -810,12 +848,15 @@ class Tour(object):
 def main():
     os.environ.setdefault('OS_CLIENT_CONFIG_FILE',
                           os.path.join(STATE, 'clouds.yaml'))
-    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+    args = sys.argv[1:]
+    full = '--ci' not in args
+    args = [a for a in args if a != '--ci']
+    outdir = args[0] if args else os.path.join(
         STATE, 'browser-tour',
         datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
     os.makedirs(outdir, exist_ok=True)
     print(outdir, flush=True)
-    return Tour(outdir).run()
+    return Tour(outdir).run(full)
 
 
 if __name__ == '__main__':

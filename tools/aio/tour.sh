@@ -40,13 +40,18 @@ WAIT=${TOUR_WAIT:-240}
 source "$(dirname "$0")/network.sh"
 
 osc() { openstack --os-cloud "$CLOUD" "$@"; }
+# the checks' reads of servers, consoles and volumes (probe.py: an openstack
+# command costs seconds of start-up, and the checks poll)
+probe() { python3 "$(dirname "${BASH_SOURCE[0]}")/probe.py" "$@"; }
 
 # the compute hosts (aio.sh writes them): host -> nova-compute service, libvirt URI
 declare -A SERVICE_OF URI_OF
 while read -r h svc uri; do SERVICE_OF[$h]=$svc URI_OF[$h]=$uri; done <"$STATE/computes"
 HOST1=aio-compute
 HOST2=aio-compute2
-host_of() { osc server show "$1" -f value -c OS-EXT-SRV-ATTR:host; }
+host_of() { probe show "$1" OS-EXT-SRV-ATTR:host; }
+# id_host SERVER: "ID HOST"
+id_host() { probe show "$1" id OS-EXT-SRV-ATTR:host; }
 other_host() {  # other_host HOST: the other compute host
     local h
     for h in "${!URI_OF[@]}"; do [ "$h" != "$1" ] && echo "$h"; done
@@ -77,24 +82,13 @@ step() {  # step NAME FUNCTION [ARGS]
 
 # wait_status SERVER STATUS: status reached and no task running
 wait_status() {
-    local s=$1 want=$2 end=$((SECONDS + WAIT)) out st task
-    while [ $SECONDS -lt $end ]; do
-        out=$(osc server show "$s" -f value -c status -c OS-EXT-STS:task_state 2>&1) || {
-            log "server show: $out"; sleep 2; continue; }
-        # -f value prints the columns sorted: task_state, then status
-        task=$(sed -n 1p <<<"$out"); st=$(sed -n 2p <<<"$out")
-        if [ "$st" = ERROR ]; then
-            log "$s went to ERROR: $(osc server show "$s" -f value -c fault)"
-            return 1
-        fi
-        [ "$st" = "$want" ] && [ "$task" = None ] && { log "$s is $st"; return 0; }
-        sleep 1
-    done
-    log "$s: still status=$st task=$task after $WAIT s (wanted $want)"
-    return 1
+    local out rc
+    out=$(probe wait-status "$1" "$2" "$WAIT" 2>&1); rc=$?
+    log "$out"
+    return $rc
 }
 
-console() { osc console log show "$1" 2>/dev/null | tr -d '\r'; }
+console() { probe console "$1" 2>/dev/null | tr -d '\r'; }
 # latest SERVER FIELD...: those fields of the guest's latest boot, one a line
 # (ready: its READY line, bootcount, net_ip, uptime), by the e2e tests' parser
 MARKERS=$ALTDRIVER_TOP/nova_altdriver/tests/e2e/markers.py
@@ -156,8 +150,7 @@ ticks_frozen() {
 # its port (from the config drive) and the host reaches it through the bridge
 net_ok() {
     local ip configured i
-    ip=$(osc server show "$1" -f json -c addresses | python3 -c \
-        'import json, sys; print(json.load(sys.stdin)["addresses"][sys.argv[1]][0])' "$NETWORK") ||
+    ip=$(probe show "$1" "addresses.$NETWORK.0.addr") ||
         { log "$1 has no address on $NETWORK"; return 1; }
     configured=$(latest "$1" net_ip)
     [ "$configured" = "$ip" ] ||
@@ -179,7 +172,7 @@ booted() {
 }
 
 # ------------------------------------------------------------------ volumes
-vol_status() { osc volume show "$1" -f value -c status 2>&1; }
+vol_status() { probe volume-status "$1" 2>&1; }
 vol_id() { osc volume show "$1" -f value -c id; }
 
 # wait_volume VOLUME STATUS [SECONDS]: the volume reached STATUS (error* ends it)
@@ -202,7 +195,7 @@ rbd_image() { rbd --id cinder -p volumes info "volume-$1" >/dev/null 2>&1; }
 # disk in the server's libvirt domain on its host (empty: none)
 domain_disk() {
     local host id
-    host=$(host_of "$1") && id=$(osc server show "$1" -f value -c id) || return 1
+    read -r id host < <(id_host "$1") && [ -n "$host" ] || return 1
     virsh -c "${URI_OF[$host]}" domblklist "$id" |
         awk -v src="volumes/volume-$2" '$2 == src { print $1 }'
 }
@@ -272,7 +265,7 @@ volume_delete() {
                osc volume set --state available --detached "$1"
                osc volume delete --force "$1" || return 1; } ;;
     esac
-    while st=$(osc volume show "$1" -f value -c status 2>/dev/null); do
+    while st=$(probe volume-status "$1" 2>/dev/null); do
         [ "$st" != error_deleting ] || { log "volume $1: error_deleting"; return 1; }
         [ $SECONDS -lt $end ] || { log "volume $1 still there ($st) after $WAIT s"; return 1; }
         sleep 2
@@ -282,16 +275,19 @@ volume_delete() {
 }
 
 # ------------------------------------------------------------------ steps
-s_cleanup() {
-    local s v
+s_cleanup() {  # one listing of each kind: a call costs seconds
+    local s v name servers images
+    servers=$(osc server list -f value -c Name)
     for s in $SERVER $SERVER2 $VSERVER $VSERVER2; do
-        osc server show "$s" >/dev/null 2>&1 && osc server delete --wait "$s"
+        grep -qxF "$s" <<<"$servers" && osc server delete --wait "$s"
     done
-    for s in $VOL_DATA $VOL_BOOT; do
-        for v in $(osc volume list --name "$s" -f value -c ID); do volume_delete "$v"; done
+    osc volume list -f value -c ID -c Name | while read -r v name; do
+        case $name in "$VOL_DATA"|"$VOL_BOOT") volume_delete "$v" </dev/null ;; esac
     done
     for v in $(osc port list --name "$PORT" -f value -c ID); do osc port delete "$v"; done
+    images=$(osc image list -f value -c Name)
     for s in $IMAGE $RESCUE $RESCUE_STABLE $SNAP; do
+        grep -qxF "$s" <<<"$images" || continue
         while osc image show "$s" >/dev/null 2>&1; do osc image delete "$s" || break; done
     done
     return 0
@@ -367,7 +363,7 @@ s_boot_snapshot() {
 }
 s_shelve() {
     local host id
-    host=$(host_of "$SERVER") && id=$(osc server show "$SERVER" -f value -c id) || return 1
+    read -r id host < <(id_host "$SERVER") && [ -n "$host" ] || return 1
     osc server shelve "$SERVER" && wait_status "$SERVER" SHELVED || return 1
     virsh -c "${URI_OF[$host]}" domstate "$id" 2>&1 | grep -q running &&
         { log "guest still running on $host after shelve"; return 1; }
@@ -375,7 +371,7 @@ s_shelve() {
 }
 s_shelve_offload() {
     local id
-    id=$(osc server show "$SERVER" -f value -c id) || return 1
+    id=$(probe show "$SERVER" id) || return 1
     osc server shelve --offload "$SERVER" && wait_status "$SERVER" SHELVED_OFFLOADED || return 1
     [ -z "$(defined_on "$id")" ] ||
         { log "libvirt domain $id still defined on $(defined_on "$id") after offload"; return 1; }
@@ -393,17 +389,17 @@ s_rebuild() {
 # placed SERVER HOST FLAVOR: nova has the server on HOST with FLAVOR, and the
 # domain on that host (and on no other) has the flavor's memory
 placed() {
-    local id host flavor kib
-    id=$(osc server show "$1" -f value -c id) && host=$(host_of "$1") &&
-        flavor=$(osc --os-compute-api-version 2.47 server show "$1" -f json -c flavor |
-                 python3 -c 'import json, sys; print(json.load(sys.stdin)["flavor"]["original_name"])') ||
-        return 1
+    local id host flavor ram kib
+    # 2.47: the server's own copy of its flavor, with its name and memory
+    read -r id host flavor ram < <(probe show "$1" id OS-EXT-SRV-ATTR:host \
+                                         flavor.original_name flavor.ram) &&
+        [ -n "$ram" ] || return 1
     [ "$host" = "$2" ] && [ "$flavor" = "$3" ] ||
         { log "$1 is on $host with $flavor, not on $2 with $3"; return 1; }
     [ "$(defined_on "$id")" = "$host" ] ||
         { log "domain $id defined on '$(defined_on "$id" | xargs)', not on $host only"; return 1; }
     kib=$(virsh -c "${URI_OF[$host]}" dominfo "$id" | awk '$1 == "Max" { print $3 }')
-    [ "$kib" = $(($(osc flavor show "$3" -f value -c ram) * 1024)) ] ||
+    [ "$kib" = $((ram * 1024)) ] ||
         { log "the domain has $kib KiB of memory, $3 other"; return 1; }
     log "$1 is on $host with $flavor ($kib KiB)"
 }
@@ -423,7 +419,7 @@ s_resize() {
 # its boot count goes on from before the resize
 s_resize_revert() {
     local id
-    id=$(osc server show "$SERVER" -f value -c id) || return 1
+    id=$(probe show "$SERVER" id) || return 1
     osc server resize revert "$SERVER" && wait_status "$SERVER" ACTIVE &&
         placed "$SERVER" "${BEFORE_RESIZE[host]}" "$FLAVOR" || return 1
     [ ! -e "$STATE/instances/${id}_resize" ] || { log "${id}_resize left behind"; return 1; }
@@ -434,7 +430,7 @@ s_resize_revert() {
 # where it went (MOVED_TO), running on, and the old disk is removed
 s_confirm() {
     local id
-    id=$(osc server show "$SERVER" -f value -c id) || return 1
+    id=$(probe show "$SERVER" id) || return 1
     osc server resize confirm "$SERVER" && wait_status "$SERVER" ACTIVE &&
         placed "$SERVER" "$MOVED_TO" "$1" && ticks_advance "$SERVER" || return 1
     [ ! -e "$STATE/instances/${id}_resize" ] || { log "${id}_resize left behind"; return 1; }
@@ -450,7 +446,7 @@ s_migrate() {
 # the guest runs on without a boot, its port works from the new host
 s_live_migrate() {
     local src dst ready id
-    id=$(osc server show "$SERVER" -f value -c id) && src=$(host_of "$SERVER") || return 1
+    read -r id src < <(id_host "$SERVER") && [ -n "$src" ] || return 1
     dst=$(other_host "$src") ready=$(latest "$SERVER" ready)
     osc --os-compute-api-version 2.30 server migrate --live-migration --host "$dst" "$SERVER" &&
         wait_status "$SERVER" ACTIVE && placed "$SERVER" "$dst" "$FLAVOR_BIG" || return 1
@@ -467,7 +463,7 @@ s_live_migrate() {
 # boot volume) on the other host: the boot counter goes on.
 s_evacuate() {  # SERVER [DISK]
     local id src dst
-    id=$(osc server show "$1" -f value -c id) && src=$(host_of "$1") || return 1
+    read -r id src < <(id_host "$1") && [ -n "$src" ] || return 1
     dst=$(other_host "$src")
     EVAC_SRC=$src EVAC_ID=$id EVAC_DISK=
     # an image-backed server's disk, which the other host boots
@@ -528,7 +524,7 @@ s_volume_extend() {
     wait_event "$SERVER" extend_volume compute_extend_volume || return 1
     dev=$(domain_disk "$SERVER" "$vid") && [ -n "$dev" ] || return 1
     bytes=$(virsh -c "${URI_OF[$(host_of "$SERVER")]}" domblkinfo \
-        "$(osc server show "$SERVER" -f value -c id)" "$dev" | awk '$1 == "Capacity:" { print $2 }')
+        "$(probe show "$SERVER" id)" "$dev" | awk '$1 == "Capacity:" { print $2 }')
     [ "$bytes" = $((2 << 30)) ] || { log "QEMU's $dev has $bytes bytes, not 2 GiB"; return 1; }
     log "QEMU's $dev has 2 GiB"
 }
@@ -575,7 +571,7 @@ link_local() {
 # domain_macs SERVER: the MACs of the interfaces of the server's domain on its host
 domain_macs() {
     local host id
-    host=$(host_of "$1") && id=$(osc server show "$1" -f value -c id) || return 1
+    read -r id host < <(id_host "$1") && [ -n "$host" ] || return 1
     virsh -c "${URI_OF[$host]}" domiflist "$id" | awk 'NR > 2 && NF { print $5 }' | xargs
 }
 
@@ -622,7 +618,7 @@ s_port_remove() {
 
 s_delete() {
     local id port
-    id=$(osc server show "$SERVER" -f value -c id) &&
+    id=$(probe show "$SERVER" id) &&
         port=$(osc port list --server "$id" -f value -c ID) || return 1
     osc server delete --wait "$SERVER" || return 1
     # the guest's tap left the bridge and nova deleted the port it made
@@ -679,7 +675,7 @@ s_volume_unrescue() {
 # stays reserved for it
 s_volume_shelve() {
     local id st
-    id=$(osc server show "$VSERVER" -f value -c id) || return 1
+    id=$(probe show "$VSERVER" id) || return 1
     osc server shelve "$VSERVER" && wait_status "$VSERVER" SHELVED_OFFLOADED || return 1
     [ -z "$(defined_on "$id")" ] ||
         { log "libvirt domain $id still defined on $(defined_on "$id") after offload"; return 1; }
@@ -702,7 +698,7 @@ s_volume_rebuild() {
 # (delete_on_termination false) with the data on it
 s_volume_server_delete() {
     local id vid
-    id=$(osc server show "$1" -f value -c id) && vid=$(vol_id "$VOL_BOOT") || return 1
+    id=$(probe show "$1" id) && vid=$(vol_id "$VOL_BOOT") || return 1
     osc server delete --wait "$1" || return 1
     [ -z "$(defined_on "$id")" ] ||
         { log "libvirt domain $id still defined on $(defined_on "$id")"; return 1; }
@@ -714,7 +710,7 @@ s_volume_server_delete() {
 # with it (delete_on_termination): in Cinder and in Ceph
 s_volume_server_delete_all() {
     local id vid end=$((SECONDS + WAIT))
-    id=$(osc server show "$1" -f value -c id) && vid=$(vol_id "$VOL_BOOT") || return 1
+    id=$(probe show "$1" id) && vid=$(vol_id "$VOL_BOOT") || return 1
     osc server delete --wait "$1" || return 1
     [ -z "$(defined_on "$id")" ] ||
         { log "libvirt domain $id still defined on $(defined_on "$id")"; return 1; }
