@@ -616,6 +616,19 @@ s_port_remove() {
     osc port delete "$PORT" && ticks_advance "$SERVER" && net_ok "$SERVER"
 }
 
+# trigger_crash_dump (2.17): an NMI, which the guest's kernel logs (and would
+# dump or panic on if told to); it takes one and runs on
+s_dump() {
+    local end=$((SECONDS + WAIT)) n
+    osc --os-compute-api-version 2.17 server dump create "$SERVER" || return 1
+    while n=$(latest "$SERVER" nmis); [ "$n" != 1 ]; do
+        [ $SECONDS -lt $end ] || { log "the guest took ${n:-no} NMIs, not 1"; return 1; }
+        sleep 2
+    done
+    log "console: ALTDRIVER-NMI count=1"
+    wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
+}
+
 s_delete() {
     local id port
     id=$(probe show "$SERVER" id) &&
@@ -784,6 +797,7 @@ if step "server create (boot)" s_boot; then
     if step "server add port (new port)" s_port_add; then
         step "server remove port" s_port_remove
     fi
+    step "server dump create (NMI)" s_dump
     step "delete" s_delete
 fi
 # Boot from volume: a volume made from the image, a server booted from it,

@@ -40,6 +40,7 @@ class Boot(object):
         self.agent = None       # AGENT: started, or failed and why
         self.passwords = []     # PASSWORD: (user, crypted) as it changed
         self.fsfreeze = []      # FSFREEZE: the agent's freeze and thaw
+        self.nmis = 0           # NMI: the NMIs it took since it booted
 
     @property
     def uptime(self):
@@ -95,6 +96,10 @@ def boots(text):
             boot.passwords.append(tuple(words[0].split('=', 1)))
         elif name == 'FSFREEZE' and words:
             boot.fsfreeze.append(words[0])
+        elif name == 'NMI' and words:
+            count = words[0].partition('count=')[2]
+            if count.isdigit():
+                boot.nmis = int(count)
         elif name == 'TICK' and words:
             try:
                 boot.ticks.append(float(words[0]))

@@ -80,6 +80,16 @@ class BootsTest(testtools.TestCase):
         self.assertEqual(([], []), (failed.passwords, failed.fsfreeze))
         self.assertIsNone(markers.latest(CONSOLE).agent)
 
+    def test_the_nmis_a_boot_took(self):
+        first, second = markers.boots(
+            'ALTDRIVER-BOOT uptime=1.2\r\n'
+            'ALTDRIVER-TICK 8.00\r\n'
+            '[   9.1] Uhhuh. NMI received for unknown reason 30 on CPU 0.\r\n'
+            'ALTDRIVER-NMI count=1\r\n'
+            'ALTDRIVER-NMI count=3\r\n'
+            'ALTDRIVER-BOOT uptime=1.1\r\n')
+        self.assertEqual((3, 0), (first.nmis, second.nmis))
+
     def test_the_link_local_address_of_a_mac(self):
         self.assertEqual('fe80::f816:3eff:fe00:1234',
                          markers.link_local('fa:16:3e:00:12:34'))
