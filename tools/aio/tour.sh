@@ -296,7 +296,9 @@ s_cleanup() {  # one listing of each kind: a call costs seconds
 s_images() {
     local dir
     dir=$(bash "$ALTDRIVER_TOP/tools/guest-image/build.sh") || return 1
+    # with the QEMU guest agent: nova's change password goes through it
     osc image create --disk-format qcow2 --container-format bare --public \
+        --property hw_qemu_guest_agent=yes \
         --file "$dir/disk.qcow2" "$IMAGE" -f value -c id &&
     osc image create --disk-format qcow2 --container-format bare --public \
         --file "$dir/rescue.qcow2" "$RESCUE" -f value -c id &&
@@ -629,6 +631,22 @@ s_dump() {
     wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
 }
 
+# change admin password, through the guest's QEMU agent: root's new hash
+# shows on the guest's console, made of the password given
+s_password() {
+    local pw='Tour pass:w0rd' end=$((SECONDS + WAIT)) crypted salt
+    osc server set --password "$pw" "$SERVER" || return 1
+    while crypted=$(latest "$SERVER" root_password); [ -z "$crypted" ]; do
+        [ $SECONDS -lt $end ] || { log "no ALTDRIVER-PASSWORD on the console"; return 1; }
+        sleep 2
+    done
+    salt=$(cut -d'$' -f3 <<<"$crypted")
+    [ "$(openssl passwd -6 -salt "$salt" -stdin <<<"$pw")" = "$crypted" ] ||
+        { log "root's hash $crypted is not that of the password given"; return 1; }
+    log "console: ALTDRIVER-PASSWORD root=$crypted (the password given)"
+    wait_status "$SERVER" ACTIVE
+}
+
 s_delete() {
     local id port
     id=$(probe show "$SERVER" id) &&
@@ -798,6 +816,7 @@ if step "server create (boot)" s_boot; then
         step "server remove port" s_port_remove
     fi
     step "server dump create (NMI)" s_dump
+    step "server set --password" s_password
     step "delete" s_delete
 fi
 # Boot from volume: a volume made from the image, a server booted from it,

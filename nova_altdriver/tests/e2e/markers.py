@@ -47,6 +47,12 @@ class Boot(object):
         """The uptime in its latest TICK, None before the first."""
         return self.ticks[-1] if self.ticks else None
 
+    @property
+    def root_password(self):
+        """root's crypted password as it last changed, None if it did not."""
+        return next((crypted for user, crypted in reversed(self.passwords)
+                     if user == 'root'), None)
+
 
 def boots(text):
     """The guest's boots in TEXT (its console), oldest first.

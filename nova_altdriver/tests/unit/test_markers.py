@@ -75,9 +75,11 @@ class BootsTest(testtools.TestCase):
         self.assertEqual([('root', '$6$salt$hash.one/A'),
                           ('root', '$6$other$hash:two')], boot.passwords)
         self.assertEqual(['freeze', 'thaw'], boot.fsfreeze)
+        self.assertEqual('$6$other$hash:two', boot.root_password)
         failed, = markers.boots('ALTDRIVER-AGENT failed no port\n')
         self.assertEqual('failed no port', failed.agent)
-        self.assertEqual(([], []), (failed.passwords, failed.fsfreeze))
+        self.assertEqual(([], [], None), (failed.passwords, failed.fsfreeze,
+                                          failed.root_password))
         self.assertIsNone(markers.latest(CONSOLE).agent)
 
     def test_the_nmis_a_boot_took(self):
