@@ -42,7 +42,8 @@ source "$(dirname "$0")/network.sh"
 osc() { openstack --os-cloud "$CLOUD" "$@"; }
 # the checks' reads of servers, consoles and volumes (probe.py: an openstack
 # command costs seconds of start-up, and the checks poll)
-probe() { python3 "$(dirname "${BASH_SOURCE[0]}")/probe.py" "$@"; }
+AIO_DIR=$(dirname "${BASH_SOURCE[0]}")
+probe() { python3 "$AIO_DIR/probe.py" "$@"; }
 
 # the compute hosts (aio.sh writes them): host -> nova-compute service, libvirt URI
 declare -A SERVICE_OF URI_OF
@@ -631,6 +632,16 @@ s_dump() {
     wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
 }
 
+# the serial console through nova-serialproxy: its websocket carries what
+# the guest prints on its ttyS0 from then on (a tick every 2 s)
+s_serial_console() {
+    local url line
+    url=$(osc console url show --serial "$SERVER" -f value -c url) || return 1
+    log "serial console at ${url%%\?*}"
+    line=$(python3 "$AIO_DIR/serial_console.py" "$url" 'ALTDRIVER-TICK') || return 1
+    log "serial console: $line"
+}
+
 # change admin password, through the guest's QEMU agent: root's new hash
 # shows on the guest's console, made of the password given
 s_password() {
@@ -815,6 +826,7 @@ if step "server create (boot)" s_boot; then
     if step "server add port (new port)" s_port_add; then
         step "server remove port" s_port_remove
     fi
+    step "console url show --serial" s_serial_console
     step "server dump create (NMI)" s_dump
     step "server set --password" s_password
     step "delete" s_delete
