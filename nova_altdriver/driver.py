@@ -53,6 +53,12 @@ class AltDriver(driver.ComputeDriver):
         supports_image_type_raw=True,
         supports_image_type_aki=True,
         supports_image_type_ari=True,
+        # an AMI is a raw disk to nova's image checks, and boots with its
+        # kernel_id / ramdisk_id as any image does
+        supports_image_type_ami=True,
+        # every image download passes instance.trusted_certs to nova's
+        # Glance client, which verifies the signature with them
+        supports_trusted_certs=True,
     )
 
     def __init__(self, virtapi, read_only=False):

@@ -58,7 +58,7 @@ FLAVOR_BIG = 'aio-tour-flavor-big'
 FLAVORS = {FLAVOR: (256, 1, 1), FLAVOR_BIG: (320, 1, 2)}
 # image name: its file (tools/guest-image) and properties
 IMAGES = {
-    IMAGE: ('disk.qcow2', {}),
+    IMAGE: ('disk.qcow2', {'hw_qemu_guest_agent': 'yes'}),
     RESCUE: ('rescue.qcow2', {}),
     RESCUE_STABLE: ('rescue.qcow2', {'hw_rescue_bus': 'virtio',
                                      'hw_rescue_device': 'disk'}),

@@ -42,7 +42,8 @@ source "$(dirname "$0")/network.sh"
 osc() { openstack --os-cloud "$CLOUD" "$@"; }
 # the checks' reads of servers, consoles and volumes (probe.py: an openstack
 # command costs seconds of start-up, and the checks poll)
-probe() { python3 "$(dirname "${BASH_SOURCE[0]}")/probe.py" "$@"; }
+AIO_DIR=$(dirname "${BASH_SOURCE[0]}")
+probe() { python3 "$AIO_DIR/probe.py" "$@"; }
 
 # the compute hosts (aio.sh writes them): host -> nova-compute service, libvirt URI
 declare -A SERVICE_OF URI_OF
@@ -296,7 +297,9 @@ s_cleanup() {  # one listing of each kind: a call costs seconds
 s_images() {
     local dir
     dir=$(bash "$ALTDRIVER_TOP/tools/guest-image/build.sh") || return 1
+    # with the QEMU guest agent: nova's change password goes through it
     osc image create --disk-format qcow2 --container-format bare --public \
+        --property hw_qemu_guest_agent=yes \
         --file "$dir/disk.qcow2" "$IMAGE" -f value -c id &&
     osc image create --disk-format qcow2 --container-format bare --public \
         --file "$dir/rescue.qcow2" "$RESCUE" -f value -c id &&
@@ -616,6 +619,45 @@ s_port_remove() {
     osc port delete "$PORT" && ticks_advance "$SERVER" && net_ok "$SERVER"
 }
 
+# trigger_crash_dump (2.17): an NMI, which the guest's kernel logs (and would
+# dump or panic on if told to); it takes one and runs on
+s_dump() {
+    local end=$((SECONDS + WAIT)) n
+    osc --os-compute-api-version 2.17 server dump create "$SERVER" || return 1
+    while n=$(latest "$SERVER" nmis); [ "$n" != 1 ]; do
+        [ $SECONDS -lt $end ] || { log "the guest took ${n:-no} NMIs, not 1"; return 1; }
+        sleep 2
+    done
+    log "console: ALTDRIVER-NMI count=1"
+    wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
+}
+
+# the serial console through nova-serialproxy: its websocket carries what
+# the guest prints on its ttyS0 from then on (a tick every 2 s)
+s_serial_console() {
+    local url line
+    url=$(osc console url show --serial "$SERVER" -f value -c url) || return 1
+    log "serial console at ${url%%\?*}"
+    line=$(python3 "$AIO_DIR/serial_console.py" "$url" 'ALTDRIVER-TICK') || return 1
+    log "serial console: $line"
+}
+
+# change admin password, through the guest's QEMU agent: root's new hash
+# shows on the guest's console, made of the password given
+s_password() {
+    local pw='Tour pass:w0rd' end=$((SECONDS + WAIT)) crypted salt
+    osc server set --password "$pw" "$SERVER" || return 1
+    while crypted=$(latest "$SERVER" root_password); [ -z "$crypted" ]; do
+        [ $SECONDS -lt $end ] || { log "no ALTDRIVER-PASSWORD on the console"; return 1; }
+        sleep 2
+    done
+    salt=$(cut -d'$' -f3 <<<"$crypted")
+    [ "$(openssl passwd -6 -salt "$salt" -stdin <<<"$pw")" = "$crypted" ] ||
+        { log "root's hash $crypted is not that of the password given"; return 1; }
+    log "console: ALTDRIVER-PASSWORD root=$crypted (the password given)"
+    wait_status "$SERVER" ACTIVE
+}
+
 s_delete() {
     local id port
     id=$(probe show "$SERVER" id) &&
@@ -784,6 +826,9 @@ if step "server create (boot)" s_boot; then
     if step "server add port (new port)" s_port_add; then
         step "server remove port" s_port_remove
     fi
+    step "console url show --serial" s_serial_console
+    step "server dump create (NMI)" s_dump
+    step "server set --password" s_password
     step "delete" s_delete
 fi
 # Boot from volume: a volume made from the image, a server booted from it,

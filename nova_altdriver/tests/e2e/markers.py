@@ -40,11 +40,18 @@ class Boot(object):
         self.agent = None       # AGENT: started, or failed and why
         self.passwords = []     # PASSWORD: (user, crypted) as it changed
         self.fsfreeze = []      # FSFREEZE: the agent's freeze and thaw
+        self.nmis = 0           # NMI: the NMIs it took since it booted
 
     @property
     def uptime(self):
         """The uptime in its latest TICK, None before the first."""
         return self.ticks[-1] if self.ticks else None
+
+    @property
+    def root_password(self):
+        """root's crypted password as it last changed, None if it did not."""
+        return next((crypted for user, crypted in reversed(self.passwords)
+                     if user == 'root'), None)
 
 
 def boots(text):
@@ -95,6 +102,10 @@ def boots(text):
             boot.passwords.append(tuple(words[0].split('=', 1)))
         elif name == 'FSFREEZE' and words:
             boot.fsfreeze.append(words[0])
+        elif name == 'NMI' and words:
+            count = words[0].partition('count=')[2]
+            if count.isdigit():
+                boot.nmis = int(count)
         elif name == 'TICK' and words:
             try:
                 boot.ticks.append(float(words[0]))

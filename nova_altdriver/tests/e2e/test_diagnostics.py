@@ -1,8 +1,13 @@
-"""A real guest's diagnostics through nova's API: QEMU's own counters."""
+"""A real guest's diagnostics through nova's API (QEMU's own counters), and
+the crash dump: the NMI that reaches the guest.
+"""
+
+import time
 
 from nova import utils
 
 from nova_altdriver.tests.e2e import base
+from nova_altdriver.tests.e2e import markers
 
 
 class DiagnosticsTest(base.TestCase):
@@ -12,7 +17,7 @@ class DiagnosticsTest(base.TestCase):
                                       microversion=microversion):
             return self.admin_api.get_server_diagnostics(server['id'])
 
-    def test_a_booted_guest_shows_what_it_did(self):
+    def test_a_booted_guest_shows_what_it_did_then_takes_an_nmi(self):
         self.start_compute()
         port = self.neutron_port('tap')
         server = self.boot(self.upload_guest_image(), self.small_flavor(),
@@ -39,3 +44,17 @@ class DiagnosticsTest(base.TestCase):
         self.assertGreater(legacy['vda_read'], 0)
         self.assertEqual(256 * 1024, legacy['memory'])
         self.assertIn('memory-rss', legacy)
+
+        # trigger_crash_dump: the guest takes one NMI (its kernel logs it,
+        # and would dump or panic if told to) and runs on, ticking
+        self.api.post_server_action(server['id'], {'trigger_crash_dump': None})
+        nmi = 'ALTDRIVER-NMI count=1'
+        console = self.wait_for_guest(server, nmi)
+        self.assertIn('NMI received for unknown reason', console)
+        deadline = time.monotonic() + 30
+        while 'ALTDRIVER-TICK' not in console.partition(nmi)[2]:
+            self.assertLess(time.monotonic(), deadline, 'no TICK since')
+            time.sleep(1)
+            console = self.console(server)
+        self.assertEqual([1], [boot.nmis for boot in markers.boots(console)])
+        self._wait_for_state_change(server, 'ACTIVE')

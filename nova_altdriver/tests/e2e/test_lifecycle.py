@@ -98,12 +98,17 @@ class BootTest(base.TestCase):
             {name: value for name, value in dom.schedulerParameters().items()
              if name in ('cpu_shares', 'vcpu_quota', 'vcpu_period')})
 
-    def test_kernel_and_ramdisk_images_boot_directly(self):
+    def test_an_ami_and_its_kernel_and_ramdisk_boot_directly(self):
         kernel = self.upload_image(
             os.path.join(base.GUEST_DIR, 'vmlinuz'), 'aki')
         ramdisk = self.upload_image(
             os.path.join(base.GUEST_DIR, 'initrd.img'), 'ari')
-        image = self.upload_guest_image(kernel_id=kernel, ramdisk_id=ramdisk)
+        # an AMI: the guest's disk as raw bytes
+        raw = os.path.join(self._state_dir, 'guest.img')
+        subprocess.run(['qemu-img', 'convert', '-O', 'raw', os.path.join(
+            base.GUEST_DIR, 'disk.qcow2'), raw], check=True)
+        image = self.upload_image(raw, 'ami', kernel_id=kernel,
+                                  ramdisk_id=ramdisk)
         flavor = self.small_flavor()
         server = self.boot(image, flavor)
         console = self.wait_for_guest(server, 'ALTDRIVER-READY')

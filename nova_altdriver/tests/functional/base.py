@@ -171,7 +171,9 @@ class TestCase(integrated_helpers.ProviderUsageBaseTestCase):
                 'name': os.path.basename(path),
                 'status': 'active',
                 'disk_format': disk_format,
-                'container_format': 'bare',
+                # Glance's rule: an Amazon disk format, the same container
+                'container_format': (disk_format if disk_format in (
+                    'ami', 'aki', 'ari') else 'bare'),
                 'size': os.path.getsize(path),
                 'min_disk': 0, 'min_ram': 0,
                 'visibility': 'public',

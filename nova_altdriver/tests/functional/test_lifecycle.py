@@ -10,6 +10,7 @@ from nova import context as nova_context
 from nova import exception
 from nova.network import model as network_model
 from nova import objects
+from nova import utils
 
 from nova_altdriver.tests import builders
 from nova_altdriver.tests.functional import base
@@ -106,6 +107,76 @@ class SpawnDestroyTest(base.TestCase):
             self.assertEqual(cached, os.path.exists(os.path.join(
                 self.base_dir(),
                 hashlib.sha1(image_id.encode()).hexdigest())), name)
+
+
+class ImageKindsTest(base.TestCase):
+    """Amazon-style images and signed ones, which the in-tree driver takes
+    too.
+    """
+
+    def setUp(self):
+        super().setUp()
+        # the scheduler asks Placement for the image type's trait
+        self.flags(query_placement_for_image_type_support=True,
+                   group='scheduler')
+        self.compute = self.start_compute()
+        self.flavor_id = self.small_flavor()
+
+    def small_file(self, name, size=1 << 20):
+        path = os.path.join(self._state_dir, name)
+        with open(path, 'wb') as f:
+            f.truncate(size)
+        return path
+
+    def test_an_ami_boots_its_kernel_and_its_snapshot_keeps_them(self):
+        rp = self._get_provider_uuid_by_host('compute1')
+        self.assertIn('COMPUTE_IMAGE_TYPE_AMI', self._get_provider_traits(rp))
+        kernel = self.upload_image(self.small_file('kernel'), 'aki')
+        ramdisk = self.upload_image(self.small_file('ramdisk'), 'ari')
+        ami = self.upload_image(self.small_file('disk.img', 32 << 20), 'ami',
+                                kernel_id=kernel, ramdisk_id=ramdisk)
+        server = self._create_server(image_uuid=ami, flavor_id=self.flavor_id,
+                                     networks='none')
+
+        xml = self.domain_xml(self.compute, server)
+        self.assertTrue(xml.findtext('os/kernel').endswith('.boot'))
+        self.assertTrue(xml.findtext('os/initrd').endswith('.boot'))
+        # the AMI is a raw disk: the root disk an overlay of its copy
+        root = os.path.join(self.instance_dir(server), 'disk')
+        self.assertEqual(os.path.join(self.base_dir(), builders.base_name(
+            ami)), builders.backing_file(root))
+
+        # (stopped: the test driver takes no live snapshot)
+        self._stop_server(server)
+        image = self.create_snapshot(server)
+        # as in-tree: the source's container, the copy's own disk format
+        # (Glance's v2 API takes the mix), the kernel and ramdisk to boot it
+        self.assertEqual(('ami', 'qcow2'), (image['container_format'],
+                                            image['disk_format']))
+        self.assertEqual((kernel, ramdisk), (
+            image['properties']['kernel_id'],
+            image['properties']['ramdisk_id']))
+
+    def test_trusted_certificates_reach_every_download(self):
+        downloads = {}
+        download = self.glance.download
+
+        def recording(context, image_id, trusted_certs=None, **kwargs):
+            downloads[image_id] = trusted_certs and trusted_certs.ids
+            return download(context, image_id, trusted_certs=trusted_certs,
+                            **kwargs)
+        self.glance.download = recording
+        kernel = self.upload_image(self.small_file('kernel'), 'aki')
+        image = self.upload_image(self.make_qcow2(), kernel_id=kernel)
+        certs = ['cert-one', 'cert-two']
+        body = self._build_server(image_uuid=image, flavor_id=self.flavor_id,
+                                  networks='none')
+        body['trusted_image_certificates'] = certs
+        with utils.temporary_mutation(self.api, microversion='2.63'):
+            server = self.api.post_server({'server': body})
+        self._wait_for_state_change(server, 'ACTIVE')
+        # nova's Glance client verifies each download's signature with them
+        self.assertEqual({image: certs, kernel: certs}, downloads)
 
 
 class NetworkAndRecoveryTest(base.TestCase):

@@ -75,10 +75,22 @@ class BootsTest(testtools.TestCase):
         self.assertEqual([('root', '$6$salt$hash.one/A'),
                           ('root', '$6$other$hash:two')], boot.passwords)
         self.assertEqual(['freeze', 'thaw'], boot.fsfreeze)
+        self.assertEqual('$6$other$hash:two', boot.root_password)
         failed, = markers.boots('ALTDRIVER-AGENT failed no port\n')
         self.assertEqual('failed no port', failed.agent)
-        self.assertEqual(([], []), (failed.passwords, failed.fsfreeze))
+        self.assertEqual(([], [], None), (failed.passwords, failed.fsfreeze,
+                                          failed.root_password))
         self.assertIsNone(markers.latest(CONSOLE).agent)
+
+    def test_the_nmis_a_boot_took(self):
+        first, second = markers.boots(
+            'ALTDRIVER-BOOT uptime=1.2\r\n'
+            'ALTDRIVER-TICK 8.00\r\n'
+            '[   9.1] Uhhuh. NMI received for unknown reason 30 on CPU 0.\r\n'
+            'ALTDRIVER-NMI count=1\r\n'
+            'ALTDRIVER-NMI count=3\r\n'
+            'ALTDRIVER-BOOT uptime=1.1\r\n')
+        self.assertEqual((3, 0), (first.nmis, second.nmis))
 
     def test_the_link_local_address_of_a_mac(self):
         self.assertEqual('fe80::f816:3eff:fe00:1234',
