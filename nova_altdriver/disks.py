@@ -113,6 +113,7 @@ class InstanceDisks(object):
         self.disk_bus = props.get('hw_disk_bus') or 'virtio'
         self.cdrom_bus = props.get('hw_cdrom_bus') or 'ide'
         self._used = set(taken)
+        self._config_drive = None  # (name, make) while still to be made
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -250,6 +251,10 @@ class InstanceDisks(object):
 
     def config_drive(self, context, admin_password, network_info,
                      injected_files, name='disk.config'):
+        """The config drive's disk, its file made later by
+        make_config_drive: it carries the device metadata (tags), which
+        needs the guest defined (libvirt gives the devices' addresses).
+        """
         if not configdrive.required_by(self.instance):
             return []
 
@@ -262,14 +267,25 @@ class InstanceDisks(object):
             with configdrive.ConfigDriveBuilder(instance_md=metadata) as cdb:
                 cdb.make_drive(path)
 
-        path, _fmt = self._ensure(name, make, 'raw')
+        self._config_drive = (name, make)
         if CONF.config_drive_format == 'vfat':
-            return [domain.Disk(path, 'raw',
+            return [domain.Disk(self.path(name), 'raw',
                                 self._device(self.disk_bus, last=True),
                                 self.disk_bus)]
-        return [domain.Disk(path, 'raw',
+        return [domain.Disk(self.path(name), 'raw',
                             self._device(self.cdrom_bus, last=True),
                             self.cdrom_bus, device='cdrom')]
+
+    def make_config_drive(self):
+        """The file of the config drive config_drive laid out, from
+        instance as it is now (its device_metadata too), unless it exists
+        (a config drive is never made again: reboots, a resize and an
+        evacuation onto shared storage keep the first).
+        """
+        if self._config_drive is not None:
+            name, make = self._config_drive
+            self._ensure(name, make, 'raw')
+            self._config_drive = None
 
     def kernel_and_ramdisk(self, context):
         """Cached kernel and ramdisk for direct boot, or (None, None)."""

@@ -70,6 +70,65 @@ def _disk(el):
                      for limit in el.iterfind('iotune/*')))
 
 
+# Where the guest finds a device: its bus (pci, ide, scsi or usb) and its
+# address there in nova's notation (PCI 0000:00:03.0, IDE bus:unit, SCSI
+# controller:bus:target:unit, USB bus:port); address None where the
+# definition has none (libvirt assigns them, QEMU's driver at definition).
+DeviceAddress = collections.namedtuple('DeviceAddress', 'bus address')
+# The NICs and disks of a definition by where the guest finds them: nics
+# {MAC (lower case): DeviceAddress or None}, disks {target dev: (serial,
+# DeviceAddress or None)}: what nova's device metadata (tags) is built of.
+DeviceAddresses = collections.namedtuple('DeviceAddresses', 'nics disks')
+
+# the disk buses whose drive or USB address nova's metadata can name
+_DRIVE_BUSES = ('ide', 'scsi', 'usb')
+
+
+def _hex(el, name):
+    return int(el.get(name, '0'), 16)
+
+
+def _device_address(el, disk_bus=None):
+    """The DeviceAddress of a device element: a PCI address as such; a
+    disk on an IDE, SCSI or USB bus by that bus (its address when libvirt
+    gave one); None for anything else (a virtio disk libvirt has not placed
+    on the PCI bus yet).
+    """
+    address = el.find('address')
+    kind = address.get('type') if address is not None else None
+    if kind == 'pci':
+        return DeviceAddress('pci', '%04x:%02x:%02x.%x' % tuple(
+            _hex(address, name)
+            for name in ('domain', 'bus', 'slot', 'function')))
+    if disk_bus not in _DRIVE_BUSES:
+        return None
+    if kind == 'drive' and disk_bus == 'ide':
+        return DeviceAddress('ide', '%d:%d' % (
+            int(address.get('bus', '0')), int(address.get('unit', '0'))))
+    if kind == 'drive' and disk_bus == 'scsi':
+        return DeviceAddress('scsi', '%x:%x:%x:%x' % tuple(
+            int(address.get(name, '0'))
+            for name in ('controller', 'bus', 'target', 'unit')))
+    if kind == 'usb' and disk_bus == 'usb':
+        return DeviceAddress('usb', '%s:%s' % (address.get('bus', '0'),
+                                               address.get('port', '0')))
+    return DeviceAddress(disk_bus, None)
+
+
+def device_addresses_of(xml):
+    """The DeviceAddresses of a domain definition (text)."""
+    devices = etree.fromstring(xml).find('devices')
+    if devices is None:
+        return DeviceAddresses({}, {})
+    nics = {el.xpath('string(mac/@address)').lower(): _device_address(el)
+            for el in devices.findall('interface')}
+    disks = {el.xpath('string(target/@dev)'): (
+        el.findtext('serial'),
+        _device_address(el, el.xpath('string(target/@bus)')))
+        for el in devices.findall('disk')}
+    return DeviceAddresses(nics, disks)
+
+
 def _device_xml(disk):
     return etree.tostring(domain.disk_element(disk), encoding='unicode')
 
@@ -346,6 +405,12 @@ class Guest(object):
     def disks(self, inactive=False):
         """The guest's disks (domain.Disk), live or as defined."""
         return disks_of(self.xml(inactive))
+
+    def device_addresses(self, inactive=False):
+        """Where the guest finds its NICs and disks (DeviceAddresses), live
+        or as defined.
+        """
+        return device_addresses_of(self.xml(inactive))
 
     def vnc_port(self):
         """The port of the guest's VNC server, or None."""

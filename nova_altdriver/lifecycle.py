@@ -1,9 +1,11 @@
 """A guest's life on this host: spawn, destroy, and its consoles.
 
 Spawn builds the instance's disks (disks.py), its domain XML (domain.py)
-and plugs its network (vifs.py), waits for neutron to report the ports
-plugged, and starts it. When anything fails it removes exactly what it made:
-disks that were there before (an evacuation onto shared storage) stay.
+and plugs its network (vifs.py), defines the domain, describes its devices
+(devicemeta.py) and only then makes the config drive, which carries that
+description, waits for neutron to report the ports plugged, and starts it.
+When anything fails it removes exactly what it made: disks that were there
+before (an evacuation onto shared storage) stay.
 An evacuation to this host that nova-compute did not finish leaves a guest
 nova places elsewhere: it goes when nova-compute starts again.
 """
@@ -21,6 +23,7 @@ from oslo_utils import excutils
 
 import nova.conf
 import nova.privsep.path
+from nova_altdriver import devicemeta
 from nova_altdriver import disks as disks_mod
 from nova_altdriver import domain
 from nova_altdriver import guest as guest_mod
@@ -152,7 +155,9 @@ class Lifecycle(object):
             context, instance, image_meta, network_info, block_device_info,
             admin_password, injected_files)
         try:
-            self.create(instance, xml, network_info, power_on)
+            self.create(instance, xml, network_info, power_on,
+                        before_start=self.describe_devices(context, instance,
+                                                           disks))
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.error('Spawn failed; removing what it created',
@@ -165,11 +170,28 @@ class Lifecycle(object):
         LOG.info('Guest created%s', '' if power_on else ' (not started)',
                  instance=instance)
 
+    @staticmethod
+    def describe_devices(context, instance, disks=None):
+        """step(guest), what comes between a guest's definition and its
+        start (as in nova's in-tree driver): instance's device metadata
+        (tags) from the definition, whose device addresses libvirt has
+        just given, then the config drive that disks (InstanceDisks) laid
+        out, which carries that metadata. Every definition built from
+        nova's data goes through it: any of them may make the config drive.
+        """
+        def step(guest):
+            devicemeta.refresh(context, instance, guest, inactive=True)
+            if disks is not None:
+                disks.make_config_drive()
+        return step
+
     def create(self, instance, xml, network_info, power_on=True,
-               wait_for_vifs=True):
+               wait_for_vifs=True, before_start=None):
         """Plugs the network, defines the domain and starts it, waiting
         for neutron's vif-plugged events with the guest's vCPUs paused
         (ports already plugged, as on a reboot, send none).
+        before_start(guest) runs once the domain is defined (usually
+        describe_devices).
         """
         timeout = CONF.vif_plugging_timeout
         events = (_vif_events(network_info)
@@ -181,6 +203,8 @@ class Lifecycle(object):
                     error_callback=self._vif_plug_failed):
                 vifs.plug(instance, network_info)
                 guest = self._host.define(xml)
+                if before_start is not None:
+                    before_start(guest)
                 if power_on:
                     guest.start(paused=bool(events))
         except exception.InstanceEventTimeout:

@@ -72,11 +72,13 @@ class Power(object):
         guest = self._host.stop_guest(instance.uuid)
         if guest is not None:
             guest.discard_saved_memory()  # stale once the guest restarts
-        _disks, xml = self._lifecycle.domain_xml(
+        disks_made, xml = self._lifecycle.domain_xml(
             context, instance, instance.image_meta, network_info or [],
             block_device_info)
-        self._lifecycle.create(instance, xml, network_info or [],
-                               wait_for_vifs=False)
+        self._lifecycle.create(
+            instance, xml, network_info or [], wait_for_vifs=False,
+            before_start=self._lifecycle.describe_devices(
+                context, instance, disks_made))
         # Leftovers of a rescue that never finished: the original runs now.
         disks.remove_rescue_files(self._layout, instance)
 

@@ -65,15 +65,16 @@ class Rescue(object):
                 self._cache, context,
                 CONF.altdriver.rescue_kernel_id or instance.kernel_id,
                 CONF.altdriver.rescue_ramdisk_id or instance.ramdisk_id)
+            original, layout = self._disks(
+                context, instance, image_meta, image_id, network_info,
+                rescue_password, block_device_info)
             xml = self._lifecycle.build_xml(
-                instance, instance.image_meta,
-                self._disks(context, instance, image_meta, image_id,
-                            network_info, rescue_password,
-                            block_device_info),
-                network_info, kernel, ramdisk)
+                instance, instance.image_meta, layout, network_info, kernel,
+                ramdisk)
             # Defined while the original still runs: a definition libvirt
             # refuses leaves the server as it was.
-            self._host.define(xml)
+            self._lifecycle.describe_devices(context, instance, original)(
+                self._host.define(xml))
         except Exception:
             with excutils.save_and_reraise_exception():
                 if not rescuing_again:
@@ -87,6 +88,9 @@ class Rescue(object):
 
     def _disks(self, context, instance, image_meta, image_id, network_info,
                rescue_password, block_device_info):
+        """(the InstanceDisks of the original's disks, with the rescue
+        config drive still to make; the rescue domain's disks)
+        """
         props = image_meta.properties
         rescue_base = self._cache.fetch_image(context, image_id,
                                               instance.trusted_certs)
@@ -109,8 +113,8 @@ class Rescue(object):
         others = (original.ephemerals(block_device_info) +
                   original.swap(block_device_info) + volumes
                   if stable else [])
-        return domain.rescue_disks(rescue_disk, root, others, config_drive,
-                                   props)
+        return original, domain.rescue_disks(rescue_disk, root, others,
+                                             config_drive, props)
 
     def unrescue(self, context, instance):
         network_info = instance.get_network_info()
@@ -125,8 +129,11 @@ class Rescue(object):
                 context, instance, network_info,
                 driver.get_block_device_info(instance, bdms))
         else:
-            self._lifecycle.create(instance, xml, network_info,
-                                   wait_for_vifs=False)
+            # the original's addresses, not the rescue guest's
+            self._lifecycle.create(
+                instance, xml, network_info, wait_for_vifs=False,
+                before_start=self._lifecycle.describe_devices(context,
+                                                              instance))
         disks_mod.remove_rescue_files(self._layout, instance)
 
     def _saved_original(self, instance):

@@ -261,11 +261,13 @@ class Resize(object):
                         'earlier resize left', directory, resize_dir,
                         instance=instance)
         self._layout.remove_probes(instance.uuid)
-        _disks, xml = self._lifecycle.domain_xml(
+        disks_made, xml = self._lifecycle.domain_xml(
             context, instance, instance.image_meta, network_info or [],
             block_device_info)
-        self._lifecycle.create(instance, xml, network_info or [], power_on,
-                               wait_for_vifs=False)
+        self._lifecycle.create(
+            instance, xml, network_info or [], power_on, wait_for_vifs=False,
+            before_start=self._lifecycle.describe_devices(
+                context, instance, disks_made))
         LOG.info('Resize reverted', instance=instance)
 
     # -- the destination ------------------------------------------------
@@ -290,11 +292,14 @@ class Resize(object):
             bring_disks(self._cache, instance)
             if resize_instance:
                 self._grow(instance)
-            _disks, xml = self._lifecycle.domain_xml(
+            disks_made, xml = self._lifecycle.domain_xml(
                 context, instance, image_meta, network_info or [],
                 block_device_info)
-            self._lifecycle.create(instance, xml, network_info or [],
-                                   power_on, wait_for_vifs=False)
+            self._lifecycle.create(
+                instance, xml, network_info or [], power_on,
+                wait_for_vifs=False,
+                before_start=self._lifecycle.describe_devices(
+                    context, instance, disks_made))
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.error('Resize failed on the destination; a hard reboot '

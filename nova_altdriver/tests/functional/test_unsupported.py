@@ -194,16 +194,6 @@ class InterfaceTest(UnsupportedTestCase):
         self.assertUnchanged(self.server)
         self.assertStillWorks(self.server)
 
-    def test_a_tagged_attach_is_refused_up_front(self):
-        other = self.neutron_port(mac='fa:16:3e:00:56:78')
-        text = self.refused(400, self.api.attach_interface, self.server['id'],
-                            {'interfaceAttachment': {'port_id': other['id'],
-                                                     'tag': 'data'}})
-        self.assertIn('Tagged network interface attachment is not '
-                      'supported', text)
-        self.assertEqual([self.port['id']], self.cached_ports())
-        self.assertUnchanged(self.server)
-
     def test_a_detach_libvirt_refuses_keeps_the_port(self):
         self.api.detach_interface(self.server['id'], self.port['id'])
         self.assertRefusedEvent(

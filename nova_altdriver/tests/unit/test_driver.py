@@ -3,6 +3,7 @@ import uuid
 
 import fixtures
 import libvirt
+from lxml import etree
 from nova.compute import power_state
 from nova.compute import provider_tree
 from nova.console import type as ctype
@@ -330,3 +331,72 @@ class SpiceConsoleTest(base.TestCase):
             self.instance, builders.image_meta(), []))
         self.assertRaises(exception.ConsoleTypeUnavailable,
                           self.driver.get_spice_console, None, self.instance)
+
+
+class PluggingDomain(object):
+    """A running domain that takes the devices attached to it, at the PCI
+    address QEMU would give the first (libvirt's test driver attaches
+    none).
+    """
+
+    def __init__(self):
+        self.devices = etree.Element('devices')
+
+    def UUIDString(self):
+        return builders.INSTANCE_UUID
+
+    def isActive(self):
+        return True
+
+    def attachDeviceFlags(self, xml, flags):
+        device = etree.fromstring(xml)
+        etree.SubElement(device, 'address', type='pci', domain='0x0000',
+                         bus='0x00', slot='0x07', function='0x0')
+        self.devices.append(device)
+
+    def XMLDesc(self, flags):
+        return '<domain>%s</domain>' % etree.tostring(
+            self.devices, encoding='unicode')
+
+
+class TaggedAttachTest(base.TestCase):
+    """An attach describes the device for the metadata service (nova's
+    records of the instance's ports and volumes are its database's).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.guest = guest_mod.Guest(PluggingDomain())
+        self.useFixture(fixtures.MockPatchObject(
+            self.driver.host, 'get_guest', return_value=self.guest))
+        self.vif = builders.vif('tap')
+        self.vifs = self.useFixture(fixtures.MockPatchObject(
+            objects.VirtualInterfaceList, 'get_by_instance_uuid',
+            return_value=[objects.VirtualInterface(
+                address=self.vif['address'], tag='data')])).mock
+        self.useFixture(fixtures.MockPatchObject(
+            objects.BlockDeviceMappingList, 'get_by_instance_uuid',
+            return_value=[]))
+        self.save = self.useFixture(fixtures.MockPatchObject(
+            objects.Instance, 'save')).mock
+        self.instance = builders.instance()
+
+    def test_a_tagged_interface_at_its_address(self):
+        self.driver.attach_interface(None, self.instance,
+                                     builders.image_meta(), self.vif)
+        nic, = self.instance.device_metadata.devices
+        self.assertEqual((self.vif['address'], ['data'], '0000:00:07.0'),
+                         (nic.mac, nic.tags, nic.bus.address))
+        self.save.assert_called_once_with()
+
+    def test_an_attach_it_cannot_describe_is_undone(self):
+        self.vifs.side_effect = exception.NovaException('database gone')
+        detach = self.useFixture(fixtures.MockPatchObject(
+            self.driver._interfaces, 'detach')).mock
+        self.assertRaises(exception.NovaException,
+                          self.driver.attach_interface, None, self.instance,
+                          builders.image_meta(), self.vif)
+        detach.assert_called_once_with(self.instance, self.vif)
+        self.save.assert_not_called()
