@@ -8,8 +8,8 @@ URL is what `openstack console url show --serial` gives: the proxy's
 websocket with the console's token in its query. The proxy passes the
 websocket on to the guest's first TCP serial port, its ttyS0; what the
 guest prints there from then on arrives as binary messages. Prints the
-first line matching the regular expression PATTERN; exits non-zero, saying
-why, when none comes within the time.
+first whole line matching the regular expression PATTERN; exits non-zero,
+saying why, when none comes within the time.
 """
 
 import re
@@ -37,7 +37,9 @@ def main():
                 sys.exit('the proxy closed the connection after %r'
                          % received[-200:])
             received += data
-            for line in received.decode('utf-8', 'replace').splitlines():
+            # whole lines only: a message may end amid one
+            lines = received.decode('utf-8', 'replace').split('\n')[:-1]
+            for line in lines:
                 if pattern.search(line):
                     print(line.strip())
                     return 0
