@@ -12,11 +12,13 @@ nova's in-tree libvirt driver builds it.
 from nova import block_device
 from nova import objects
 
+# nova's bus objects by name: nova.objects has them only once nova-compute
+# registered its objects, after this module may be imported
 _BUSES = {
-    'pci': objects.PCIDeviceBus,
-    'ide': objects.IDEDeviceBus,
-    'scsi': objects.SCSIDeviceBus,
-    'usb': objects.USBDeviceBus,
+    'pci': 'PCIDeviceBus',
+    'ide': 'IDEDeviceBus',
+    'scsi': 'SCSIDeviceBus',
+    'usb': 'USBDeviceBus',
 }
 
 
@@ -24,7 +26,7 @@ def _bus(address):
     """The nova bus object of a guest.DeviceAddress (None: no bus)."""
     if address is None:
         return None
-    bus = _BUSES[address.bus]()
+    bus = getattr(objects, _BUSES[address.bus])()
     if address.address is not None:
         bus.address = address.address
     return bus

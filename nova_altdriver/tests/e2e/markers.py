@@ -16,6 +16,7 @@ prints those fields of the latest boot (Boot's attributes: ready,
 bootcount, net_ip, uptime, ...), one a line, empty when not known.
 """
 
+import json
 import sys
 
 PREFIX = 'ALTDRIVER-'
@@ -41,6 +42,8 @@ class Boot(object):
         self.passwords = []     # PASSWORD: (user, crypted) as it changed
         self.fsfreeze = []      # FSFREEZE: the agent's freeze and thaw
         self.nmis = 0           # NMI: the NMIs it took since it booted
+        self.pci = {}           # PCI: {MAC or disk: its PCI address}
+        self.metadata = None    # METADATA: meta_data.json, with device tags
 
     @property
     def uptime(self):
@@ -102,6 +105,13 @@ def boots(text):
             boot.passwords.append(tuple(words[0].split('=', 1)))
         elif name == 'FSFREEZE' and words:
             boot.fsfreeze.append(words[0])
+        elif name == 'PCI':
+            boot.pci = dict(w.split('=', 1) for w in words if '=' in w)
+        elif name == 'METADATA':
+            try:
+                boot.metadata = json.loads(rest)
+            except ValueError:
+                pass  # a line torn by other output
         elif name == 'NMI' and words:
             count = words[0].partition('count=')[2]
             if count.isdigit():

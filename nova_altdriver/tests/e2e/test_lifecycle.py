@@ -11,6 +11,7 @@ from lxml import etree
 from nova.console import serial
 from nova import context as nova_context
 from nova import objects
+from nova import utils
 
 from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import markers
@@ -204,6 +205,32 @@ class NetworkTest(base.TestCase):
         self.assertIn('ALTDRIVER-NICS eth0=fa:16:3e:00:12:34', console)
         tap = 'tap' + port['id'][:11]
         self.assertAnswersPing(self.host_side(tap), tap, port['mac_address'])
+
+    def test_tagged_devices_are_where_the_guest_finds_them(self):
+        # (API 2.42: tags at boot) a tagged port and a tagged ephemeral disk
+        port = self.neutron_port('tap')
+        with utils.temporary_mutation(self.api, microversion='2.42'):
+            server = self.boot(
+                self.image_id, self.small_flavor(ephemeral=1),
+                networks=[{'port': port['id'], 'tag': 'uplink'}],
+                config_drive=True, block_device_mapping_v2=[
+                    {'boot_index': 0, 'uuid': self.image_id,
+                     'source_type': 'image', 'destination_type': 'local'},
+                    {'boot_index': -1, 'source_type': 'blank',
+                     'destination_type': 'local', 'volume_size': 1,
+                     'tag': 'scratch'}])
+        boot = markers.latest(self.wait_for_guest(server, 'ALTDRIVER-READY'))
+        # The config drive's metadata says where each tagged device is; the
+        # guest finds it there on its PCI bus.
+        devices = {tuple(d['tags']): d for d in boot.metadata['devices']}
+        self.assertEqual({('uplink',), ('scratch',)}, set(devices))
+        nic, disk = devices[('uplink',)], devices[('scratch',)]
+        self.assertEqual(('nic', port['mac_address'], 'pci'),
+                         (nic['type'], nic['mac'], nic['bus']))
+        self.assertEqual(boot.pci[port['mac_address']], nic['address'])
+        self.assertEqual(('disk', 'pci'), (disk['type'], disk['bus']))
+        self.assertEqual(boot.pci['vdb'], disk['address'])
+        self.assertNotEqual(nic['address'], disk['address'])
 
     def test_a_port_attached_and_detached_while_the_guest_runs(self):
         first = self.neutron_port('tap')

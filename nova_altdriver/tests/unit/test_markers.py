@@ -92,6 +92,18 @@ class BootsTest(testtools.TestCase):
             'ALTDRIVER-BOOT uptime=1.1\r\n')
         self.assertEqual((3, 0), (first.nmis, second.nmis))
 
+    def test_where_the_guest_finds_its_devices_and_their_tags(self):
+        boot, = markers.boots(
+            'ALTDRIVER-BOOT uptime=1.2\r\n'
+            'ALTDRIVER-METADATA {"uuid": "u", "devices": [{"type": "nic", '
+            '"bus": "pci", "address": "0000:00:03.0", "tags": ["a"]}]}\r\n'
+            'ALTDRIVER-PCI fa:16:3e:00:12:34=0000:00:03.0 vda=0000:00:04.0\r\n'
+            'ALTDRIVER-METADATA {"torn\r\n')
+        self.assertEqual({'fa:16:3e:00:12:34': '0000:00:03.0',
+                          'vda': '0000:00:04.0'}, boot.pci)
+        self.assertEqual(['a'], boot.metadata['devices'][0]['tags'])
+        self.assertIsNone(markers.latest(CONSOLE).metadata)
+
     def test_the_link_local_address_of_a_mac(self):
         self.assertEqual('fe80::f816:3eff:fe00:1234',
                          markers.link_local('fa:16:3e:00:12:34'))
