@@ -191,6 +191,11 @@ class NetworkTest(base.TestCase):
             libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)).findall(
                 'devices/interface/mac')]
 
+    def device_metadata(self, server):
+        return objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'],
+            expected_attrs=['device_metadata']).device_metadata
+
     def cached_ports(self, server):
         """The ports nova's network info of the server lists."""
         instance = objects.Instance.get_by_uuid(
@@ -239,10 +244,21 @@ class NetworkTest(base.TestCase):
         self.wait_for_guest(server, 'ALTDRIVER-READY')
         macs = [first['mac_address']]
 
+        # tagged (API 2.49): nova's device metadata gives the address where
+        # the guest finds the new NIC
         second = self.neutron_port('tap', mac='fa:16:3e:00:56:78')
-        self.api.attach_interface(
-            server['id'], {'interfaceAttachment': {'port_id': second['id']}})
+        with utils.temporary_mutation(self.api, microversion='2.49'):
+            self.api.attach_interface(server['id'], {'interfaceAttachment': {
+                'port_id': second['id'], 'tag': 'hot'}})
         self.wait_for_nics(server, macs + [second['mac_address']])
+        self._wait_for_assert(lambda: self.assertIn(
+            second['mac_address'], markers.latest(self.console(server)).pci),
+            max_retries=self.STATE_WAIT_RETRIES)
+        tagged, = self.device_metadata(server).devices
+        self.assertEqual((second['mac_address'], ['hot']),
+                         (tagged.mac, tagged.tags))
+        self.assertEqual(markers.latest(self.console(server)).pci[
+            second['mac_address']], tagged.bus.address)
         tap = 'tap' + second['id'][:11]
         self.assertAnswersPing(self.host_side(tap), tap,
                                second['mac_address'])
@@ -264,6 +280,7 @@ class NetworkTest(base.TestCase):
             max_retries=self.STATE_WAIT_RETRIES)
         self.assertEqual(macs, self.nics(server))
         self.assertEqual(macs, self.nics(server, inactive=True))
+        self.assertIsNone(self.device_metadata(server))  # its tag went too
 
         # a port Neutron deletes: nova has the guest let it go and forgets it
         self.neutron.delete_port(first['id'])
