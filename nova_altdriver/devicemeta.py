@@ -11,6 +11,10 @@ nova's in-tree libvirt driver builds it.
 
 from nova import block_device
 from nova import objects
+from oslo_log import log as logging
+from oslo_utils import excutils
+
+LOG = logging.getLogger(__name__)
 
 # nova's bus objects by name: nova.objects has them only once nova-compute
 # registered its objects, after this module may be imported
@@ -86,3 +90,34 @@ def refresh(context, instance, guest, inactive=False):
             context, instance.uuid),
         objects.BlockDeviceMappingList.get_by_instance_uuid(
             context, instance.uuid))
+
+
+def describe_attached(host, context, instance, undo):
+    """instance's device metadata, saved, with the device just hot-plugged
+    (its tag and address: the metadata service shows it at once). Failing
+    that, undo() takes the device out again, as the in-tree driver does,
+    so that nova's failed attach leaves no device in the guest.
+    """
+    try:
+        refresh(context, instance, host.get_guest(instance))
+        instance.save()
+    except Exception:
+        with excutils.save_and_reraise_exception():
+            LOG.exception('Could not describe the device just attached; '
+                          'detaching it', instance=instance)
+            undo()
+
+
+def forget_detached(host, context, instance):
+    """instance's device metadata, saved, without the interface just
+    unplugged (nova's manager drops a volume's entry itself, by its serial,
+    after detach_volume). Best effort: the detach stands.
+    """
+    try:
+        guest = host.find_guest(instance.uuid)
+        if guest is not None:
+            refresh(context, instance, guest)
+            instance.save()
+    except Exception as e:
+        LOG.warning('Could not remove the detached interface from the '
+                    'device metadata: %s', e, instance=instance)

@@ -15,7 +15,6 @@ from nova.virt import driver
 from nova.virt import node
 from oslo_concurrency import processutils
 from oslo_log import log as logging
-from oslo_utils import excutils
 
 from nova_altdriver import agent
 from nova_altdriver import conf
@@ -228,38 +227,13 @@ class AltDriver(driver.ComputeDriver):
 
     def attach_interface(self, context, instance, image_meta, vif):
         self._interfaces.attach(instance, image_meta, vif)
-        self._describe_attached(context, instance,
-                                undo=lambda: self._interfaces.detach(
-                                    instance, vif))
+        devicemeta.describe_attached(
+            self.host, context, instance,
+            undo=lambda: self._interfaces.detach(instance, vif))
 
     def detach_interface(self, context, instance, vif):
         self._interfaces.detach(instance, vif)
-        # the NIC's tag goes with it (nova's manager drops a volume's
-        # itself, by its serial, after detach_volume)
-        try:
-            guest = self.host.find_guest(instance.uuid)
-            if guest is not None:
-                devicemeta.refresh(context, instance, guest)
-                instance.save()
-        except Exception as e:  # the NIC is gone: the detach stands
-            LOG.warning('Could not remove the detached interface from the '
-                        'device metadata: %s', e, instance=instance)
-
-    def _describe_attached(self, context, instance, undo):
-        """instance's device metadata, saved, with the device just attached
-        (its tag, its address: the metadata service shows it). Failing
-        that, undo() takes the device out again, as the in-tree driver
-        does, so that nova's failed attach leaves no device in the guest.
-        """
-        try:
-            devicemeta.refresh(context, instance,
-                               self.host.get_guest(instance))
-            instance.save()
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                LOG.exception('Could not describe the device just attached; '
-                              'detaching it', instance=instance)
-                undo()
+        devicemeta.forget_detached(self.host, context, instance)
 
     def get_console_output(self, context, instance):
         return self._lifecycle.console_output(instance)
@@ -350,9 +324,10 @@ class AltDriver(driver.ComputeDriver):
                       disk_bus=None, device_type=None, encryption=None):
         self._volumes.attach(connection_info, instance, mountpoint,
                              disk_bus, device_type, encryption)
-        self._describe_attached(context, instance,
-                                undo=lambda: self._volumes.detach(
-                                    connection_info, instance, mountpoint))
+        devicemeta.describe_attached(
+            self.host, context, instance,
+            undo=lambda: self._volumes.detach(connection_info, instance,
+                                              mountpoint))
 
     def detach_volume(self, context, connection_info, instance, mountpoint,
                       encryption=None):
