@@ -4,7 +4,8 @@
 #   unit        libvirt's built-in test driver, no daemon
 #   functional  nova's functional harness (real API, conductor, scheduler,
 #               compute manager, Placement) over the test driver
-#   e2e         the same harness against the real libvirtd + QEMU (TCG)
+#   e2e         the same harness against a real libvirtd + QEMU (TCG): a
+#               libvirtd of the tier's own, not the system one
 # Usage: tools/run-tests.sh [tier ...]   (default: all, in this order:
 #   pep8 docs unit functional e2e)
 set -euo pipefail
@@ -32,6 +33,18 @@ count() {  # adds the totals of stestr's last run
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 }
 
+# The end-to-end tier's main libvirtd: one of its own (tools/second-libvirtd.sh)
+# unless ALTDRIVER_E2E_URI names one. The tests restart it and count its
+# guests; the system daemon and its guests (the all-in-one's) stay out of it,
+# so the tier may run while the all-in-one does.
+e2e_libvirtd() {
+    [ -z "${ALTDRIVER_E2E_URI:-}" ] || return 0
+    ALTDRIVER_E2E_LIBVIRTD_DIR=$(mktemp -d /var/tmp/altdriver-e2e-libvirtd.XXXXXX)
+    trap 'bash tools/second-libvirtd.sh remove "$ALTDRIVER_E2E_LIBVIRTD_DIR"' EXIT
+    ALTDRIVER_E2E_URI=$(bash tools/second-libvirtd.sh start "$ALTDRIVER_E2E_LIBVIRTD_DIR")
+    export ALTDRIVER_E2E_URI ALTDRIVER_E2E_LIBVIRTD_DIR
+}
+
 for tier in "${tiers[@]}"; do
     log "=== $tier"
     case $tier in
@@ -48,6 +61,7 @@ for tier in "${tiers[@]}"; do
         e2e)
             # volumes: Ceph RBD through QEMU's librbd
             bash tools/ceph/ceph.sh up
+            e2e_libvirtd
             # One real libvirtd and QEMU on 2 cores: one test at a time.
             stestr --test-path ./nova_altdriver/tests/e2e run --serial || status=1
             count ;;

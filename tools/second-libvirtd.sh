@@ -7,6 +7,8 @@
 #   second-libvirtd.sh start DIR [ADDR [HOSTNAME]]
 #                                        prints the URI of the new daemon
 #   second-libvirtd.sh stop DIR          stops the daemons started in DIR
+#   second-libvirtd.sh remove DIR        destroys and undefines its guests,
+#                                        stops the daemons, removes DIR
 #
 # With ADDR (a loopback address such as 127.0.0.2) the daemon also accepts
 # other libvirt daemons' and nova-computes' connections for migrations at
@@ -24,6 +26,7 @@ cmd=${1:?start or stop}
 dir=${2:?state directory}
 addr=${3:-}
 hostname=${4:-}
+uri="qemu+unix:///system?socket=$dir/run/libvirt-sock"
 
 case $cmd in
 start)
@@ -37,6 +40,13 @@ start)
     [ -s "$dir/host_uuid" ] || cat /proc/sys/kernel/random/uuid >"$dir/host_uuid"
     echo "host_uuid = \"$(cat "$dir/host_uuid")\"" >>"$dir/etc/libvirtd.conf"
     listen=
+    # Guests' VNC and SPICE servers, clear of the system daemon's (5900 up)
+    # and of Ceph's 6800-7300: each daemon only knows its own ports (it
+    # probes a port when it picks it, but QEMU binds it later: two daemons
+    # starting guests at once could pick the same one). Daemons without an
+    # address share 7920-7999 (one test's hosts; an address's own range
+    # below ends at 7911).
+    display=7920 display_count=80
     if [ -n "$addr" ]; then
         [[ $addr == 127.* ]] || die "listen address $addr is not loopback"
         listen=--listen
@@ -50,16 +60,14 @@ start)
         printf '%s\n' "migration_address = \"$addr\"" \
             "migration_host = \"$addr\"" "migration_port_min = $first" \
             "migration_port_max = $((first + 63))" >>"$dir/etc/qemu.conf"
-        # guests' VNC servers: the system daemon allocates from 5900 up,
-        # and each daemon only knows its own ports (it probes a port when
-        # it picks it, but QEMU binds it later: two daemons starting guests
-        # at once could pick the same one); 32 ports of its own, from the
-        # last octet: 127.0.0.4 -> 7528, clear of Ceph's 6800-7300
-        first=$((7400 + 32 * (${addr##*.} % 16)))
-        sed -i '/^\s*remote_display_port_\(min\|max\)/d' "$dir/etc/qemu.conf"
-        printf '%s\n' "remote_display_port_min = $first" \
-            "remote_display_port_max = $((first + 31))" >>"$dir/etc/qemu.conf"
+        # guests' VNC and SPICE servers: 32 ports of this address's own,
+        # from the last octet: 127.0.0.4 -> 7528
+        display=$((7400 + 32 * (${addr##*.} % 16))) display_count=32
     fi
+    sed -i '/^\s*remote_display_port_\(min\|max\)/d' "$dir/etc/qemu.conf"
+    printf '%s\n' "remote_display_port_min = $display" \
+        "remote_display_port_max = $((display + display_count - 1))" \
+        >>"$dir/etc/qemu.conf"
     uts=
     [ -z "$hostname" ] || uts="-u"
     unshare -m $uts --propagation private bash -c "
@@ -73,7 +81,6 @@ start)
         virtlogd -d -p '$dir/virtlogd.pid'
         libvirtd -d $listen -p '$dir/libvirtd.pid'
     "
-    uri="qemu+unix:///system?socket=$dir/run/libvirt-sock"
     for _ in $(seq 1 120); do
         virsh -c "$uri" version >/dev/null 2>&1 && { echo "$uri"; exit 0; }
         sleep 0.5
@@ -92,5 +99,14 @@ stop)
         done
     done
     ;;
-*) die "usage: $0 start|stop DIR" ;;
+remove)
+    # (a stopped libvirtd leaves its QEMUs running)
+    for uuid in $(virsh -c "$uri" list --all --uuid 2>/dev/null); do
+        virsh -c "$uri" destroy "$uuid" >/dev/null 2>&1 || true
+        virsh -c "$uri" undefine --managed-save --nvram "$uuid" >/dev/null 2>&1 || true
+    done
+    "$0" stop "$dir"
+    rm -rf "$dir"
+    ;;
+*) die "usage: $0 start|stop|remove DIR" ;;
 esac

@@ -20,6 +20,9 @@ from nova.console import serial
 from nova_altdriver.tests.functional import base
 
 URI = os.environ.get('ALTDRIVER_E2E_URI', 'qemu:///system')
+# The state directory of the main libvirtd when it is one of
+# tools/second-libvirtd.sh's (tools/run-tests.sh starts one), else None.
+LIBVIRTD_DIR = os.environ.get('ALTDRIVER_E2E_LIBVIRTD_DIR')
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__))))), 'tools', 'guest-image')
 GUEST_DIR = os.environ.get('ALTDRIVER_GUEST_DIR')
@@ -227,21 +230,28 @@ def _remove_every_domain(uri):
         conn.close()
 
 
-def restart_libvirtd(pid_file='/run/libvirtd.pid', start=('libvirtd', '-d'),
-                     uri=URI):
-    """Restarts a libvirtd (by default the main one) as an operator's
-    package upgrade would; running guests survive, open connections break.
+def restart_libvirtd(state_dir=LIBVIRTD_DIR, uri=URI):
+    """Restarts a libvirtd as an operator's package upgrade would; running
+    guests survive, open connections break. state_dir: that of a daemon
+    of tools/second-libvirtd.sh (by default the main one's; None: the
+    system daemon), which restarts in its mount namespace, without a TCP
+    listener.
     """
+    if state_dir is None:
+        pid_file, start = '/run/libvirtd.pid', ['libvirtd', '-d']
+    else:
+        pid_file = os.path.join(state_dir, 'libvirtd.pid')
+        start = ['nsenter', '-t', _pid_of(state_dir, 'virtlogd'), '-m',
+                 'libvirtd', '-d', '-p', pid_file]
     # The daemon of that pid file only: other tests' daemons live on.
-    with open(pid_file) as f:
-        pid = int(f.read())
+    pid = int(_pid_of(os.path.dirname(pid_file), 'libvirtd'))
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     while os.path.exists('/proc/%d' % pid):
         if time.monotonic() > deadline:
             raise RuntimeError('libvirtd did not stop')
         time.sleep(0.2)
-    subprocess.run(list(start), check=True)
+    subprocess.run(start, check=True)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -251,3 +261,18 @@ def restart_libvirtd(pid_file='/run/libvirtd.pid', start=('libvirtd', '-d'),
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _pid_of(state_dir, daemon):
+    with open(os.path.join(state_dir, daemon + '.pid')) as f:
+        return f.read().strip()
+
+
+def libvirtd_path(path, state_dir=LIBVIRTD_DIR):
+    """Where this process finds a path of the (main) libvirtd's files: a
+    daemon of tools/second-libvirtd.sh keeps /var/lib/libvirt and the
+    like in its own mount namespace.
+    """
+    if state_dir is None:
+        return path
+    return '/proc/%s/root%s' % (_pid_of(state_dir, 'virtlogd'), path)

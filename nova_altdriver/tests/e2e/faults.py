@@ -536,16 +536,9 @@ class PrivateLibvirtd(fixtures.Fixture):
         self.addCleanup(subprocess.run, [script, 'stop', self.state],
                         capture_output=True)
 
-    def _pid(self, name):
-        with open(os.path.join(self.state, name + '.pid')) as f:
-            return int(f.read())
-
     def restart(self):
         """libvirtd only, in its mount namespace (virtlogd lives on)."""
-        pid_file = os.path.join(self.state, 'libvirtd.pid')
-        base.restart_libvirtd(
-            pid_file, ['nsenter', '-t', str(self._pid('virtlogd')), '-m',
-                       'libvirtd', '-d', '-p', pid_file], self.uri)
+        base.restart_libvirtd(self.state, self.uri)
 
 
 # -- what the guest said --------------------------------------------------

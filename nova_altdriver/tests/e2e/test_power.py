@@ -107,7 +107,8 @@ class PowerTest(base.TestCase):
             os_shutdown_timeout=2), self.flavor)
         nvram = self.domain(server).XMLDesc()
         nvram = nvram[nvram.index('<nvram'):]
-        nvram = nvram[nvram.index('>') + 1:nvram.index('</nvram>')]
+        nvram = base.libvirtd_path(
+            nvram[nvram.index('>') + 1:nvram.index('</nvram>')])
         inode = os.stat(nvram).st_ino
 
         self._stop_server(server)
