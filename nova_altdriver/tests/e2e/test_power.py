@@ -71,6 +71,18 @@ class PowerTest(base.TestCase):
         self.read_serial_port(self.serial_port(self.compute, server),
                               'ALTDRIVER-TICK')
 
+        # Soft delete (reclaim_instance_interval) powers the guest off
+        # hard, as nova does for drivers without a soft delete of their
+        # own; restore boots it again from its disk.
+        self.flags(reclaim_instance_interval=3600)
+        self.api.delete_server(server['id'])
+        self._wait_for_state_change(server, 'SOFT_DELETED')
+        self.assertEqual(libvirt.VIR_DOMAIN_SHUTOFF,
+                         self.domain(server).state()[0])
+        self.api.post_server_action(server['id'], {'restore': None})
+        self._wait_for_state_change(server, 'ACTIVE')
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=5')
+
     @staticmethod
     def _last_tick(console):
         return markers.latest(console).uptime or 0.0
