@@ -642,6 +642,17 @@ s_serial_console() {
     log "serial console: $line"
 }
 
+# the SPICE console through nova-spicehtml5proxy: the HTML5 client's page,
+# and its websocket to the guest's SPICE server, which answers a client's
+# link message
+s_spice_console() {
+    local url out
+    url=$(osc console url show --spice "$SERVER" -f value -c url) || return 1
+    log "SPICE console at ${url%%\?*}"
+    out=$(python3 "$AIO_DIR/spice_console.py" "$url") || return 1
+    log "$out"
+}
+
 # change admin password, through the guest's QEMU agent: root's new hash
 # shows on the guest's console, made of the password given
 s_password() {
@@ -827,6 +838,7 @@ if step "server create (boot)" s_boot; then
         step "server remove port" s_port_remove
     fi
     step "console url show --serial" s_serial_console
+    step "console url show --spice" s_spice_console
     step "server dump create (NMI)" s_dump
     step "server set --password" s_password
     step "delete" s_delete
