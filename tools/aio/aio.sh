@@ -528,7 +528,7 @@ cmd_up() {
 
 cmd_status() {
     local s pid rc=0 rss total=0
-    printf '%-17s %-8s %-10s %s\n' service pid rss_MiB answer
+    printf '%-20s %-8s %-10s %s\n' service pid rss_MiB answer
     for s in "${SERVICES[@]}"; do
         if pid=$(pid_of "$s"); then
             # RSS of the process and all its descendants
@@ -548,10 +548,10 @@ cmd_status() {
                 ovs-vsctl --timeout=5 br-exists "$BRIDGE" && ans="$BRIDGE up" \
                     || { ans="NO $BRIDGE"; rc=1; }
             fi
-            printf '%-17s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
+            printf '%-20s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
         else
             [ "$s" = epmd ] && continue
-            printf '%-17s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
+            printf '%-20s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
         fi
     done
     # Ceph's daemons, as ceph.sh status lists them, and the cluster's health
@@ -563,9 +563,9 @@ cmd_status() {
             total=$((total + rss))
             [ "$d" = mon.a ] && state=${health:-"NO HEALTH"}
         fi
-        printf '%-17s %-8s %-10s %s\n' "ceph-$d" "$pid" "$rss" "$state"
+        printf '%-20s %-8s %-10s %s\n' "ceph-$d" "$pid" "$rss" "$state"
     done < <(sed -n '2,4p' <<<"$out")
-    printf '%-17s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
+    printf '%-20s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
     return $rc
 }
 
