@@ -129,6 +129,19 @@ wait_boot() {
     return 1
 }
 
+# wait_marker SERVER FIELD [VALUE]: waits until FIELD of the guest's latest
+# boot (one of latest's: nmis, root_password...) is VALUE, or without VALUE
+# until it has one; prints it
+wait_marker() {
+    local end=$((SECONDS + WAIT)) value
+    while value=$(latest "$1" "$2"); [ -z "$value" ] || [ "$value" != "${3:-$value}" ]; do
+        [ $SECONDS -lt $end ] ||
+            { log "the guest's $2 is '$value' after $WAIT s, not '${3:-anything}'"; return 1; }
+        sleep 2
+    done
+    echo "$value"
+}
+
 # the guest keeps printing ALTDRIVER-TICK (its uptime) every 2 s while it runs
 ticks_advance() {
     local a b
@@ -622,12 +635,8 @@ s_port_remove() {
 # trigger_crash_dump (2.17): an NMI, which the guest's kernel logs (and would
 # dump or panic on if told to); it takes one and runs on
 s_dump() {
-    local end=$((SECONDS + WAIT)) n
-    osc --os-compute-api-version 2.17 server dump create "$SERVER" || return 1
-    while n=$(latest "$SERVER" nmis); [ "$n" != 1 ]; do
-        [ $SECONDS -lt $end ] || { log "the guest took ${n:-no} NMIs, not 1"; return 1; }
-        sleep 2
-    done
+    osc --os-compute-api-version 2.17 server dump create "$SERVER" &&
+        wait_marker "$SERVER" nmis 1 >/dev/null || return 1
     log "console: ALTDRIVER-NMI count=1"
     wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
 }
@@ -656,12 +665,9 @@ s_spice_console() {
 # change admin password, through the guest's QEMU agent: root's new hash
 # shows on the guest's console, made of the password given
 s_password() {
-    local pw='Tour pass:w0rd' end=$((SECONDS + WAIT)) crypted salt
-    osc server set --password "$pw" "$SERVER" || return 1
-    while crypted=$(latest "$SERVER" root_password); [ -z "$crypted" ]; do
-        [ $SECONDS -lt $end ] || { log "no ALTDRIVER-PASSWORD on the console"; return 1; }
-        sleep 2
-    done
+    local pw='Tour pass:w0rd' crypted salt
+    osc server set --password "$pw" "$SERVER" &&
+        crypted=$(wait_marker "$SERVER" root_password) || return 1
     salt=$(cut -d'$' -f3 <<<"$crypted")
     [ "$(openssl passwd -6 -salt "$salt" -stdin <<<"$pw")" = "$crypted" ] ||
         { log "root's hash $crypted is not that of the password given"; return 1; }
