@@ -76,15 +76,19 @@ CEPH_CONF=/etc/ceph/ceph.conf
 # daemons are tools/ceph/ceph.sh's.
 SERVICES=(mariadb epmd rabbitmq keystone cinder-volume placement glance
           ovsdb-server ovs-vswitchd neutron nova-api nova-conductor
-          nova-scheduler nova-novncproxy nova-serialproxy libvirt-tcp nova-compute
+          nova-scheduler nova-novncproxy nova-serialproxy nova-spicehtml5proxy
+          libvirt-tcp nova-compute
           virtlogd2 libvirtd2
           nova-compute2 cinder-api cinder-scheduler horizon)
 declare -A PORT=([mariadb]=3306 [rabbitmq]=5672 [keystone]=5000
                  [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774
                  [cinder-api]=8776 [horizon]=8080 [libvirt-tcp]=16509
-                 [nova-novncproxy]=6080 [nova-serialproxy]=6083)
-# noVNC's pages (Debian's novnc), which nova-novncproxy serves
+                 [nova-novncproxy]=6080 [nova-serialproxy]=6083
+                 [nova-spicehtml5proxy]=6082)
+# noVNC's pages (Debian's novnc), which nova-novncproxy serves, and the
+# SPICE HTML5 client's (Debian's spice-html5), nova-spicehtml5proxy's
 NOVNC_WEB=/usr/share/novnc
+SPICE_WEB=/usr/share/spice-html5
 source "$AIO_DIR/network.sh"
 source "$AIO_DIR/horizon.sh"
 
@@ -163,7 +167,7 @@ stop_one() {
 install_aio_packages() {
     bash "$ALTDRIVER_TOP/tools/setup-host.sh"
     install_packages mariadb-server mariadb-client rabbitmq-server curl openvswitch-switch \
-        chromium chromium-driver socat novnc
+        chromium chromium-driver socat novnc spice-html5
 }
 
 # ---------------------------------------------------------------- config
@@ -172,12 +176,13 @@ install_aio_packages() {
 render() {
     (export STATE ETC LOGS RUN VENV PASSWORD KEYSTONE TRANSPORT_URL HOSTNAME_COMPUTE \
             HOSTNAME_COMPUTE2 LIBVIRT_URI LIBVIRT2_URI LIBVIRT_ADDR LIBVIRT2_ADDR BRIDGE OVS_DB_SOCK HORIZON_DIR \
-            AIO_DRIVER NOVNC_PORT SERIALPROXY_PORT
+            AIO_DRIVER NOVNC_PORT SERIALPROXY_PORT SPICEPROXY_PORT
      exec "$VENV/bin/python" "$AIO_DIR/render.py" "$AIO_DIR/etc/$1.in" "$2")
 }
 
 write_configs() {
     local NOVNC_PORT=${PORT[nova-novncproxy]} SERIALPROXY_PORT=${PORT[nova-serialproxy]}
+    local SPICEPROXY_PORT=${PORT[nova-spicehtml5proxy]}
     mkdir -p "$ETC"/{keystone,glance,placement,neutron/plugins/ml2,nova,cinder} "$LOGS" "$RUN" \
         "$STATE"/{mysql,rabbitmq,images,glance-staging,glance-tasks,instances,nova,nova2,neutron,locks} \
         "$STATE"/cinder/{conversion,locks,coordination}
@@ -482,6 +487,8 @@ cmd_up() {
     # the guests' serial consoles: a websocket each, passed on to the
     # guest's TCP serial port
     start nova-serialproxy "$VENV/bin/nova-serialproxy" "${nova[@]}"
+    # SPICE consoles: the HTML5 client's pages and its websocket
+    start nova-spicehtml5proxy "$VENV/bin/nova-spicehtml5proxy" "${nova[@]}" --web "$SPICE_WEB"
     start_libvirt_tcp
     start nova-compute env -u OS_NOVA_DISABLE_EVENTLET_PATCHING \
         "$VENV/bin/nova-compute" "${nova[@]}" --config-file "$ETC/nova/nova-compute.conf"
@@ -498,6 +505,7 @@ cmd_up() {
     wait_http nova-api http://127.0.0.1:8774/ 60
     wait_http nova-novncproxy "http://127.0.0.1:${PORT[nova-novncproxy]}/vnc_lite.html" 60
     wait_port nova-serialproxy "${PORT[nova-serialproxy]}" 60
+    wait_http nova-spicehtml5proxy "http://127.0.0.1:${PORT[nova-spicehtml5proxy]}/spice_auto.html" 60
     # the scheduler maps new compute hosts into cell1 by itself; both hosts
     # must be mapped and have reported since they started
     local i s hosts="('$HOSTNAME_COMPUTE', '$HOSTNAME_COMPUTE2')"
@@ -520,7 +528,7 @@ cmd_up() {
 
 cmd_status() {
     local s pid rc=0 rss total=0
-    printf '%-17s %-8s %-10s %s\n' service pid rss_MiB answer
+    printf '%-20s %-8s %-10s %s\n' service pid rss_MiB answer
     for s in "${SERVICES[@]}"; do
         if pid=$(pid_of "$s"); then
             # RSS of the process and all its descendants
@@ -540,10 +548,10 @@ cmd_status() {
                 ovs-vsctl --timeout=5 br-exists "$BRIDGE" && ans="$BRIDGE up" \
                     || { ans="NO $BRIDGE"; rc=1; }
             fi
-            printf '%-17s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
+            printf '%-20s %-8s %-10s %s\n' "$s" "$pid" "$rss" "$ans"
         else
             [ "$s" = epmd ] && continue
-            printf '%-17s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
+            printf '%-20s %-8s %-10s %s\n' "$s" - - "NOT RUNNING"; rc=1
         fi
     done
     # Ceph's daemons, as ceph.sh status lists them, and the cluster's health
@@ -555,9 +563,9 @@ cmd_status() {
             total=$((total + rss))
             [ "$d" = mon.a ] && state=${health:-"NO HEALTH"}
         fi
-        printf '%-17s %-8s %-10s %s\n' "ceph-$d" "$pid" "$rss" "$state"
+        printf '%-20s %-8s %-10s %s\n' "ceph-$d" "$pid" "$rss" "$state"
     done < <(sed -n '2,4p' <<<"$out")
-    printf '%-17s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
+    printf '%-20s %-8s %-10s %s\n' total '' "$total" '(guests not included)'
     return $rc
 }
 
@@ -567,7 +575,7 @@ cmd_down() {
     local s pids=()
     stop_one horizon
     for s in nova-compute nova-compute2 nova-scheduler nova-conductor nova-api nova-novncproxy \
-             nova-serialproxy cinder-volume cinder-scheduler cinder-api neutron glance placement keystone; do
+             nova-serialproxy nova-spicehtml5proxy cinder-volume cinder-scheduler cinder-api neutron glance placement keystone; do
         if [[ $s == nova-compute* ]]; then STOP_WAIT=45 stop_one $s & else stop_one $s & fi
         pids+=($!)
     done

@@ -33,8 +33,12 @@ VOL_BOOT=$P-boot-volume
 VOL_DATA=$P-data-volume
 VSERVER=$P-volume-server
 VSERVER2=$P-volume-server2
-# a port of its own on NETWORK, hot-plugged into SERVER
+# a port of its own on NETWORK, hot-plugged into SERVER; a network of the
+# tour's own (a project network: a VLAN of the physical one, sharing its
+# layer 2) and its subnet, which SERVER is added to and removed from
 PORT=$P-port
+NET2=$P-net
+NET2_CIDR=10.98.0.0/24
 WAIT=${TOUR_WAIT:-240}
 # NETWORK (aio.sh makes it; the host holds its gateway address) and BRIDGE
 source "$(dirname "$0")/network.sh"
@@ -127,6 +131,19 @@ wait_boot() {
     log "no new ALTDRIVER-READY bootcount=$2 on $1; last lines:"
     console "$1" | tail -8 >&2
     return 1
+}
+
+# wait_marker SERVER FIELD [VALUE]: waits until FIELD of the guest's latest
+# boot (one of latest's: nmis, root_password...) is VALUE, or without VALUE
+# until it has one; prints it
+wait_marker() {
+    local end=$((SECONDS + WAIT)) value
+    while value=$(latest "$1" "$2"); [ -z "$value" ] || [ "$value" != "${3:-$value}" ]; do
+        [ $SECONDS -lt $end ] ||
+            { log "the guest's $2 is '$value' after $WAIT s, not '${3:-anything}'"; return 1; }
+        sleep 2
+    done
+    echo "$value"
 }
 
 # the guest keeps printing ALTDRIVER-TICK (its uptime) every 2 s while it runs
@@ -286,6 +303,7 @@ s_cleanup() {  # one listing of each kind: a call costs seconds
         case $name in "$VOL_DATA"|"$VOL_BOOT") volume_delete "$v" </dev/null ;; esac
     done
     for v in $(osc port list --name "$PORT" -f value -c ID); do osc port delete "$v"; done
+    for v in $(osc network list --name "$NET2" -f value -c ID); do osc network delete "$v"; done
     images=$(osc image list -f value -c Name)
     for s in $IMAGE $RESCUE $RESCUE_STABLE $SNAP; do
         grep -qxF "$s" <<<"$images" || continue
@@ -578,40 +596,68 @@ domain_macs() {
     virsh -c "${URI_OF[$host]}" domiflist "$id" | awk 'NR > 2 && NF { print $5 }' | xargs
 }
 
-# A port of its own on the network, hot-plugged into the running guest
-# (on the second host by now): the guest lists a NIC more with the port's
-# MAC and brings it up; the host reaches its IPv6 link-local address
-# through the bridge, as every guest's
-PORT_MAC=
-s_port_add() {
+# on_bridge PORT_ID: the port's tap device (tap + the ID's beginning) is on
+# the bridge (grep reads the whole list, as in defined_on)
+on_bridge() { ovs-vsctl list-ports "$BRIDGE" | grep -x "tap${1:0:11}" >/dev/null; }
+# tap_left PORT_ID: that tap is neither on the bridge nor on the host
+tap_left() { ! on_bridge "$1" && [ ! -e "/sys/class/net/tap${1:0:11}" ]; }
+
+# nic_plugged SERVER PORT_ID MAC: the port went into the running guest: the
+# guest lists a NIC with its MAC (as many NICs as the domain on its host has
+# interfaces, this one among them), its tap is on the bridge, and the guest
+# brings the NIC up: the host reaches its IPv6 link-local address through
+# the bridge, as every guest's
+nic_plugged() {
     local ll i macs
-    PORT_MAC=$(osc port create --network "$NETWORK" "$PORT" -f value -c mac_address) &&
-        [ -n "$PORT_MAC" ] || return 1
-    log "port $PORT: $PORT_MAC"
-    osc server add port "$SERVER" "$PORT" && nic_change "$SERVER" "$PORT_MAC" + || return 1
-    [ "$(nics "$SERVER" | wc -w)" = 2 ] || { log "the guest does not list two NICs"; return 1; }
-    macs=$(domain_macs "$SERVER") || return 1
-    [[ " $macs " == *" $PORT_MAC "* ]] ||
-        { log "the domain's interfaces ($macs) lack $PORT_MAC"; return 1; }
+    nic_change "$1" "$3" + && macs=$(domain_macs "$1") || return 1
+    [[ " $macs " == *" $3 "* ]] ||
+        { log "the domain's interfaces ($macs) lack $3"; return 1; }
+    [ "$(nics "$1" | wc -w)" = "$(wc -w <<<"$macs")" ] ||
+        { log "the guest lists '$(nics "$1")', the domain has $macs"; return 1; }
     log "the domain's interfaces: $macs"
-    ll=$(link_local "$PORT_MAC")
+    on_bridge "$2" || { log "tap${2:0:11} is not on $BRIDGE"; return 1; }
+    ll=$(link_local "$3")
     for ((i = 0; i < 15; i++)); do
         ping -c 1 -W 2 "$ll%$BRIDGE" >/dev/null && { log "the new NIC answers ping at $ll%$BRIDGE"; return 0; }
     done
     log "no answer to ping from $ll%$BRIDGE"; return 1
 }
-# Unplugged: the guest lists it no more and runs on, the domain has no
-# such interface, its address is silent; the port is unbound and deleted
-s_port_remove() {
+# nic_unplugged SERVER PORT_ID MAC: the port went out of the guest: the
+# guest lists it no more, the domain has no such interface, its tap left
+# the bridge and the host, its address is silent
+nic_unplugged() {
     local end=$((SECONDS + WAIT)) macs ll
-    osc server remove port "$SERVER" "$PORT" && nic_change "$SERVER" "$PORT_MAC" - || return 1
-    while macs=$(domain_macs "$SERVER") && [[ " $macs " == *" $PORT_MAC "* ]]; do
-        [ $SECONDS -lt $end ] || { log "the domain still has $PORT_MAC ($macs)"; return 1; }
+    nic_change "$1" "$3" - || return 1
+    while macs=$(domain_macs "$1") && [[ " $macs " == *" $3 "* ]]; do
+        [ $SECONDS -lt $end ] || { log "the domain still has $3 ($macs)"; return 1; }
         sleep 2
     done
     log "the domain's interfaces: $macs"
-    ll=$(link_local "$PORT_MAC")
+    until tap_left "$2"; do
+        [ $SECONDS -lt $end ] || { log "tap${2:0:11} still on $BRIDGE or on the host"; return 1; }
+        sleep 2
+    done
+    ll=$(link_local "$3")
     ! ping -c 2 -W 1 "$ll%$BRIDGE" >/dev/null || { log "$ll%$BRIDGE still answers"; return 1; }
+}
+
+# A port of its own on the network, hot-plugged into the running guest
+# (on the second host by now)
+PORT_ID='' PORT_MAC=''
+s_port_add() {
+    # a port's fields, one a line, in alphabetical order: id, mac_address
+    { read -r PORT_ID; read -r PORT_MAC; } < <(osc port create --network "$NETWORK" "$PORT" \
+                                                   -f value -c id -c mac_address) &&
+        [[ $PORT_MAC == *:*:*:*:*:* ]] || return 1
+    log "port $PORT: $PORT_ID $PORT_MAC"
+    osc server add port "$SERVER" "$PORT" && nic_plugged "$SERVER" "$PORT_ID" "$PORT_MAC"
+}
+# Unplugged: the port is unbound and deleted, the guest runs on and answers
+# on its first address
+s_port_remove() {
+    local end=$((SECONDS + WAIT))
+    osc server remove port "$SERVER" "$PORT" &&
+        nic_unplugged "$SERVER" "$PORT_ID" "$PORT_MAC" || return 1
     until [ -z "$(osc port show "$PORT" -f value -c device_id)" ]; do
         [ $SECONDS -lt $end ] || { log "port $PORT still bound to a server"; return 1; }
         sleep 2
@@ -619,15 +665,42 @@ s_port_remove() {
     osc port delete "$PORT" && ticks_advance "$SERVER" && net_ok "$SERVER"
 }
 
+# The running guest is added to a network of the tour's own, made for it:
+# nova makes the port, which goes in as the port above did
+NET2_PORT='' NET2_MAC=''
+s_network_add() {
+    local id
+    id=$(probe show "$SERVER" id) || return 1
+    osc network create "$NET2" -f value -c id &&
+        osc subnet create --network "$NET2" --subnet-range "$NET2_CIDR" --gateway none \
+            --no-dhcp "$NET2-subnet" -f value -c id || return 1
+    osc server add network "$SERVER" "$NET2" || return 1
+    read -r NET2_PORT NET2_MAC < <(osc port list --server "$id" --network "$NET2" \
+                                       -f value -c ID -c 'MAC Address') &&
+        [[ $NET2_MAC == *:*:*:*:*:* ]] || { log "$SERVER has no port on $NET2"; return 1; }
+    log "nova's port on $NET2: $NET2_PORT $NET2_MAC"
+    nic_plugged "$SERVER" "$NET2_PORT" "$NET2_MAC"
+}
+# Removed from the network (every port of it: the one nova made, which it
+# then deletes); the network goes too, the guest runs on and answers on its
+# first address
+s_network_remove() {
+    local end=$((SECONDS + WAIT))
+    osc server remove network "$SERVER" "$NET2" &&
+        nic_unplugged "$SERVER" "$NET2_PORT" "$NET2_MAC" || return 1
+    while osc port show "$NET2_PORT" >/dev/null 2>&1; do
+        [ $SECONDS -lt $end ] || { log "nova's port $NET2_PORT still there"; return 1; }
+        sleep 2
+    done
+    log "nova deleted its port $NET2_PORT"
+    osc network delete "$NET2" && ticks_advance "$SERVER" && net_ok "$SERVER"
+}
+
 # trigger_crash_dump (2.17): an NMI, which the guest's kernel logs (and would
 # dump or panic on if told to); it takes one and runs on
 s_dump() {
-    local end=$((SECONDS + WAIT)) n
-    osc --os-compute-api-version 2.17 server dump create "$SERVER" || return 1
-    while n=$(latest "$SERVER" nmis); [ "$n" != 1 ]; do
-        [ $SECONDS -lt $end ] || { log "the guest took ${n:-no} NMIs, not 1"; return 1; }
-        sleep 2
-    done
+    osc --os-compute-api-version 2.17 server dump create "$SERVER" &&
+        wait_marker "$SERVER" nmis 1 >/dev/null || return 1
     log "console: ALTDRIVER-NMI count=1"
     wait_status "$SERVER" ACTIVE && ticks_advance "$SERVER"
 }
@@ -642,15 +715,23 @@ s_serial_console() {
     log "serial console: $line"
 }
 
+# the SPICE console through nova-spicehtml5proxy: the HTML5 client's page,
+# and its websocket to the guest's SPICE server, which answers a client's
+# link message
+s_spice_console() {
+    local url out
+    url=$(osc console url show --spice "$SERVER" -f value -c url) || return 1
+    log "SPICE console at ${url%%\?*}"
+    out=$(python3 "$AIO_DIR/spice_console.py" "$url") || return 1
+    log "$out"
+}
+
 # change admin password, through the guest's QEMU agent: root's new hash
 # shows on the guest's console, made of the password given
 s_password() {
-    local pw='Tour pass:w0rd' end=$((SECONDS + WAIT)) crypted salt
-    osc server set --password "$pw" "$SERVER" || return 1
-    while crypted=$(latest "$SERVER" root_password); [ -z "$crypted" ]; do
-        [ $SECONDS -lt $end ] || { log "no ALTDRIVER-PASSWORD on the console"; return 1; }
-        sleep 2
-    done
+    local pw='Tour pass:w0rd' crypted salt
+    osc server set --password "$pw" "$SERVER" &&
+        crypted=$(wait_marker "$SERVER" root_password) || return 1
     salt=$(cut -d'$' -f3 <<<"$crypted")
     [ "$(openssl passwd -6 -salt "$salt" -stdin <<<"$pw")" = "$crypted" ] ||
         { log "root's hash $crypted is not that of the password given"; return 1; }
@@ -664,9 +745,7 @@ s_delete() {
         port=$(osc port list --server "$id" -f value -c ID) || return 1
     osc server delete --wait "$SERVER" || return 1
     # the guest's tap left the bridge and nova deleted the port it made
-    ovs-vsctl list-ports "$BRIDGE" | grep "^tap${port:0:11}$" >/dev/null &&
-        { log "tap${port:0:11} still on $BRIDGE"; return 1; }
-    [ -e "/sys/class/net/tap${port:0:11}" ] && { log "tap${port:0:11} still exists"; return 1; }
+    tap_left "$port" || { log "tap${port:0:11} still on $BRIDGE or on the host"; return 1; }
     osc port show "$port" >/dev/null 2>&1 && { log "port $port left behind"; return 1; }
     osc server show "$SERVER" >/dev/null 2>&1 && { log "server still there"; return 1; }
     [ -z "$(defined_on "$id")" ] ||
@@ -826,7 +905,12 @@ if step "server create (boot)" s_boot; then
     if step "server add port (new port)" s_port_add; then
         step "server remove port" s_port_remove
     fi
+    # ... and a network of its own: nova makes the port and deletes it
+    if step "server add network (new network)" s_network_add; then
+        step "server remove network" s_network_remove
+    fi
     step "console url show --serial" s_serial_console
+    step "console url show --spice" s_spice_console
     step "server dump create (NMI)" s_dump
     step "server set --password" s_password
     step "delete" s_delete
