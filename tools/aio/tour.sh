@@ -715,6 +715,25 @@ s_serial_console() {
     log "serial console: $line"
 }
 
+# lock, metadata and tags: nova's API alone (the driver is not asked), on
+# a running guest that goes on running; unlocked and bare again after
+s_lock_metadata_tags() {
+    local got
+    # (tags: compute API 2.26)
+    osc server lock "$SERVER" &&
+        osc --os-compute-api-version 2.26 server set --property tour=yes --tag tour "$SERVER" ||
+        return 1
+    got=$(probe show "$SERVER" locked metadata.tour tags.0) &&
+        [ "$got" = "True yes tour" ] || { log "locked, property, tag: '$got'"; return 1; }
+    log "locked, property tour=yes, tag tour"
+    osc server unlock "$SERVER" &&
+        osc --os-compute-api-version 2.26 server unset --property tour --tag tour "$SERVER" ||
+        return 1
+    got=$(probe show "$SERVER" locked metadata tags) &&
+        [ "$got" = "False {} []" ] || { log "unlocked, properties, tags: '$got'"; return 1; }
+    ticks_advance "$SERVER"
+}
+
 # the SPICE console through nova-spicehtml5proxy: the HTML5 client's page,
 # and its websocket to the guest's SPICE server, which answers a client's
 # link message
@@ -913,6 +932,7 @@ if step "server create (boot)" s_boot; then
     step "console url show --spice" s_spice_console
     step "server dump create (NMI)" s_dump
     step "server set --password" s_password
+    step "server lock, set --property, set --tag" s_lock_metadata_tags
     step "delete" s_delete
 fi
 # Boot from volume: a volume made from the image, a server booted from it,
