@@ -16,10 +16,14 @@ prints those fields of the latest boot (Boot's attributes: ready,
 bootcount, net_ip, uptime, ...), one a line, empty when not known.
 """
 
+import collections
 import json
 import sys
 
 PREFIX = 'ALTDRIVER-'
+
+# DISKRATE: the guest read this many bytes of a disk (O_DIRECT) in ms
+DiskRate = collections.namedtuple('DiskRate', 'bytes ms')
 
 
 class Boot(object):
@@ -44,6 +48,7 @@ class Boot(object):
         self.nmis = 0           # NMI: the NMIs it took since it booted
         self.pci = {}           # PCI: {MAC or disk: its PCI address}
         self.metadata = None    # METADATA: meta_data.json, with device tags
+        self.diskrates = {}     # DISKRATE: {disk: DiskRate} read at boot
 
     @property
     def uptime(self):
@@ -112,6 +117,11 @@ def boots(text):
                 boot.metadata = json.loads(rest)
             except ValueError:
                 pass  # a line torn by other output
+        elif name == 'DISKRATE' and len(words) == 3:
+            fields = dict(w.partition('=')[::2] for w in words[1:])
+            if all(fields.get(k, '').isdigit() for k in ('bytes', 'ms')):
+                boot.diskrates[words[0]] = DiskRate(int(fields['bytes']),
+                                                    int(fields['ms']))
         elif name == 'NMI' and words:
             count = words[0].partition('count=')[2]
             if count.isdigit():

@@ -17,6 +17,10 @@ from nova_altdriver.tests.e2e import base
 from nova_altdriver.tests.e2e import markers
 
 
+# quota:disk_read_bytes_sec of the guest whose reads are measured throttled
+READ_LIMIT = 1048576
+
+
 class BootTest(base.TestCase):
 
     def setUp(self):
@@ -47,6 +51,9 @@ class BootTest(base.TestCase):
         self.assertIn('uuid=%s' % server['id'], console)
         self.assertIn('ALTDRIVER-ADMINPASS altdriver-secret', console)
         self.assertFlavorQos(server)
+        # no limit on read bytes: the guest's own measure goes far past the
+        # one the throttled guest below stays under (so that one can fail)
+        self.assertDiskRate(console, limit=None)
 
         vnc = self.api.api_post(
             '/servers/%s/remote-consoles' % server['id'],
@@ -99,6 +106,28 @@ class BootTest(base.TestCase):
             {name: value for name, value in dom.schedulerParameters().items()
              if name in ('cpu_shares', 'vcpu_quota', 'vcpu_period')})
 
+    def assertDiskRate(self, console, limit):
+        """The guest's timed read of its root disk (ALTDRIVER-DISKRATE, 4
+        MiB with O_DIRECT at boot) went at most limit bytes/s; with limit
+        None, at least four times READ_LIMIT.
+        """
+        rate = markers.latest(console).diskrates.get('vda')
+        self.assertIsNotNone(rate, console[-3000:])
+        ms = rate.ms + 10  # /proc/uptime's 10 ms steps: it may show less
+        if limit is None:
+            self.assertGreaterEqual(
+                rate.bytes * 1000 / ms, 4 * READ_LIMIT,
+                'unthrottled, the guest read only %d bytes in %d ms' % rate)
+            return
+        # QEMU lets a tenth of a second's worth through at once, and the
+        # request that starts under it (the guest reads 64 KiB at a time);
+        # 5 % for the guest's clock, calibrated under TCG on a busy host
+        burst = limit // 10 + 65536
+        self.assertLessEqual(
+            (rate.bytes - burst) * 1000 / ms, limit * 1.05,
+            'the guest read %d bytes in %d ms, past the limit of %d bytes/s'
+            % (rate.bytes, rate.ms, limit))
+
     def test_an_ami_and_its_kernel_and_ramdisk_boot_directly(self):
         kernel = self.upload_image(
             os.path.join(base.GUEST_DIR, 'vmlinuz'), 'aki')
@@ -110,13 +139,22 @@ class BootTest(base.TestCase):
             base.GUEST_DIR, 'disk.qcow2'), raw], check=True)
         image = self.upload_image(raw, 'ami', kernel_id=kernel,
                                   ramdisk_id=ramdisk)
-        flavor = self.small_flavor()
+        # The flavor's read limit, seen from inside: QEMU reads kernel and
+        # ramdisk from their files, the boot itself does not crawl through
+        # the limit, only the guest's timed read (about 4 s).
+        flavor = self.small_flavor(extra_spec={
+            'quota:disk_read_bytes_sec': str(READ_LIMIT)})
         server = self.boot(image, flavor)
         console = self.wait_for_guest(server, 'ALTDRIVER-READY')
         # Booted by QEMU itself, not by the image's boot loader.
         self.assertNotIn('BOOT_IMAGE=', console)
         self.assertIn('root=/dev/vda', console)
         self.assertIn('ALTDRIVER-SELF vda role=guest', console)
+        self.assertDiskRate(console, limit=READ_LIMIT)
+        iotune, = self.domain_xml(self.compute, server).xpath(
+            "devices/disk[target/@dev='vda']/iotune")
+        self.assertEqual({'read_bytes_sec': str(READ_LIMIT)},
+                         {el.tag: el.text for el in iotune})
 
     def test_second_boot_reuses_the_cached_image(self):
         # (and SPICE instead of VNC: QEMU here has it)

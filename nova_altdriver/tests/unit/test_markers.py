@@ -104,6 +104,18 @@ class BootsTest(testtools.TestCase):
         self.assertEqual(['a'], boot.metadata['devices'][0]['tags'])
         self.assertIsNone(markers.latest(CONSOLE).metadata)
 
+    def test_the_read_rate_of_a_disk(self):
+        first, second = markers.boots(
+            'ALTDRIVER-BOOT uptime=1.2\r\n'
+            'ALTDRIVER-DISKRATE vda bytes=4194304 ms=3910\r\n'
+            'ALTDRIVER-DISKRATE vdb failed dd: can\'t open \'/dev/vdb\'\r\n'
+            'ALTDRIVER-BOOT uptime=1.1\r\n'
+            'ALTDRIVER-DISKRATE vda bytes=4194304 ms=4\r\n')
+        self.assertEqual({'vda': (4194304, 3910)}, first.diskrates)
+        self.assertEqual(3910, first.diskrates['vda'].ms)
+        self.assertEqual(4194304, second.diskrates['vda'].bytes)
+        self.assertEqual({}, markers.latest(CONSOLE).diskrates)
+
     def test_the_link_local_address_of_a_mac(self):
         self.assertEqual('fe80::f816:3eff:fe00:1234',
                          markers.link_local('fa:16:3e:00:12:34'))
