@@ -89,9 +89,9 @@ class Lifecycle(object):
         self._virtapi = virtapi
         self._snapshot = snapshot
 
-    def domain_xml(self, context, instance, image_meta, network_info,
-                   block_device_info, admin_password=None,
-                   injected_files=None):
+    def _domain_xml(self, context, instance, image_meta, network_info,
+                    block_device_info, admin_password=None,
+                    injected_files=None):
         """(InstanceDisks, domain XML) of instance, disks made as needed;
         the writes an interrupted snapshot holds go into the disk first,
         and disks a resize's destination has still to bring come first.
@@ -150,15 +150,40 @@ class Lifecycle(object):
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, network_info, block_device_info, power_on):
+        self.create_from_nova_data(
+            context, instance, image_meta, network_info, block_device_info,
+            power_on=power_on, admin_password=admin_password,
+            injected_files=injected_files, remove_on_failure=True)
+        LOG.info('Guest created%s', '' if power_on else ' (not started)',
+                 instance=instance)
+
+    def create_from_nova_data(self, context, instance, image_meta,
+                              network_info, block_device_info, *,
+                              power_on=True, wait_for_vifs=True,
+                              admin_password=None, injected_files=None,
+                              remove_on_failure=False):
+        """Lays out instance's disks, builds its domain from nova's data
+        and creates it (create) with its devices described and its config
+        drive made in between (describe_devices): the one way from nova's
+        data to a guest, as a definition whose devices nobody describes
+        has no config drive, and its guest does not start.
+        remove_on_failure: a failure to create removes what it made (the
+        domain, its serial ports, the plugged ports, the disks it
+        created), as a spawn does; otherwise all stays for the caller's
+        answer to it (a hard reboot brings what is missing).
+        """
         network_info = network_info or []
-        disks, xml = self.domain_xml(
+        disks, xml = self._domain_xml(
             context, instance, image_meta, network_info, block_device_info,
             admin_password, injected_files)
         try:
             self.create(instance, xml, network_info, power_on,
+                        wait_for_vifs=wait_for_vifs,
                         before_start=self.describe_devices(context, instance,
                                                            disks))
         except Exception:
+            if not remove_on_failure:
+                raise
             with excutils.save_and_reraise_exception():
                 LOG.error('Spawn failed; removing what it created',
                           instance=instance)
@@ -167,8 +192,6 @@ class Lifecycle(object):
                 release_serial_ports(guest_mod.serial_ports_of(xml))
                 vifs.unplug(instance, network_info)
                 disks.remove_created()
-        LOG.info('Guest created%s', '' if power_on else ' (not started)',
-                 instance=instance)
 
     @staticmethod
     def describe_devices(context, instance, disks=None):
@@ -177,7 +200,8 @@ class Lifecycle(object):
         (tags) from the definition, whose device addresses libvirt has
         just given, then the config drive that disks (InstanceDisks) laid
         out, which carries that metadata. Every definition built from
-        nova's data goes through it: any of them may make the config drive.
+        nova's data goes through it (create_from_nova_data): any of them
+        may make the config drive.
         """
         def step(guest):
             devicemeta.refresh(context, instance, guest, inactive=True)

@@ -72,13 +72,9 @@ class Power(object):
         guest = self._host.stop_guest(instance.uuid)
         if guest is not None:
             guest.discard_saved_memory()  # stale once the guest restarts
-        disks_made, xml = self._lifecycle.domain_xml(
-            context, instance, instance.image_meta, network_info or [],
-            block_device_info)
-        self._lifecycle.create(
-            instance, xml, network_info or [], wait_for_vifs=False,
-            before_start=self._lifecycle.describe_devices(
-                context, instance, disks_made))
+        self._lifecycle.create_from_nova_data(
+            context, instance, instance.image_meta, network_info,
+            block_device_info, wait_for_vifs=False)
         # Leftovers of a rescue that never finished: the original runs now.
         disks.remove_rescue_files(self._layout, instance)
 

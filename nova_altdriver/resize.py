@@ -261,13 +261,9 @@ class Resize(object):
                         'earlier resize left', directory, resize_dir,
                         instance=instance)
         self._layout.remove_probes(instance.uuid)
-        disks_made, xml = self._lifecycle.domain_xml(
-            context, instance, instance.image_meta, network_info or [],
-            block_device_info)
-        self._lifecycle.create(
-            instance, xml, network_info or [], power_on, wait_for_vifs=False,
-            before_start=self._lifecycle.describe_devices(
-                context, instance, disks_made))
+        self._lifecycle.create_from_nova_data(
+            context, instance, instance.image_meta, network_info,
+            block_device_info, power_on=power_on, wait_for_vifs=False)
         LOG.info('Resize reverted', instance=instance)
 
     # -- the destination ------------------------------------------------
@@ -292,14 +288,9 @@ class Resize(object):
             bring_disks(self._cache, instance)
             if resize_instance:
                 self._grow(instance)
-            disks_made, xml = self._lifecycle.domain_xml(
-                context, instance, image_meta, network_info or [],
-                block_device_info)
-            self._lifecycle.create(
-                instance, xml, network_info or [], power_on,
-                wait_for_vifs=False,
-                before_start=self._lifecycle.describe_devices(
-                    context, instance, disks_made))
+            self._lifecycle.create_from_nova_data(
+                context, instance, image_meta, network_info,
+                block_device_info, power_on=power_on, wait_for_vifs=False)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.error('Resize failed on the destination; a hard reboot '
