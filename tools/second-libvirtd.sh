@@ -93,7 +93,7 @@ stop)
     done
     for d in libvirtd virtlogd; do
         for _ in $(seq 1 50); do
-            [ -f "$dir/$d.pid" ] && kill -0 "$(cat "$dir/$d.pid")" 2>/dev/null \
+            [ -f "$dir/$d.pid" ] && kill -0 "$(cat "$dir/$d.pid" 2>/dev/null)" 2>/dev/null \
                 || break
             sleep 0.2
         done

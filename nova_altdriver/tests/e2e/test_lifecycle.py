@@ -303,12 +303,29 @@ class NetworkTest(base.TestCase):
         self.assertEqual(macs + [second['mac_address']],
                          self.nics(server, inactive=True))
 
-        # it lasts: a hard reboot defines the guest from nova's ports
+        # it lasts: every definition is built from nova's ports, after a
+        # hard reboot, in the rescue guest, after unrescue ...
+        def boot_has_both(number):
+            self._wait_for_assert(lambda: self.assertEqual(
+                number, markers.latest(self.console(server)).number),
+                max_retries=self.STATE_WAIT_RETRIES)
+            self.wait_for_nics(server, macs + [second['mac_address']])
         self._reboot_server(server, hard=True)
-        self._wait_for_assert(lambda: self.assertEqual(
-            2, markers.latest(self.console(server)).number),
-            max_retries=self.STATE_WAIT_RETRIES)
-        self.wait_for_nics(server, macs + [second['mac_address']])
+        boot_has_both(2)
+        self.api.post_server_action(server['id'], {'rescue': {
+            'rescue_image_ref': self.image_id}})
+        self._wait_for_state_change(server, 'RESCUE')
+        boot_has_both(3)
+        self.api.post_server_action(server['id'], {'unrescue': None})
+        self._wait_for_state_change(server, 'ACTIVE')
+        boot_has_both(4)
+        # ... and unshelved from its snapshot (a new console), tag and all
+        self.flags(shelved_offload_time=0)
+        self._shelve_server(server)
+        self._unshelve_server(server)
+        boot_has_both(1)
+        tagged, = self.device_metadata(server).devices
+        self.assertEqual(['hot'], tagged.tags)
 
         # the guest lets it go: out of the guest, the definition and nova
         self.api.detach_interface(server['id'], second['id'])
