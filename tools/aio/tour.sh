@@ -671,9 +671,9 @@ NET2_PORT='' NET2_MAC=''
 s_network_add() {
     local id
     id=$(probe show "$SERVER" id) || return 1
-    osc network create "$NET2" -f value -c id &&
+    osc network create "$NET2" -f value -c id >/dev/null &&
         osc subnet create --network "$NET2" --subnet-range "$NET2_CIDR" --gateway none \
-            --no-dhcp "$NET2-subnet" -f value -c id || return 1
+            --no-dhcp "$NET2-subnet" -f value -c id >/dev/null || return 1
     osc server add network "$SERVER" "$NET2" || return 1
     read -r NET2_PORT NET2_MAC < <(osc port list --server "$id" --network "$NET2" \
                                        -f value -c ID -c 'MAC Address') &&
