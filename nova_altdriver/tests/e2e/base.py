@@ -238,13 +238,14 @@ def restart_libvirtd(state_dir=LIBVIRTD_DIR, uri=URI):
     listener.
     """
     if state_dir is None:
-        pid_file, start = '/run/libvirtd.pid', ['libvirtd', '-d']
+        pid_dir, start = '/run', ['libvirtd', '-d']
     else:
-        pid_file = os.path.join(state_dir, 'libvirtd.pid')
+        pid_dir = state_dir
         start = ['nsenter', '-t', _pid_of(state_dir, 'virtlogd'), '-m',
-                 'libvirtd', '-d', '-p', pid_file]
+                 'libvirtd', '-d', '-p',
+                 os.path.join(state_dir, 'libvirtd.pid')]
     # The daemon of that pid file only: other tests' daemons live on.
-    pid = int(_pid_of(os.path.dirname(pid_file), 'libvirtd'))
+    pid = int(_pid_of(pid_dir, 'libvirtd'))
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     while os.path.exists('/proc/%d' % pid):
