@@ -89,6 +89,12 @@ def _bandwidth(el, flavor):
     """The ``<bandwidth>`` of the flavor's quota:vif_* extra specs
     (kilobytes a second, a burst in kilobytes): a direction only with its
     average, as the in-tree driver.
+
+    On an Open vSwitch port libvirt makes the inbound average OVS's
+    ``min-rate``, a guarantee, and only a peak its ``max-rate``: an average
+    alone would limit nothing (it does not in the in-tree driver). It is
+    the cap there too, as libvirt makes it on every other port, unless the
+    flavor names a peak.
     """
     specs = flavor.extra_specs
     bandwidth = None
@@ -98,9 +104,12 @@ def _bandwidth(el, flavor):
             continue
         if bandwidth is None:
             bandwidth = etree.SubElement(el, 'bandwidth')
-        etree.SubElement(bandwidth, direction, {
-            name: specs[prefix + name] for name in ('average', 'peak', 'burst')
-            if prefix + name in specs})
+        limits = {name: specs[prefix + name]
+                  for name in ('average', 'peak', 'burst')
+                  if prefix + name in specs}
+        if direction == 'inbound':
+            limits.setdefault('peak', limits['average'])
+        etree.SubElement(bandwidth, direction, limits)
 
 
 def interface(vif, image_meta, flavor):

@@ -22,8 +22,9 @@ import sys
 
 PREFIX = 'ALTDRIVER-'
 
-# DISKRATE: the guest read this many bytes of a disk (O_DIRECT) in ms
-DiskRate = collections.namedtuple('DiskRate', 'bytes ms')
+# DISKRATE, RXRATE: the guest read this many bytes (of a disk with O_DIRECT,
+# of a TCP stream) in ms
+Rate = collections.namedtuple('Rate', 'bytes ms')
 
 
 class Boot(object):
@@ -48,12 +49,22 @@ class Boot(object):
         self.nmis = 0           # NMI: the NMIs it took since it booted
         self.pci = {}           # PCI: {MAC or disk: its PCI address}
         self.metadata = None    # METADATA: meta_data.json, with device tags
-        self.diskrates = {}     # DISKRATE: {disk: DiskRate} read at boot
+        self.diskrates = {}     # DISKRATE: {disk: Rate} read at boot
+        self.rx_port = None     # RXPORT: the TCP port it times streams on
+        self.rxrates = []       # RXRATE: a Rate for each stream received
 
     @property
     def uptime(self):
         """The uptime in its latest TICK, None before the first."""
         return self.ticks[-1] if self.ticks else None
+
+    @property
+    def rx_bytes_per_s(self):
+        """The latest stream's bytes a second, None before the first."""
+        if not self.rxrates:
+            return None
+        rate = self.rxrates[-1]
+        return rate.bytes * 1000 // max(rate.ms, 1)
 
     @property
     def root_password(self):
@@ -117,11 +128,12 @@ def boots(text):
                 boot.metadata = json.loads(rest)
             except ValueError:
                 pass  # a line torn by other output
-        elif name == 'DISKRATE' and len(words) == 3:
-            fields = dict(w.partition('=')[::2] for w in words[1:])
-            if all(fields.get(k, '').isdigit() for k in ('bytes', 'ms')):
-                boot.diskrates[words[0]] = DiskRate(int(fields['bytes']),
-                                                    int(fields['ms']))
+        elif name == 'DISKRATE' and _rate(words[1:]):
+            boot.diskrates[words[0]] = _rate(words[1:])
+        elif name == 'RXPORT' and words and words[0].isdigit():
+            boot.rx_port = int(words[0])
+        elif name == 'RXRATE' and _rate(words):
+            boot.rxrates.append(_rate(words))
         elif name == 'NMI' and words:
             count = words[0].partition('count=')[2]
             if count.isdigit():
@@ -132,6 +144,16 @@ def boots(text):
             except ValueError:
                 pass  # a line torn by other output
     return found
+
+
+def _rate(words):
+    """The Rate of the words ``bytes=<n> ms=<m>``, None if they are not."""
+    if len(words) != 2:
+        return None
+    fields = dict(word.partition('=')[::2] for word in words)
+    if not all(fields.get(k, '').isdigit() for k in ('bytes', 'ms')):
+        return None
+    return Rate(int(fields['bytes']), int(fields['ms']))
 
 
 def link_local(mac):

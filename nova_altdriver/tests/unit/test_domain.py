@@ -225,6 +225,17 @@ class QosTest(GoldenTestCase):
                                         vif_types=('ovs',)))
         self.assertIsNone(xml.find('devices/interface/bandwidth'))
 
+    def test_an_inbound_average_alone_is_also_the_peak(self):
+        # libvirt gives OVS an average as a guarantee, a peak as the cap
+        xml = etree.fromstring(self.xml({
+            'quota:vif_inbound_average': '512',
+            'quota:vif_outbound_average': '768'}, vif_types=('ovs',)))
+        self.assertEqual(
+            [('inbound', {'average': '512', 'peak': '512'}),
+             ('outbound', {'average': '768'})],
+            [(el.tag, dict(el.attrib)) for el in
+             xml.find('devices/interface/bandwidth')])
+
     def test_the_edges_nova_s_validators_allow_reach_libvirt(self):
         # 0 (each spec's minimum: "no limit" to libvirt), a negative CPU
         # quota (no limit either) and a value past any host's: libvirt

@@ -116,6 +116,21 @@ class BootsTest(testtools.TestCase):
         self.assertEqual(4194304, second.diskrates['vda'].bytes)
         self.assertEqual({}, markers.latest(CONSOLE).diskrates)
 
+    def test_the_receive_rate_of_tcp_streams(self):
+        first, second = markers.boots(
+            'ALTDRIVER-BOOT uptime=1.2\r\n'
+            'ALTDRIVER-RXPORT 5201\r\n'
+            'ALTDRIVER-RXRATE bytes=2097151 ms=4096\r\n'
+            'ALTDRIVER-RXRATE bytes=1000 ms=0\r\n'
+            'ALTDRIVER-RXRATE bytes=10\r\n'
+            'ALTDRIVER-BOOT uptime=1.1\r\n')
+        self.assertEqual(5201, first.rx_port)
+        self.assertEqual([(2097151, 4096), (1000, 0)], first.rxrates)
+        self.assertEqual(1000000, first.rx_bytes_per_s)  # (0 ms: 1 ms)
+        first.rxrates.pop()
+        self.assertEqual(511999, first.rx_bytes_per_s)
+        self.assertEqual((None, None), (second.rx_port, second.rx_bytes_per_s))
+
     def test_the_link_local_address_of_a_mac(self):
         self.assertEqual('fe80::f816:3eff:fe00:1234',
                          markers.link_local('fa:16:3e:00:12:34'))
