@@ -271,12 +271,16 @@ class BlockJobEnded(exception.NovaException):
 
 class Guest(object):
 
-    def __init__(self, domain, reconnect=None):
+    def __init__(self, domain, reconnect=None, unsaved=None):
         """:param reconnect: reconnect(domain, error) gives the domain on a
             new connection when error says libvirtd went away, else None
+        :param unsaved: a set, shared for the life of domain's connection,
+            of the UUIDs of guests found shut off, not by a managed save,
+            and without a saved memory image (see power_state)
         """
         self._domain = domain
         self._reconnect = reconnect
+        self._unsaved = set() if unsaved is None else unsaved
         self.uuid = domain.UUIDString()  # kept: it names a guest gone
 
     @property
@@ -286,11 +290,22 @@ class Guest(object):
     @_gone_is_not_found
     def power_state(self):
         state, reason = self._domain.state()
-        if (state == libvirt.VIR_DOMAIN_SHUTOFF and
-                reason not in STOPPED_WITHOUT_SAVE and
-                self.has_saved_memory()):
+        if (state != libvirt.VIR_DOMAIN_SHUTOFF or
+                reason in STOPPED_WITHOUT_SAVE):
+            return POWER_STATES.get(state, power_state.NOSTATE)
+        # A guest shut off but not by a managed save, once found without a
+        # saved memory image, gains one only by running and being saved,
+        # which makes its reason "saved": nova-compute asks every guest's
+        # state at each power state sync, and guests not started since
+        # libvirtd was then cost one call less each.
+        saved = reason == libvirt.VIR_DOMAIN_SHUTOFF_SAVED
+        if not saved and self.uuid in self._unsaved:
+            return power_state.SHUTDOWN
+        if self.has_saved_memory():
             return power_state.SUSPENDED  # nova's suspend: a managed save
-        return POWER_STATES.get(state, power_state.NOSTATE)
+        if not saved:
+            self._unsaved.add(self.uuid)
+        return power_state.SHUTDOWN
 
     @_gone_is_not_found
     def info(self):

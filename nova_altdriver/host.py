@@ -195,6 +195,7 @@ class Host(object):
         self._stopped_event_delay = stopped_event_delay
         self._conn = None
         self._conn_lock = threading.Lock()
+        self._unsaved = set()  # of guest_mod.Guest: for this connection
         self._events = queue.Queue()
         self._dispatcher = None
         self._device_waiters = {}  # (uuid, alias) -> DeviceRemoval
@@ -232,6 +233,7 @@ class Host(object):
         with self._conn_lock:
             if self._conn is conn:
                 self._conn = None
+                self._unsaved = set()  # what a new daemon says may differ
 
     def _on_connection_closed(self, conn, reason, opaque):
         # Runs in the event loop thread: no logging, no blocking.
@@ -506,7 +508,8 @@ class Host(object):
     # -- guests -----------------------------------------------------------
 
     def _guest(self, domain):
-        return guest_mod.Guest(domain, reconnect=self._domain_again)
+        return guest_mod.Guest(domain, reconnect=self._domain_again,
+                               unsaved=self._unsaved)
 
     def _domain_again(self, domain, error):
         """domain on a new connection when error says libvirtd went away

@@ -76,6 +76,25 @@ class DriverTest(base.TestCase):
         # stopped in this daemon's life: no saved-memory question
         self.assertEqual([], asked)
 
+    def test_get_info_asks_a_guest_never_started_for_saved_memory_once(self):
+        instance, dom = self.define()  # shut off, reason "unknown"
+        asked = []
+        has_image = libvirt.virDomain.hasManagedSaveImage
+        self.useFixture(fixtures.MonkeyPatch(
+            'libvirt.virDomain.hasManagedSaveImage',
+            lambda self, flags: asked.append(1) or has_image(self, flags)))
+        for _ in range(3):
+            self.assertEqual(power_state.SHUTDOWN,
+                             self.driver.get_info(instance).state)
+        self.assertEqual(1, len(asked))
+        # a managed save makes the reason "saved": asked every time
+        dom.create()
+        dom.managedSave(0)
+        for _ in range(2):
+            self.assertEqual(power_state.SUSPENDED,
+                             self.driver.get_info(instance).state)
+        self.assertEqual(3, len(asked))
+
     def test_get_info_of_an_unknown_instance(self):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
                           objects.Instance(uuid=str(uuid.uuid4())))
