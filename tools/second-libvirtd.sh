@@ -100,13 +100,22 @@ stop)
     done
     ;;
 remove)
-    # (a stopped libvirtd leaves its QEMUs running)
-    for uuid in $(virsh -c "$uri" list --all --uuid 2>/dev/null); do
-        virsh -c "$uri" destroy "$uuid" >/dev/null 2>&1 || true
-        virsh -c "$uri" undefine --managed-save --nvram "$uuid" >/dev/null 2>&1 || true
-    done
+    # The guests first: a stopped libvirtd leaves its QEMUs running. One
+    # that stays, or a daemon that cannot list them, fails the removal,
+    # once the daemon is stopped and DIR removed all the same.
+    if uuids=$(virsh -c "$uri" list --all --uuid 2>&1); then
+        for uuid in $uuids; do
+            # (destroy fails for a guest that is not running: nothing to do)
+            virsh -c "$uri" destroy "$uuid" >/dev/null 2>&1 || true
+            virsh -c "$uri" undefine --managed-save --nvram "$uuid" >/dev/null 2>&1 || true
+        done
+        left=$(virsh -c "$uri" list --all --uuid 2>&1 | xargs) || true
+    else
+        left="cannot list them: $uuids"
+    fi
     "$0" stop "$dir"
-    rm -rf "$dir"
+    rm -rf "$dir" 2>/dev/null || left="$left (and $dir stays)"
+    [ -z "$left" ] || die "guests of the libvirtd in $dir not removed: $left"
     ;;
 *) die "usage: $0 start|stop|remove DIR" ;;
 esac

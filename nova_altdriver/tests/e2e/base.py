@@ -195,9 +195,7 @@ class TestCase(base.TestCase):
                              ([listen_addr] if listen_addr else []),
                              check=True, capture_output=True,
                              text=True).stdout.strip()
-        self.addCleanup(subprocess.run, [script, 'stop', state])
-        # (a stopped libvirtd leaves its QEMUs running)
-        self.addCleanup(_remove_every_domain, uri)
+        self.addCleanup(_remove_libvirt_host, script, state)
         return uri
 
     def console_log_path(self, name):
@@ -217,17 +215,12 @@ class TestCase(base.TestCase):
                 text, timeout, f.read()[-3000:]))
 
 
-def _remove_every_domain(uri):
-    conn = libvirt.open(uri)
-    try:
-        for dom in conn.listAllDomains():
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-                                  libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-    finally:
-        conn.close()
+def _remove_libvirt_host(script, state):
+    """Removes the guests, then the daemon; fails when a guest stays."""
+    done = subprocess.run([script, 'remove', state], capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise AssertionError(done.stderr.strip())
 
 
 def restart_libvirtd(state_dir=LIBVIRTD_DIR, uri=URI):
