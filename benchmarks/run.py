@@ -28,13 +28,13 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('ALTDRIVER_CACHE', '/var/cache/nova-altdriver')
 DRIVERS = ('alt', 'intree')
 SCENARIOS = ('ops', 'bigdisk', 'concurrency', 'periodic', 'volumes',
-             'migration', 'volume_migration')
+             'migration', 'volume_migration', 'cloud')
 PERIODIC_SIZES = (10, 100, 500)
 # The migration scenario's two libvirt daemons listen on 127.0.0.10 and .11:
 # the e2e tests take .2 and .3 unless told, the all-in-one's second host .2.
 MIGRATION_FIRST_ADDR = '10'
 GROUPS = ('operation', 'live snapshot', 'concurrency', 'migration', 'periodic',
-          'memory')
+          'memory', 'cloud')
 DOCS_RESULTS = os.path.join(TOP, 'doc', 'source', 'benchmark-results.txt')
 
 
@@ -145,6 +145,9 @@ class Runner(object):
         self.alternate('volume_migration', lambda driver: [
             'benchmarks.migration', 'volume_migration'],
             {'ALTDRIVER_E2E_FIRST_ADDR': MIGRATION_FIRST_ADDR})
+
+    def scenario_cloud(self):
+        self.alternate('cloud', lambda driver: ['benchmarks.cloud'])
 
     def scenario_periodic(self):
         domains = os.path.join(self.out, 'domains')

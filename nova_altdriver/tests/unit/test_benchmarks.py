@@ -5,6 +5,7 @@ import fixtures
 import testtools
 
 import benchmarks
+from benchmarks import cloud
 from benchmarks import run
 
 
@@ -35,6 +36,30 @@ class TablesTest(testtools.TestCase):
                    if line.startswith('RSS'))
         self.assertEqual(['RSS', '130 (130-130) MiB', '-', '-'],
                          [c.strip() for c in rss.split('|')])
+
+
+class TourStepsTest(testtools.TestCase):
+    """The all-in-one tour's table, as the cloud scenario reads it."""
+
+    OUTPUT = (
+        '[04:46:11] == volume delete\n'
+        'operation                                    | result | seconds\n'
+        '---------------------------------------------+--------+--------\n'
+        'server create (boot)                         | ok     | 13\n'
+        'inbound bandwidth (quota:vif_inbound_average) | FAILED | 7\n'
+        'server lock, set --property, set --tag       | ok     | 20\n'
+        'tour: 937 s, FAILURES\n')
+
+    def test_steps_results_and_the_whole_tour(self):
+        self.assertEqual(
+            ([('server create (boot)', 'ok', 13),
+              ('inbound bandwidth (quota:vif_inbound_average)', 'FAILED', 7),
+              ('server lock, set --property, set --tag', 'ok', 20)], 937),
+            cloud.steps(self.OUTPUT))
+
+    def test_a_tour_that_did_not_finish(self):
+        self.assertEqual(([('server create (boot)', 'ok', 13)], None),
+                         cloud.steps(self.OUTPUT.split('inbound')[0]))
 
 
 class PausedSecondsTest(testtools.TestCase):
