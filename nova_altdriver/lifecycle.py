@@ -185,7 +185,7 @@ class Lifecycle(object):
             if not remove_on_failure:
                 raise
             with excutils.save_and_reraise_exception():
-                LOG.error('Spawn failed; removing what it created',
+                LOG.error('Creating the guest failed; removing what it made',
                           instance=instance)
                 self.remove_domain(instance)
                 # (those of a domain never defined)
