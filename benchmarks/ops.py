@@ -314,8 +314,12 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
         drop_page_cache()
         ticks_before = self.console(server).count('ALTDRIVER-TICK')
         start = time.perf_counter()
-        self.snapshot(server, 'snapshot 1 GiB (running guest)')
+        with PeakUsage(self.instances_path) as usage:
+            self.snapshot(server, 'snapshot 1 GiB (running guest)')
         end = time.perf_counter()
+        # (Glance keeps the image in this process's memory here)
+        self.record('live snapshot', 'peak extra space on the instances fs',
+                    usage.peak / 2 ** 20, 'MiB')
         elapsed = end - start
         time.sleep(1)  # events still on their way
         conn.domainEventDeregisterAny(callback)
@@ -453,6 +457,35 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
             self._wait_for_assert(lambda: self.assertEqual(
                 'active', self.glance.show(None, image)['status']),
                 max_retries=self.STATE_WAIT_RETRIES)
+
+
+class PeakUsage(object):
+    """The most a filesystem's used space grew while the block ran
+    (bytes, ``peak``), sampled every 10 ms by a thread of its own.
+    """
+
+    def __init__(self, path):
+        self._path = path
+        self._stop = threading.Event()
+        self.peak = 0
+
+    def _used(self):
+        st = os.statvfs(self._path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def _sample(self, start):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._used() - start)
+
+    def __enter__(self):
+        self._sampler = threading.Thread(target=self._sample,
+                                         args=(self._used(),))
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._sampler.join()
 
 
 def paused_seconds(events, end):

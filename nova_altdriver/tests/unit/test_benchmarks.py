@@ -62,6 +62,23 @@ class TourStepsTest(testtools.TestCase):
                          cloud.steps(self.OUTPUT.split('inbound')[0]))
 
 
+class PeakUsageTest(testtools.TestCase):
+    """The peak of a filesystem's used space during a snapshot."""
+
+    def test_a_file_written_and_removed_meanwhile_is_the_peak(self):
+        from benchmarks import ops
+        # /var/tmp: a disk (/tmp may be a tmpfs the machine's RAM shares)
+        tmp = self.useFixture(fixtures.TempDir('/var/tmp')).path
+        path = os.path.join(tmp, 'staging')
+        with ops.PeakUsage(tmp) as usage:
+            with open(path, 'wb') as f:
+                f.write(os.urandom(16 * 2 ** 20))
+                os.fsync(f.fileno())
+            ops.time.sleep(0.1)
+            os.unlink(path)
+        self.assertGreaterEqual(usage.peak, 16 * 2 ** 20)
+
+
 class PausedSecondsTest(testtools.TestCase):
     """Guest pause from libvirt lifecycle events."""
 
