@@ -535,6 +535,22 @@ class Host(object):
                                    s.get('vcpu.current') or dom.info()[3])
                 for dom, s in stats}
 
+    def disks_of_every_guest(self):
+        """{uuid: [domain.Disk]} of every domain libvirt knows, nova's or
+        not, running or not: a running one's disks as QEMU has them now
+        (its live definition), another's as defined. A guest removed
+        meanwhile is left out. One call a guest after the listing: libvirt
+        has no call that returns many definitions.
+        """
+        disks = {}
+        for guest in self.list_guests():
+            try:
+                disks[guest.uuid] = guest.disks()
+            except exception.InstanceNotFound:
+                LOG.debug('%s went away while its disks were listed',
+                          guest.uuid)
+        return disks
+
     def define(self, xml):
         """Defines (or redefines) a persistent domain; returns its Guest."""
         return self._guest(self.call(lambda c: c.defineXML(xml)))

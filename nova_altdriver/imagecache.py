@@ -244,6 +244,16 @@ def is_plain_qcow2(path):
     return header is not None and not header.external_data
 
 
+def qcow2_virtual_size(path):
+    """The size the guest sees of a qcow2 file, from its header (QEMU
+    writes it, the guest cannot); None for any other file. Only for a file
+    known to be qcow2 by other means (its domain definition, the cache's
+    inspection): the content of a guest's disk never decides its format.
+    """
+    header = _qcow2_header(path)
+    return header.size if header is not None else None
+
+
 def backing_file(path):
     """The backing file a qcow2 file names, or None."""
     header = _qcow2_header(path)

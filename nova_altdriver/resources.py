@@ -2,6 +2,7 @@
 Placement inventory, read from libvirt and the instances filesystem.
 """
 
+import errno
 import os
 
 import nova.conf
@@ -9,10 +10,14 @@ from nova import exception
 from nova.objects import fields
 from nova.virt import driver
 import os_resource_classes as orc
+from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
+from nova_altdriver import imagecache
+
 CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
 
 _RUNNING = (1, 2, 3)  # libvirt RUNNING, BLOCKED, PAUSED: vCPUs in use
 
@@ -23,6 +28,27 @@ def disk_figures(path):
     total = st.f_frsize * st.f_blocks
     return (total, st.f_frsize * (st.f_blocks - st.f_bfree),
             st.f_frsize * st.f_bavail)
+
+
+def overcommitted_bytes(disk):
+    """How many bytes more one local file disk (domain.Disk) can take from
+    the host: its virtual size less the bytes its file holds, as nova's
+    in-tree driver counts them (its _get_instance_disk_info_from_config).
+
+    The format is the definition's: a qcow2 disk's virtual size comes from
+    its header (the in-tree driver asks qemu-img, whose "disk size" is the
+    same st_blocks * 512); any other file is raw, its virtual size the file
+    size. Like the in-tree driver, only qcow2 is held at 0: a raw file
+    holding more blocks than its size (a fully written ISO) counts below 0.
+    A file that is not qcow2 after all counts by its file size, as the
+    in-tree driver's qemu-img (which probes the format) would see it.
+    """
+    st = os.stat(disk.source)
+    allocated = st.st_blocks * 512
+    if disk.format != 'qcow2':
+        return st.st_size - allocated
+    virtual = imagecache.qcow2_virtual_size(disk.source)
+    return max(0, (st.st_size if virtual is None else virtual) - allocated)
 
 
 def cpu_info(capabilities):
@@ -79,10 +105,43 @@ class HostResources(object):
         return sum(vcpus for state, vcpus in
                    self._host.guest_states().values() if state in _RUNNING)
 
+    def _disk_overcommit(self):
+        """Bytes the local file disks of every guest on this host, nova's
+        or not, running or not, can still take: the sum the in-tree driver
+        (_get_disk_over_committed_size_total) takes off the free space.
+
+        Volumes are left out without the database query the in-tree
+        driver makes for the guests' block devices: this driver's volumes
+        are RBD disks (type network), which have no file, and a disk
+        without a file (block, network, an empty cdrom) counts nothing
+        in-tree either.
+
+        A guest whose disk files went away or cannot be read meanwhile (a
+        delete, a resize moving them) counts nothing at all, its other
+        disks neither, as in the in-tree driver: the periodic task goes on.
+        Intentional difference: a libvirt error other than the guest being
+        gone fails the report (nova tries again next period), where the
+        in-tree driver logs it and reports a sum without that guest.
+        """
+        total = 0
+        for uuid, disks in self._host.disks_of_every_guest().items():
+            try:
+                total += sum(overcommitted_bytes(disk) for disk in disks
+                             if disk.source is not None)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ESTALE, errno.EACCES):
+                    raise
+                LOG.warning('Disk over-commit of %s left out: %s', uuid, e)
+        return total
+
     def report(self, nodename):
         """The dict get_available_resource() returns."""
         info = self._host.node_info()
         total, used, free = disk_figures(self._layout.root)
+        # What nova stores of the in-tree driver's float: its integer part
+        # (ComputeNode's IntegerField), below 0 when the guests' disks can
+        # grow past the free space.
+        available_least = int((free - self._disk_overcommit()) / units.Gi)
         caps = self._host.capabilities()
         return {
             'vcpus': info.cpus,
@@ -95,7 +154,7 @@ class HostResources(object):
             'hypervisor_version': self._host.hypervisor_version(),
             'hypervisor_hostname': nodename,
             'cpu_info': cpu_info(caps),
-            'disk_available_least': free // units.Gi,
+            'disk_available_least': available_least,
             'numa_topology': None,
             'supported_instances': supported_instances(caps),
         }

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import uuid
 
 import fixtures
@@ -11,6 +12,7 @@ from nova import exception
 from nova import objects
 import os_resource_classes as orc
 from oslo_serialization import jsonutils
+from oslo_utils import units
 
 from nova_altdriver import domain
 from nova_altdriver import driver
@@ -145,6 +147,126 @@ class DriverTest(base.TestCase):
         self.assertIn('idle', stats)
         self.flags(my_ip='192.0.2.7')
         self.assertEqual('192.0.2.7', self.driver.get_host_ip_addr())
+
+
+def qemu_img(*args):
+    subprocess.run(['qemu-img'] + list(args), check=True,
+                   capture_output=True)
+
+
+def in_tree_overcommit(path, fmt):
+    """One disk's over-commit as nova's in-tree driver takes it: qemu-img's
+    virtual size less its disk size for qcow2 (never below 0), the file's
+    size less its blocks for anything else.
+    """
+    if fmt != 'qcow2':
+        st = os.stat(path)
+        return st.st_size - st.st_blocks * 512
+    info = jsonutils.loads(subprocess.run(
+        ['qemu-img', 'info', '--output=json', path], check=True,
+        capture_output=True, text=True).stdout)
+    return max(0, info['virtual-size'] - info['actual-size'])
+
+
+class DiskAvailableLeastTest(base.TestCase):
+    """disk_available_least: the free space of the instances path less what
+    the guests' local disks can still grow by, the in-tree driver's figure.
+    """
+
+    FREE = 10 * units.Gi
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.AltDriver(virtapi=None)
+        self.addCleanup(self.driver.cleanup_host, 'compute1')
+        self.conn = self.driver.host.get_connection()
+        # a fixed free space: other tests write on the same filesystem
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_altdriver.resources.disk_figures',
+            lambda path: (100 * units.Gi, 0, self.FREE)))
+        base = os.path.join(self.tmp, 'base')
+        qemu_img('create', '-f', 'qcow2', base, '64M')
+        # 1 GiB the guest sees, a few clusters of metadata on the host
+        self.overlay = self.file('overlay', 'qcow2', '-F', 'qcow2', '-b',
+                                 base, size='1G')
+        self.raw = self.file('sparse', 'raw', size='2G')
+
+    def file(self, name, fmt, *options, size):
+        path = os.path.join(self.tmp, name)
+        qemu_img('create', '-f', fmt, *options, path, size)
+        return path
+
+    def define(self, *disks, start=False):
+        """A guest with disks (domain.Disk), running with start."""
+        xml = etree.fromstring(libvirt_test_driver.domain_xml(
+            str(uuid.uuid4()), 'instance-%s' % uuid.uuid4().hex[:8]))
+        devices = etree.SubElement(xml, 'devices')
+        for disk in disks:
+            devices.append(domain.disk_element(disk))
+        dom = self.conn.defineXML(etree.tostring(xml, encoding='unicode'))
+        if start:
+            dom.create()
+
+    def least(self):
+        nodename = self.driver.get_available_nodes()[0]
+        return self.driver.get_available_resource(
+            nodename)['disk_available_least']
+
+    def expected(self, *disks):
+        """What the in-tree driver reports, as nova stores it (int())."""
+        overcommit = sum(in_tree_overcommit(path, fmt)
+                         for path, fmt in disks)
+        return int((self.FREE - overcommit) / units.Gi)
+
+    def test_a_qcow2_overlay_counts_its_virtual_size_less_its_blocks(self):
+        self.define(domain.Disk(self.overlay, 'qcow2', 'vda', 'virtio'))
+        self.assertGreater(in_tree_overcommit(self.overlay, 'qcow2'),
+                           units.Gi // 2)
+        self.assertEqual(self.expected((self.overlay, 'qcow2')),
+                         self.least())
+        self.assertEqual(9, self.least())
+
+    def test_a_raw_sparse_file_counts_its_size_less_its_blocks(self):
+        self.define(domain.Disk(self.raw, 'raw', 'vdb', 'virtio'),
+                    start=True)  # the live definition counts
+        self.assertEqual(self.expected((self.raw, 'raw')), self.least())
+        self.assertEqual(8, self.least())
+
+    def test_the_format_is_the_definitions_not_the_contents(self):
+        # a raw disk whose guest wrote a 1 TiB qcow2 header into it
+        written = self.file('written', 'qcow2', size='1T')
+        self.define(domain.Disk(self.overlay, 'qcow2', 'vda', 'virtio'),
+                    domain.Disk(written, 'raw', 'vdb', 'virtio'))
+        self.assertEqual(self.expected((self.overlay, 'qcow2'),
+                                       (written, 'raw')), self.least())
+        self.assertEqual(9, self.least())
+
+    def test_a_volume_is_not_counted(self):
+        volume = domain.Disk(None, 'raw', 'vdb', 'virtio',
+                             serial='vol-1', rbd=domain.Rbd('volumes/vol-1'),
+                             alias='ua-vol-1')
+        self.define(domain.Disk(self.overlay, 'qcow2', 'vda', 'virtio'),
+                    volume)
+        self.assertEqual(self.expected((self.overlay, 'qcow2')),
+                         self.least())
+
+    def test_a_guest_whose_disk_went_away_is_left_out(self):
+        gone = self.file('gone', 'qcow2', size='4G')
+        os.unlink(gone)
+        # the in-tree driver leaves the whole guest out, its other disks too
+        self.define(domain.Disk(self.overlay, 'qcow2', 'vda', 'virtio'),
+                    domain.Disk(gone, 'qcow2', 'vdb', 'virtio'))
+        self.define(domain.Disk(self.raw, 'raw', 'vda', 'virtio'))
+        self.assertEqual(self.expected((self.raw, 'raw')), self.least())
+
+    def test_more_growth_than_free_space_is_below_zero_truncated(self):
+        self.FREE = units.Gi
+        self.define(domain.Disk(self.overlay, 'qcow2', 'vda', 'virtio'),
+                    domain.Disk(self.raw, 'raw', 'vdb', 'virtio'))
+        # (1 GiB - nearly 3 GiB) / 1 GiB: -1.99..., stored as -1
+        self.assertEqual(-1, self.least())
+        self.assertEqual(self.expected((self.overlay, 'qcow2'),
+                                       (self.raw, 'raw')), self.least())
 
 
 class InitHostTest(base.TestCase):
