@@ -157,22 +157,29 @@ def _configure(args):
     conf.CONF.set_override('connection_uri', args.uri, group=group)
 
 
-def _intree_without_database(drv):
-    """What the in-tree driver needs to run without nova's database."""
+def _without_database():
+    """Empty answers from nova's database (nova-conductor, in
+    nova-compute) about the guests: the true ones here, minus a conductor
+    round trip. The guests are no instances of nova's, and no volumes are
+    attached. The in-tree driver's get_available_resource asks for their
+    instances and block devices, to leave volumes out of the disk
+    overcommit sum; this driver's init_host asks for their instances, to
+    find unfinished evacuations.
+    """
     from nova import objects
 
-    # get_available_resource asks the database (through nova-conductor in
-    # nova-compute) for the instances and block devices of the guests, to
-    # leave volumes out of the disk overcommit sum. None are attached here:
-    # empty answers are the true ones, minus a conductor round trip.
     objects.InstanceList.get_by_filters = classmethod(
         lambda cls, *args, **kwargs: cls(objects=[]))
     objects.BlockDeviceMappingList.bdms_by_instance_uuid = classmethod(
         lambda cls, *args, **kwargs: {})
-    # Not started: the thread that, each time the libvirt connection opens
-    # or breaks, records the compute service as enabled or not in the
-    # database (not part of the calls timed). It never ends either, and
-    # the interpreter's exit would wait for it.
+
+
+def _intree_without_conn_event_thread(drv):
+    """Keeps the in-tree driver from starting the thread that, each time
+    the libvirt connection opens or breaks, records the compute service as
+    enabled or not in the database (not part of the calls timed). It never
+    ends either, and the interpreter's exit would wait for it.
+    """
     drv._host._conn_event_thread = lambda: None
 
 
@@ -203,8 +210,9 @@ def measure(args):
     # No event listener: the guests never run, and nothing would use one.
     drv = virt_driver.load_compute_driver(
         virtapi.VirtAPI(), benchmarks.COMPUTE_DRIVERS[args.driver])
+    _without_database()
     if args.driver == 'intree':
-        _intree_without_database(drv)
+        _intree_without_conn_event_thread(drv)
     _timed('init_host', lambda: drv.init_host('bench'))
     seen, _ = _timed('list_instance_uuids', drv.list_instance_uuids)
     missing = {d['uuid'] for d in domains} - set(seen)
