@@ -83,7 +83,6 @@ class AltDriver(driver.ComputeDriver):
         self._node_uuid = None
         self._nodename = None
         self._cache = imagecache.ImageCache(self._layout)
-        self._resources = resources.HostResources(self.host, self._layout)
         self._snapshot = snapshot.Snapshot(self.host, self._cache)
         self._volumes = volumes.Volumes(self.host)
         self._interfaces = vifs.Interfaces(self.host)
@@ -96,6 +95,8 @@ class AltDriver(driver.ComputeDriver):
                                      self._lifecycle, self._power,
                                      self._snapshot, self._volumes)
         self._image_cache = imagecache.ImageCacheManager(self._cache)
+        self._resources = resources.HostResources(
+            self.host, self._layout, self._image_cache.get_disk_usage)
         self._live_migration = live_migration.LiveMigration(
             self.host, self._cache, self._volumes, self._migration_addr)
         self._resize = resize.Resize(

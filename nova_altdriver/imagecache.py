@@ -289,6 +289,7 @@ class ImageCacheManager(imagecache.ImageCacheManager):
         super().__init__()
         self._cache = cache
         self._base_dir = cache.layout.base_dir
+        self._instances_root = cache.layout.root
 
     def update(self, context, all_instances):
         if not os.path.isdir(self._base_dir):
@@ -345,7 +346,16 @@ class ImageCacheManager(imagecache.ImageCacheManager):
         return self._base_dir
 
     def get_disk_usage(self):
-        if not os.path.isdir(self._base_dir):
-            return 0
-        return sum(os.stat(os.path.join(self._base_dir, n)).st_blocks * 512
-                   for n in os.listdir(self._base_dir))
+        """Bytes the cached base files hold on the instances filesystem
+        (0 when the cache is on another one), as the in-tree driver counts
+        them for [workarounds] reserve_disk_resource_for_image_cache.
+        """
+        try:
+            if (os.stat(self._base_dir).st_dev !=
+                    os.stat(self._instances_root).st_dev):
+                return 0
+            return sum(entry.stat().st_blocks * 512
+                       for entry in os.scandir(self._base_dir)
+                       if entry.is_file())
+        except OSError:
+            return 0  # no cache yet, or a file removed meanwhile

@@ -5,6 +5,7 @@ Placement inventory, read from libvirt and the instances filesystem.
 import errno
 import os
 
+from nova.compute import utils as compute_utils
 import nova.conf
 from nova import exception
 from nova.objects import fields
@@ -89,9 +90,13 @@ def supported_instances(capabilities):
 
 class HostResources(object):
 
-    def __init__(self, host, layout):
+    def __init__(self, host, layout, image_cache_bytes):
+        """:param image_cache_bytes: image_cache_bytes() gives the bytes
+            the image cache holds on the instances filesystem
+        """
         self._host = host
         self._layout = layout
+        self._image_cache_bytes = image_cache_bytes
 
     def _memory_mb_used(self, total_mb):
         stats = self._host.memory_stats()
@@ -159,6 +164,15 @@ class HostResources(object):
             'supported_instances': supported_instances(caps),
         }
 
+    def _image_cache_gb(self):
+        """The DISK_GB the image cache holds, when the operator has them
+        reserved (as the in-tree driver: rounded up to whole GiB).
+        """
+        if not CONF.workarounds.reserve_disk_resource_for_image_cache:
+            return 0
+        return compute_utils.convert_mb_to_ceil_gb(
+            self._image_cache_bytes() / units.Mi)
+
     def inventory(self, current):
         """Placement inventory of VCPU, MEMORY_MB and DISK_GB, given the
         inventory the provider has now (for operator-set ratios).
@@ -169,7 +183,8 @@ class HostResources(object):
             orc.VCPU: CONF.reserved_host_cpus,
             orc.MEMORY_MB: CONF.reserved_host_memory_mb,
             orc.DISK_GB:
-                driver.ComputeDriver._get_reserved_host_disk_gb_from_config(),
+                driver.ComputeDriver._get_reserved_host_disk_gb_from_config() +
+                self._image_cache_gb(),
         }
         totals = {orc.VCPU: info.cpus, orc.MEMORY_MB: info.memory_mb,
                   orc.DISK_GB: disk_figures(self._layout.root)[0] // units.Gi}

@@ -140,6 +140,24 @@ class DriverTest(base.TestCase):
         self.assertEqual(1.0, inv[orc.MEMORY_MB]['allocation_ratio'])
         self.assertEqual(2, inv[orc.DISK_GB]['reserved'])
 
+    def test_the_image_cache_is_reserved_when_the_operator_asks(self):
+        # (as the in-tree driver: the blocks its files hold, in whole GiB)
+        base_dir = self.driver._layout.base_dir
+        os.makedirs(base_dir, exist_ok=True)
+        with open(os.path.join(base_dir, 'cached'), 'wb') as f:
+            f.write(b'\1' * 3 * 2 ** 20)
+        self.flags(reserved_host_disk_mb=2048)
+
+        def reserved():
+            tree = provider_tree.ProviderTree()
+            tree.new_root('node', uuid.uuid4())
+            self.driver.update_provider_tree(tree, 'node')
+            return tree.data('node').inventory[orc.DISK_GB]['reserved']
+        self.assertEqual(2, reserved())
+        self.flags(reserve_disk_resource_for_image_cache=True,
+                   group='workarounds')
+        self.assertEqual(3, reserved())
+
     def test_host_figures(self):
         self.assertIn('load average', self.driver.get_host_uptime())
         stats = self.driver.get_host_cpu_stats()
