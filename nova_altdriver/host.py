@@ -195,7 +195,7 @@ class Host(object):
         self._stopped_event_delay = stopped_event_delay
         self._conn = None
         self._conn_lock = threading.Lock()
-        self._unsaved = set()  # of guest_mod.Guest: for this connection
+        self._unsaved = set()  # UUIDs: Guest.power_state; this connection
         self._events = queue.Queue()
         self._dispatcher = None
         self._device_waiters = {}  # (uuid, alias) -> DeviceRemoval
