@@ -90,11 +90,12 @@ def _bandwidth(el, flavor):
     (kilobytes a second, a burst in kilobytes): a direction only with its
     average, as the in-tree driver.
 
-    On an Open vSwitch port libvirt makes the inbound average OVS's
+    libvirt adds this driver's Open vSwitch ports to the switch (an
+    openvswitch virtualport), and there it makes the inbound average OVS's
     ``min-rate``, a guarantee, and only a peak its ``max-rate``: an average
-    alone would limit nothing (it does not in the in-tree driver). It is
-    the cap there too, as libvirt makes it on every other port, unless the
-    flavor names a peak.
+    alone would limit nothing. The in-tree driver has os-vif add them (an
+    ethernet interface), where libvirt's ``tc`` makes the average the cap.
+    So does this driver, unless the flavor names a peak.
     """
     specs = flavor.extra_specs
     bandwidth = None
