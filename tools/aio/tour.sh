@@ -341,7 +341,9 @@ s_flavor() {
         osc flavor create --ram 256 --vcpus 1 --disk 1 "$FLAVOR" -f value -c id; } &&
     { osc flavor show "$FLAVOR_QOS" >/dev/null 2>&1 ||
         osc flavor create --ram 256 --vcpus 1 --disk 1 "$FLAVOR_QOS" -f value -c id; } &&
-    osc flavor set --property "quota:vif_inbound_average=$RX_LIMIT" "$FLAVOR_QOS" &&
+    # their extra specs as the tour says, whatever an older tour left
+    osc flavor set --no-property "$FLAVOR" &&
+    osc flavor set --no-property --property "quota:vif_inbound_average=$RX_LIMIT" "$FLAVOR_QOS" &&
     { osc flavor show "$FLAVOR_BIG" >/dev/null 2>&1 ||
         osc flavor create --ram 320 --vcpus 1 --disk 2 "$FLAVOR_BIG" -f value -c id; }
 }
