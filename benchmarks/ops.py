@@ -357,9 +357,13 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
                 toggler.join()
             self.record('concurrency', figure,
                         statistics.median(self._times(figure, 'pause')))
-        # Once the host is quiet again: the median of five, each after a
-        # second's rest (right after the storm single pauses read 11 to
-        # 270 ms with either driver, the storm's writes draining).
+        # Once the host is quiet again: the eight guests booted (they were
+        # only ACTIVE: booting under TCG they take the CPUs, and a driver
+        # whose snapshots finish sooner met more of them still booting),
+        # the storm's writes on disk, then the median of five pauses, each
+        # after a second's rest.
+        for server in self.many:
+            self.wait_for_guest(server, 'ALTDRIVER-READY', timeout=600)
         subprocess.run(['sync'], check=True)
         rounds = iter(range(5))
 
