@@ -330,10 +330,3 @@ class ImageStream(object):
                     break
                 run_index += 1
             yield table
-
-
-class Qcow2Stream(ImageStream):
-    """The chain at path (its top of format fmt) as a standalone qcow2."""
-
-    def __init__(self, path, fmt):
-        super().__init__(path, fmt, 'qcow2')

@@ -212,10 +212,10 @@ class ImageStreamTest(testtools.TestCase):
         self.create('disk', 64 * MiB)
         self.write('disk', (0, 3 * MiB, 0xc1), (20 * MiB + 7, 17 * MiB, 0xc2))
         whole = b''.join(iter(
-            qcow2stream.Qcow2Stream(self.path('disk'), 'qcow2').read,
+            qcow2stream.ImageStream(self.path('disk'), 'qcow2').read,
             b''))
         for size in (1, 4097, 64 * KiB, 10 * MiB):
-            stream = qcow2stream.Qcow2Stream(self.path('disk'), 'qcow2')
+            stream = qcow2stream.ImageStream(self.path('disk'), 'qcow2')
             self.addCleanup(stream.close)
             pieces = []
             # Byte by byte takes too long over the whole image: its first
@@ -236,7 +236,7 @@ class ImageStreamTest(testtools.TestCase):
                         'write -c -P 0xd1 0 64k', self.path('disk')],
                        check=True, capture_output=True)
         self.assertRaises(qcow2stream.NotStreamable,
-                          qcow2stream.Qcow2Stream, self.path('disk'),
+                          qcow2stream.ImageStream, self.path('disk'),
                           'qcow2')
 
     def test_external_data_file_is_not_streamable(self):
@@ -244,7 +244,7 @@ class ImageStreamTest(testtools.TestCase):
                     options='data_file=%s' % self.path('data'))
         self.write('disk', (0, 64 * KiB, 0xe1))
         self.assertRaises(qcow2stream.NotStreamable,
-                          qcow2stream.Qcow2Stream, self.path('disk'),
+                          qcow2stream.ImageStream, self.path('disk'),
                           'qcow2')
 
     def test_other_formats_are_not_streamable(self):
@@ -253,7 +253,7 @@ class ImageStreamTest(testtools.TestCase):
         for path, fmt in ((self.path('base'), 'vmdk'),
                           (self.path('top'), 'qcow2')):
             self.assertRaises(qcow2stream.NotStreamable,
-                              qcow2stream.Qcow2Stream, path, fmt)
+                              qcow2stream.ImageStream, path, fmt)
 
     def test_top_format_is_the_callers(self):
         # A raw disk whose guest wrote a qcow2 header is raw all the same.
