@@ -1,15 +1,21 @@
-"""The cloud's view: the all-in-one's CLI tour (tools/aio/tour.sh) with one
-driver, each step from its API call until the checks see the new state.
+"""The cloud's view: the all-in-one (tools/aio) with one driver.
 
-``python -m benchmarks.cloud`` (run.py's ``cloud`` scenario, the driver in
-BENCH_DRIVER) takes down the all-in-one of the other driver (both use the
-same ports), brings up this driver's (``AIO_DRIVER``: the same cloud with
-only ``compute_driver`` switched), runs the tour, takes the cloud down and
-appends the seconds of every step that passed, of the whole tour, and the
-number of steps and of failed ones to BENCH_OUT. Fails when a step failed
-with this driver; the in-tree driver's failed steps are a figure of their
-own (a flavor's inbound bandwidth, for one, is no cap on its Open vSwitch
-ports).
+``python -m benchmarks.cloud tour|load`` (run.py's ``cloud`` and ``load``
+scenarios, the driver in BENCH_DRIVER) takes down the all-in-one of the
+other driver (both use the same ports), brings up this driver's
+(``AIO_DRIVER``: the same cloud with only ``compute_driver`` switched), runs
+one of its commands, takes the cloud down and appends what it measured to
+BENCH_OUT:
+
+- ``tour``: the CLI tour (tools/aio/tour.sh), each step from its API call
+  until the checks see the new state: the seconds of every step that
+  passed, of the whole tour, and the number of steps and of failed ones;
+- ``load``: 50 servers and a storm of actions on them (tools/aio/load.py):
+  its figures as it prints them.
+
+Fails when this driver failed a step or an action; the in-tree driver's
+failures are figures of their own (a flavor's inbound bandwidth, for one,
+is no cap on its Open vSwitch ports).
 """
 
 import os
@@ -27,6 +33,9 @@ AIO_DRIVERS = {'alt': 'altdriver', 'intree': 'libvirt'}
 STEP = re.compile(r'^(?P<name>.+?)\s+\| (?P<result>ok|FAILED)\s+\| '
                   r'(?P<seconds>\d+)$')
 TOTAL = re.compile(r'^tour: (?P<seconds>\d+) s, ')
+# a figure of load.py
+FIGURE = re.compile(r'^LOAD (?P<name>.+?) \| (?P<value>[-\d.]+) \| '
+                    r'(?P<unit>.+)$')
 
 
 def steps(output):
@@ -51,18 +60,15 @@ def aio(driver, *args):
                           text=True)
 
 
-def main():
-    driver = os.environ['BENCH_DRIVER']
-    for other in set(AIO_DRIVERS) - {driver}:
-        if aio(other, 'down').returncode:
-            sys.exit('taking down the %s cloud failed' % other)
-    if aio(driver, 'up').returncode:
-        sys.exit('the %s cloud did not come up' % driver)
-    tour = aio(driver, 'tour')
-    print(tour.stdout)
-    if aio(driver, 'down').returncode:
-        sys.exit('taking down the %s cloud failed' % driver)
-    found, total = steps(tour.stdout)
+def figures(output):
+    """[(figure, value, unit)] of load.py's output."""
+    return [(m['name'], float(m['value']), m['unit'])
+            for m in map(FIGURE.match, output.splitlines()) if m]
+
+
+def tour(output):
+    """The tour's records, and the steps that failed."""
+    found, total = steps(output)
     if total is None:
         sys.exit('the tour did not finish')
     failed = [name for name, result, _seconds in found if result != 'ok']
@@ -71,11 +77,38 @@ def main():
     rows += [('cloud', 'whole tour', total, 's'),
              ('cloud', 'tour steps', len(found), 'steps'),
              ('cloud', 'tour steps failed', len(failed), 'steps')]
+    return rows, failed
+
+
+def load(output):
+    """The load test's records, and what failed."""
+    found = dict((name, value) for name, value, _unit in figures(output))
+    if 'leftovers after the delete' not in found:
+        sys.exit('the load test did not finish')
+    failed = ['%s: %d' % (name, found[name]) for name in (
+        'storm actions failed', 'guests not back (status, READY)',
+        'leftovers after the delete') if found[name]]
+    return [('load', name, value, unit)
+            for name, value, unit in figures(output)], failed
+
+
+def main():
+    driver, command = os.environ['BENCH_DRIVER'], sys.argv[1]
+    for other in set(AIO_DRIVERS) - {driver}:
+        if aio(other, 'down').returncode:
+            sys.exit('taking down the %s cloud failed' % other)
+    if aio(driver, 'up').returncode:
+        sys.exit('the %s cloud did not come up' % driver)
+    run = aio(driver, command)
+    print(run.stdout)
+    if aio(driver, 'down').returncode:
+        sys.exit('taking down the %s cloud failed' % driver)
+    rows, failed = {'tour': tour, 'load': load}[command](run.stdout)
     benchmarks.append_records(os.environ['BENCH_OUT'], driver, rows)
     if failed and driver == 'alt':
-        sys.exit('tour steps failed: %s' % ', '.join(failed))
+        sys.exit('%s failed: %s' % (command, ', '.join(failed)))
     for name in failed:
-        print('%s: step failed: %s' % (driver, name))
+        print('%s: failed: %s' % (driver, name))
 
 
 if __name__ == '__main__':

@@ -28,13 +28,13 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('ALTDRIVER_CACHE', '/var/cache/nova-altdriver')
 DRIVERS = ('alt', 'intree')
 SCENARIOS = ('ops', 'bigdisk', 'concurrency', 'periodic', 'volumes',
-             'migration', 'volume_migration', 'cloud')
+             'migration', 'volume_migration', 'cloud', 'load')
 PERIODIC_SIZES = (10, 100, 500)
 # The migration scenario's two libvirt daemons listen on 127.0.0.10 and .11:
 # the e2e tests take .2 and .3 unless told, the all-in-one's second host .2.
 MIGRATION_FIRST_ADDR = '10'
 GROUPS = ('operation', 'live snapshot', 'concurrency', 'migration', 'periodic',
-          'memory', 'cloud')
+          'memory', 'cloud', 'load')
 DOCS_RESULTS = os.path.join(TOP, 'doc', 'source', 'benchmark-results.txt')
 
 
@@ -147,7 +147,10 @@ class Runner(object):
             {'ALTDRIVER_E2E_FIRST_ADDR': MIGRATION_FIRST_ADDR})
 
     def scenario_cloud(self):
-        self.alternate('cloud', lambda driver: ['benchmarks.cloud'])
+        self.alternate('cloud', lambda driver: ['benchmarks.cloud', 'tour'])
+
+    def scenario_load(self):
+        self.alternate('load', lambda driver: ['benchmarks.cloud', 'load'])
 
     def scenario_periodic(self):
         domains = os.path.join(self.out, 'domains')

@@ -78,9 +78,10 @@ altdriver_opts = [
              'snapshots).'),
     cfg.StrOpt(
         'snapshots_directory',
-        help='Where snapshots keep their temporary files (the image being '
-             'uploaded and, for a running guest, the overlay that takes its '
-             'writes meanwhile). They are removed in every outcome. '
+        help='Where snapshots keep their temporary files (for a running '
+             'guest, the overlay that takes its writes meanwhile; the image '
+             'only when it cannot be streamed to Glance). They are removed '
+             'in every outcome. '
              'Unset: ``snapshots`` in ``instances_path``.'),
     cfg.IntOpt(
         'device_detach_attempts',

@@ -2,10 +2,16 @@
 
 A running or paused guest is never paused for the copy nor undefined (the
 in-tree driver does both): an external disk-only snapshot redirects its
-writes to a temporary overlay, the now-stable disk is converted at leisure,
+writes to a temporary overlay, the now-stable disk is copied at leisure,
 then an active block commit folds the overlay back and pivots the guest
-onto its own disk. A stopped or suspended guest's disk is converted as it
-is (a suspended guest stays suspended).
+onto its own disk. A stopped or suspended guest's disk is copied as it is
+(a suspended guest stays suspended).
+
+The copy goes straight to Glance (qcow2stream): no staging copy takes the
+image's size on the instances filesystem. Only a chain that module cannot
+copy, or a compressed qcow2 snapshot, is converted into a staging file
+first and uploaded after the fold-back. A server deleted during the upload
+ends it: the deletion does not wait for the rest of the image.
 
 The overlay holds the guest's only copy of what it wrote meanwhile, so its
 work directory (``<uuid>-<random>`` in the snapshots directory, with the
@@ -20,6 +26,7 @@ host of a shared instances path.
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid as uuid_mod
 
@@ -35,6 +42,7 @@ from oslo_utils import fileutils
 import nova.conf
 from nova_altdriver import disks
 from nova_altdriver import paths
+from nova_altdriver import qcow2stream
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -44,6 +52,8 @@ LOG = logging.getLogger(__name__)
 _OVERLAY = 'writes-meanwhile.qcow2'
 _DEFINITION = 'definition.xml'
 _OWNER = 'host'
+# ... and the image, when it cannot be streamed
+_STAGED = 'image'
 
 
 def image_metadata(instance, image_meta, disk_format):
@@ -64,14 +74,34 @@ def image_metadata(instance, image_meta, disk_format):
             'properties': properties}
 
 
+def _compressed():
+    return (CONF.altdriver.snapshot_compression and
+            CONF.altdriver.snapshot_image_format == 'qcow2')
+
+
 def _convert(source, source_format, target):
     """Copies source (and its backing chain) into one standalone image."""
     args = ['qemu-img', 'convert', '-U', '-f', source_format,
             '-O', CONF.altdriver.snapshot_image_format]
-    if (CONF.altdriver.snapshot_compression and
-            CONF.altdriver.snapshot_image_format == 'qcow2'):
+    if _compressed():
         args.append('-c')
     processutils.execute(*(args + [source, target]))
+
+
+class _Cancellable(object):
+    """An instance's image stream that ends once cancelled is set (the
+    instance is being deleted).
+    """
+
+    def __init__(self, instance_uuid, stream, cancelled):
+        self._instance_uuid = instance_uuid
+        self._stream = stream
+        self._cancelled = cancelled
+
+    def read(self, size=-1):
+        if self._cancelled.is_set():
+            raise exception.InstanceNotFound(instance_id=self._instance_uuid)
+        return self._stream.read(size)
 
 
 def _instance_uuid(name):
@@ -149,6 +179,10 @@ class Snapshot(object):
         self._cache = cache
         self._layout = cache.layout
         self._image_api = glance.API()
+        # instance uuid: an Event set when the instance is being deleted,
+        # for each upload under way
+        self._uploads = {}
+        self._uploads_lock = threading.Lock()
 
     def snapshot(self, context, instance, image_id, update_task_state):
         guest = self._host.find_guest(instance.uuid)
@@ -157,20 +191,30 @@ class Snapshot(object):
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         root = self._layout.instance_file(instance, paths.DISK)
         root_format = disks.recorded_format(self._cache, instance, root)
+
+        def upload(data):
+            update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                              expected_state=task_states.IMAGE_PENDING_UPLOAD)
+            metadata = image_metadata(instance, instance.image_meta,
+                                      CONF.altdriver.snapshot_image_format)
+            self._image_api.update(context, image_id, metadata, data,
+                                   purge_props=False)
+            LOG.info('Snapshot %s uploaded', image_id, instance=instance)
+
         with _locked(instance.uuid):
             self._settle(instance.uuid)
             work = self._new_work_dir(instance)
-            out = os.path.join(work, 'image')
             try:
                 # Active also while shutting down or PM-suspended: QEMU
                 # still has the disk open for writing.
                 if guest.is_active():
-                    self._live_copy(instance, guest, root, root_format, out,
-                                    work)
+                    staged = self._live_copy(instance, guest, root,
+                                             root_format, work, upload)
                 else:
-                    _convert(root, root_format, out)
+                    staged = self._copy(instance, root, root_format, work,
+                                        upload)
             except Exception:
-                fileutils.delete_if_exists(out)
+                fileutils.delete_if_exists(os.path.join(work, _STAGED))
                 gone = self._host.find_guest(instance.uuid) is None
                 if not _pending(work) or (gone and not os.path.isdir(
                         self._layout.instance_dir(instance.uuid))):
@@ -180,16 +224,38 @@ class Snapshot(object):
                         instance_id=instance.uuid)
                 raise
         try:
-            update_task_state(task_state=task_states.IMAGE_UPLOADING,
-                              expected_state=task_states.IMAGE_PENDING_UPLOAD)
-            metadata = image_metadata(instance, instance.image_meta,
-                                      CONF.altdriver.snapshot_image_format)
-            with open(out, 'rb') as data:
-                self._image_api.update(context, image_id, metadata, data,
-                                       purge_props=False)
-            LOG.info('Snapshot %s uploaded', image_id, instance=instance)
+            if staged:
+                with open(staged, 'rb') as data:
+                    upload(data)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _copy(self, instance, source, source_format, work, upload):
+        """The image of source's stable chain: streamed to upload (None),
+        or, when it cannot be, converted into work (the file's path, for
+        the caller to upload).
+        """
+        if not _compressed():
+            try:
+                stream = qcow2stream.ImageStream(
+                    source, source_format,
+                    CONF.altdriver.snapshot_image_format)
+            except qcow2stream.NotStreamable as e:
+                LOG.info('Snapshot staged on disk: %s', e, instance=instance)
+            else:
+                cancelled = threading.Event()
+                with self._uploads_lock:
+                    self._uploads[instance.uuid] = cancelled
+                try:
+                    with stream:
+                        upload(_Cancellable(instance.uuid, stream, cancelled))
+                finally:
+                    with self._uploads_lock:
+                        del self._uploads[instance.uuid]
+                return None
+        staged = os.path.join(work, _STAGED)
+        _convert(source, source_format, staged)
+        return staged
 
     def _new_work_dir(self, instance):
         os.makedirs(self._layout.snapshots_dir, exist_ok=True)
@@ -198,7 +264,7 @@ class Snapshot(object):
         paths.write_atomically(os.path.join(work, _OWNER), instance.host)
         return work
 
-    def _live_copy(self, instance, guest, root, root_format, out, work):
+    def _live_copy(self, instance, guest, root, root_format, work, upload):
         props = instance.image_meta.properties
         if props.get('os_require_quiesce') and not props.get(
                 'hw_qemu_guest_agent'):
@@ -222,7 +288,7 @@ class Snapshot(object):
                     fileutils.delete_if_exists(definition)
         try:
             # Stable now: the guest writes elsewhere.
-            _convert(root, root_format, out)
+            return self._copy(instance, root, root_format, work, upload)
         finally:
             self._fold_back_retrying(instance.uuid, work)
 
@@ -294,7 +360,12 @@ class Snapshot(object):
             self._settle(instance.uuid)
 
     def forget(self, instance):
-        """Removes the work directories of an instance whose disks go."""
+        """Removes the work directories of an instance whose disks go,
+        once an upload of its image under way has ended.
+        """
+        with self._uploads_lock:
+            if instance.uuid in self._uploads:
+                self._uploads[instance.uuid].set()
         with _locked(instance.uuid):
             for _uuid, work in _work_dirs(self._layout.snapshots_dir,
                                           instance.uuid):

@@ -6,6 +6,8 @@
 #   aio.sh up       install what is missing, configure, start everything (idempotent)
 #   aio.sh status   which services run, and whether their APIs answer
 #   aio.sh tour     boot the test guest and walk it through the operations
+#   aio.sh load [--servers N] [--seconds S]  50 servers and a storm of actions
+#                   on them; failures, nova-compute's CPU and memory, leftovers
 #   aio.sh browser-tour [--ci] [DIR]  the same through Horizon in headless
 #                   Chromium (--ci: CI's subset, every page and form once)
 #   aio.sh tempest [--ci] [REGEX]  tempest's compute tests (tempest.sh)
@@ -612,10 +614,11 @@ case ${1:-} in
         kill -KILL "$pid"
         rm -f "$RUN/$2.pid" "$RUN/$2.starttime" ;;
     tour) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tour.sh" "$@" ;;
+    load) shift; exec "$(cat "$STATE/venv")/bin/python" "$AIO_DIR/load.py" "$@" ;;
     browser-tour) shift; exec "$(cat "$STATE/venv")/bin/python" "$AIO_DIR/browser_tour.py" "$@" ;;
     tempest) shift; VENV=$(cat "$STATE/venv") exec bash "$AIO_DIR/tempest.sh" "$@" ;;
     tempest-compare)
         exec bash "$AIO_DIR/tempest.sh" --compare "$(state_of altdriver)" "$(state_of libvirt)" ;;
-    *) echo "usage: $0 up|status|tour|browser-tour [--ci] [OUTDIR]|tempest [--ci] [REGEX]|tempest-compare|down|kill SERVICE" >&2
+    *) echo "usage: $0 up|status|tour|load [--servers N] [--seconds S]|browser-tour [--ci] [OUTDIR]|tempest [--ci] [REGEX]|tempest-compare|down|kill SERVICE" >&2
        exit 2 ;;
 esac

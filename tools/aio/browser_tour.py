@@ -23,7 +23,6 @@ The steps and their checks are here, the pages they use in horizon_pages.py.
 
 import datetime
 import functools
-import importlib.util
 import itertools
 import os
 import re
@@ -35,6 +34,7 @@ import openstack
 from selenium.common import exceptions as sel_exc
 
 import horizon_pages as pages
+from probe import markers
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -78,20 +78,6 @@ def answers_ping(address, attempts):
     return any(subprocess.run(['ping', '-c', '1', '-W', '2', address],
                               stdout=subprocess.DEVNULL).returncode == 0
                for _ in range(attempts))
-
-
-def load_by_path(path):
-    """The module in PATH, not imported through its package."""
-    spec = importlib.util.spec_from_file_location(
-        os.path.splitext(os.path.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# the e2e tests' parser of the guest's console; its package would import nova
-markers = load_by_path(os.path.join(TOP, 'nova_altdriver', 'tests', 'e2e',
-                                    'markers.py'))
 
 
 class Tour(object):

@@ -160,7 +160,8 @@ def changes_something(step):
     what = step.split(' ' + STEP_MARK)[0]
     if what.startswith('libvirt '):
         return what.rpartition('.')[2] not in QUERIES
-    return what not in ('qemu-img info', 'qemu-img check', 'os.fsync()')
+    return what not in ('qemu-img info', 'qemu-img map', 'qemu-img check',
+                        'os.fsync()')
 
 
 def is_libvirt(step):

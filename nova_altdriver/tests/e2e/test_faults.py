@@ -24,11 +24,13 @@ SUBSET = (
     ('unrescue', 'libvirtd', 'Host.define'),
     # the block commit that folds the guest's writes back
     ('live snapshot', 'libvirtd', 'Guest.commit_active_layer'),
-    # killed while the guest writes to the temporary overlay
-    ('live snapshot', 'kill', 'qemu-img convert'),
+    # killed while the guest writes to the temporary overlay (its disk
+    # streams to Glance meanwhile)
+    ('live snapshot', 'kill', faults.UPLOAD),
     # the other host's start-up recovery while the overlay is in use
-    ('live snapshot', 'peer', 'qemu-img convert'),
-    ('cold snapshot', 'enospc', 'qemu-img convert'),
+    ('live snapshot', 'peer', faults.UPLOAD),
+    # a full disk during the upload (a streamed copy needs no space)
+    ('cold snapshot', 'enospc', faults.UPLOAD),
     ('shelve-offload', 'glance', faults.UPLOAD),
     ('unshelve', 'kill', 'qemu-img rebase'),
     ('hard reboot', 'kill', 'Host.define'),

@@ -28,14 +28,15 @@ def chain(path):
     return [layer['filename'] for layer in info]
 
 
-def copy_fails(side_effect):
-    """The snapshot's copy (qemu-img convert) fails with side_effect; any
-    other command runs.
+def command_fails(command, side_effect):
+    """processutils' command (its first words: qemu-img map, the stream's
+    reading of the chain, or qemu-img convert, a staged copy) fails with
+    side_effect; any other runs.
     """
     execute = processutils.execute
 
     def run(*cmd, **kwargs):
-        if cmd[:2] == ('qemu-img', 'convert'):
+        if cmd[:len(command)] == command:
             raise side_effect()
         return execute(*cmd, **kwargs)
     return fixtures.MockPatch('oslo_concurrency.processutils.execute',
@@ -115,16 +116,33 @@ class SnapshotTest(base.TestCase):
             self.assertEqual([], os.listdir(
                 os.path.join(self.instances_path, 'snapshots')))
 
-        # The host's disk fills up during the copy ...
-        with copy_fails(lambda: processutils.ProcessExecutionError(
-                'No space left on device')):
+        # Reading the disk fails ...
+        with command_fails(('qemu-img', 'map'), lambda: (
+                processutils.ProcessExecutionError('Input/output error'))):
             self.assertRaises(processutils.ProcessExecutionError, snapshot)
         assertUnharmed()
-        # ... the upload fails ...
+        # ... the host's disk fills up during a staged copy (a compressed
+        # image is not streamed) ...
+        self.flags(snapshot_compression=True, group='altdriver')
+        with command_fails(('qemu-img', 'convert'), lambda: (
+                processutils.ProcessExecutionError(
+                    'No space left on device'))):
+            self.assertRaises(processutils.ProcessExecutionError, snapshot)
+        assertUnharmed()
+        self.flags(snapshot_compression=False, group='altdriver')
+        # ... the upload fails before it starts, or part of the way ...
         with fixtures.MockPatch(
                 'nova.image.glance.API.update',
                 side_effect=exception.ImageNotFound(image_id=image_id)):
             self.assertRaises(exception.ImageNotFound, snapshot)
+        assertUnharmed()
+
+        def cut_short(context, image_id, metadata, data, **kwargs):
+            data.read(2 ** 20)
+            raise exception.CouldNotUploadImage(image_id=image_id)
+        with fixtures.MockPatch('nova.image.glance.API.update',
+                                side_effect=cut_short):
+            self.assertRaises(exception.CouldNotUploadImage, snapshot)
         assertUnharmed()
         # ... quiescing, required, fails (no agent answers) ...
         meta = instance.system_metadata  # (what image_meta is made from)
@@ -141,8 +159,44 @@ class SnapshotTest(base.TestCase):
             dom.destroy()
             dom.undefine()
             return processutils.ProcessExecutionError('gone')
-        with copy_fails(delete_guest):
+        with command_fails(('qemu-img', 'map'), delete_guest):
             self.assertRaises(exception.InstanceNotFound, snapshot)
+        self.assertEqual([], os.listdir(
+            os.path.join(self.instances_path, 'snapshots')))
+
+    def test_deleting_the_server_ends_its_snapshot_upload(self):
+        server = self.boot(self.image_id, self.flavor)
+        self.wait_for_guest(server, 'ALTDRIVER-READY bootcount=1')
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'])
+        image_id = self.glance.create(None, {'name': 'snap'})['id']
+        read = []
+
+        def slow_glance(context, image_id, metadata, data, **kwargs):
+            # a Glance far slower than the deletion: 64 KiB a 0.1 s, the
+            # image's 32 MiB in 50 s
+            while True:
+                chunk = data.read(65536)
+                if not chunk:
+                    return
+                read.append(len(chunk))
+                if len(read) == 4:  # the upload is under way
+                    self.api.delete_server(server['id'])
+                time.sleep(0.1)
+
+        start = time.monotonic()
+        with fixtures.MockPatch('nova.image.glance.API.update',
+                                side_effect=slow_glance):
+            self.assertRaises(
+                exception.InstanceNotFound, self.driver_of(
+                    self.compute).snapshot,
+                nova_context.get_admin_context(), instance, image_id,
+                lambda **kw: None)
+        self._wait_until_deleted(server)
+        took = time.monotonic() - start
+        self.assertLess(took, 30, 'the deletion waited for the upload')
+        self.assertLess(sum(read), 16 * 2 ** 20)
+        self.assertFalse(os.path.exists(self.instance_dir(server)))
         self.assertEqual([], os.listdir(
             os.path.join(self.instances_path, 'snapshots')))
 

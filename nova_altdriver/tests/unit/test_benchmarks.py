@@ -62,6 +62,35 @@ class TourStepsTest(testtools.TestCase):
                          cloud.steps(self.OUTPUT.split('inbound')[0]))
 
 
+class LoadFiguresTest(testtools.TestCase):
+    """The all-in-one load test's figures, as the load scenario reads
+    them.
+    """
+
+    OUTPUT = (
+        'LOAD boot 50 servers (all ACTIVE) | 212 | s\n'
+        'a line of something else | 3 | s\n'
+        'LOAD nova-compute CPU a storm action | 850 | ms\n'
+        'LOAD storm actions failed | 1 | actions\n'
+        'LOAD guests not back (status, READY) | 0 | servers\n'
+        'LOAD leftovers after the delete | 2 | items\n')
+
+    def test_figures_and_what_failed(self):
+        rows, failed = cloud.load(self.OUTPUT)
+        self.assertEqual(
+            [('load', 'boot 50 servers (all ACTIVE)', 212.0, 's'),
+             ('load', 'nova-compute CPU a storm action', 850.0, 'ms'),
+             ('load', 'storm actions failed', 1.0, 'actions'),
+             ('load', 'guests not back (status, READY)', 0.0, 'servers'),
+             ('load', 'leftovers after the delete', 2.0, 'items')], rows)
+        self.assertEqual(['storm actions failed: 1',
+                          'leftovers after the delete: 2'], failed)
+
+    def test_a_load_test_that_did_not_finish(self):
+        self.assertRaises(SystemExit, cloud.load,
+                          self.OUTPUT.split('LOAD leftovers')[0])
+
+
 class PeakUsageTest(testtools.TestCase):
     """The peak of a filesystem's used space during a snapshot."""
 

@@ -7,6 +7,7 @@ import subprocess
 import uuid
 
 from lxml import etree
+from nova import exception
 from nova import objects
 
 from nova_altdriver import host as host_mod
@@ -177,3 +178,59 @@ class RecoveryTest(base.TestCase):
         open(os.path.join(half_named, 'host.tmp'), 'w').close()
         self.snapshot.recover_interrupted('compute1')
         self.assertEqual([], os.listdir(self.snapshots))
+
+
+class CopyTest(base.TestCase):
+    """The snapshot's copy of a stable chain: streamed to the upload, with
+    nothing staged, unless it cannot be.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.host = host_mod.Host(self.uri)
+        self.addCleanup(self.host.close)
+        self.snapshot = snapshot.Snapshot(self.host, self.cache)
+        self.instance = objects.Instance(uuid=str(uuid.uuid4()))
+        self.work = os.path.join(self.tmp, 'work')
+        os.makedirs(self.work)
+        self.disk = os.path.join(self.tmp, 'disk')
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2',
+                        self.disk, '4M'], check=True)
+        qemu_io(self.disk, 'write -P 7 0 64k')
+
+    def copy(self, upload):
+        return self.snapshot._copy(self.instance, self.disk, 'qcow2',
+                                   self.work, upload)
+
+    def uploaded_image(self, data):
+        image = os.path.join(self.tmp, 'uploaded')
+        with open(image, 'wb') as f:
+            f.write(data)
+        return image
+
+    def test_streamed_with_nothing_staged(self):
+        uploaded = []
+
+        def upload(data):
+            # while the upload runs, the work directory stays empty
+            uploaded.append((os.listdir(self.work), data.read()))
+        self.assertIsNone(self.copy(upload))
+        staged, data = uploaded[0]
+        self.assertEqual([], staged)
+        self.assertTrue(holds(self.uploaded_image(data), 7))
+
+    def test_a_compressed_snapshot_is_staged_for_the_caller(self):
+        self.flags(snapshot_compression=True, group='altdriver')
+        staged = self.copy(lambda data: self.fail('streamed'))
+        self.assertEqual(os.path.join(self.work, snapshot._STAGED), staged)
+        self.assertTrue(holds(staged, 7))
+
+    def test_deleting_the_instance_ends_its_upload(self):
+        def upload(data):
+            data.read(65536)
+            # nova deletes the server (forget waits for the snapshot's lock
+            # only in the real flow, where the upload holds it)
+            self.snapshot.forget(self.instance)
+            data.read(65536)
+        self.assertRaises(exception.InstanceNotFound, self.copy, upload)
+        self.assertEqual({}, self.snapshot._uploads)
