@@ -86,7 +86,7 @@ def load(output):
     if 'leftovers after the delete' not in found:
         sys.exit('the load test did not finish')
     failed = ['%s: %d' % (name, found[name]) for name in (
-        'storm actions failed', 'guests not back (status, READY)',
+        'storm actions failed', 'guests not back (status, ping)',
         'leftovers after the delete') if found[name]]
     return [('load', name, value, unit)
             for name, value, unit in figures(output)], failed

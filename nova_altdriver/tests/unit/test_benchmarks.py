@@ -72,7 +72,7 @@ class LoadFiguresTest(testtools.TestCase):
         'a line of something else | 3 | s\n'
         'LOAD nova-compute CPU a storm action | 850 | ms\n'
         'LOAD storm actions failed | 1 | actions\n'
-        'LOAD guests not back (status, READY) | 0 | servers\n'
+        'LOAD guests not back (status, ping) | 0 | servers\n'
         'LOAD leftovers after the delete | 2 | items\n')
 
     def test_figures_and_what_failed(self):
@@ -81,7 +81,7 @@ class LoadFiguresTest(testtools.TestCase):
             [('load', 'boot 50 servers (all ACTIVE)', 212.0, 's'),
              ('load', 'nova-compute CPU a storm action', 850.0, 'ms'),
              ('load', 'storm actions failed', 1.0, 'actions'),
-             ('load', 'guests not back (status, READY)', 0.0, 'servers'),
+             ('load', 'guests not back (status, ping)', 0.0, 'servers'),
              ('load', 'leftovers after the delete', 2.0, 'items')], rows)
         self.assertEqual(['storm actions failed: 1',
                           'leftovers after the delete: 2'], failed)
