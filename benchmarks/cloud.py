@@ -86,8 +86,9 @@ def load(output):
     if 'leftovers after the delete' not in found:
         sys.exit('the load test did not finish')
     failed = ['%s: %d' % (name, found[name]) for name in (
-        'storm actions failed', 'guests not back (status, ping)',
-        'leftovers after the delete') if found[name]]
+        'boot failures', 'storm actions failed',
+        'guests not back (status, ping)', 'leftovers after the delete')
+        if found[name]]
     return [('load', name, value, unit)
             for name, value, unit in figures(output)], failed
 

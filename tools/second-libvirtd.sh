@@ -19,6 +19,9 @@
 # guests' VNC servers do (on the address nova's [vnc] server_listen names). With
 # HOSTNAME, the daemon runs in a UTS namespace of that host name, which
 # libvirt reports as the host's (nova's in-tree driver names its node so).
+# ALTDRIVER_DISPLAY_PORTS="FIRST COUNT" gives the guests' VNC and SPICE
+# servers a range of their own instead (the all-in-one's second host, which
+# may hold many guests).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -64,6 +67,7 @@ start)
         # from the last octet: 127.0.0.4 -> 7528
         display=$((7400 + 32 * (${addr##*.} % 16))) display_count=32
     fi
+    [ -z "${ALTDRIVER_DISPLAY_PORTS:-}" ] || read -r display display_count <<<"$ALTDRIVER_DISPLAY_PORTS"
     sed -i '/^\s*remote_display_port_\(min\|max\)/d' "$dir/etc/qemu.conf"
     printf '%s\n' "remote_display_port_min = $display" \
         "remote_display_port_max = $((display + display_count - 1))" \

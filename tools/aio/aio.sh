@@ -300,8 +300,10 @@ start_libvirt2() {  # the second compute host's libvirtd + virtlogd
     pid_of libvirtd2 >/dev/null && pid_of virtlogd2 >/dev/null && return 0
     stop_one libvirtd2; stop_one virtlogd2  # half of a pair: restart both
     log "starting libvirtd2 + virtlogd2 in $LIBVIRT2_DIR"
-    # its own host name: the in-tree driver names its node after it
-    bash "$ALTDRIVER_TOP/tools/second-libvirtd.sh" start "$LIBVIRT2_DIR" "$LIBVIRT2_ADDR" \
+    # its own host name: the in-tree driver names its node after it; room
+    # for 100 guests' VNC and SPICE servers (the load test's 50 servers may
+    # all land here), clear of nova's serial console ports (10000-20000)
+    ALTDRIVER_DISPLAY_PORTS="21000 200" bash "$ALTDRIVER_TOP/tools/second-libvirtd.sh" start "$LIBVIRT2_DIR" "$LIBVIRT2_ADDR" \
         "$HOSTNAME_COMPUTE2" \
         >/dev/null 2>>"$LOGS/libvirtd2.log" \
         || die "the second libvirtd did not start (log: $LOGS/libvirtd2.log)"

@@ -305,14 +305,21 @@ class Load(object):
         self.ids = [s.id for s in self.mine()]
         if len(self.ids) != n:
             raise Failed('%d servers made, not %d' % (len(self.ids), n))
+        failed = set()
         for sid in self.ids:
-            wait_status(c, sid, {'ACTIVE'}, WAIT * 3)
+            try:
+                wait_status(c, sid, {'ACTIVE'}, WAIT * 3)
+            except Failed as e:
+                log('boot failed: %s' % e)
+                failed.add(sid)
         self.figure('boot %d servers (all ACTIVE)' % n,
                     round(time.monotonic() - t0), 's')
-        not_ready = self.wait_ready(self.ids)
+        self.figure('boot failures', len(failed), 'servers')
+        not_ready = self.wait_ready(
+            [sid for sid in self.ids if sid not in failed])
         self.figure('boot %d servers (all guests answer)' % n,
                     round(time.monotonic() - t0), 's')
-        return not_ready
+        return failed | not_ready
 
     def wait_ready(self, ids):
         """The guests that do not answer ping within WAIT seconds."""

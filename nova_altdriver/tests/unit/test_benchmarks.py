@@ -69,6 +69,7 @@ class LoadFiguresTest(testtools.TestCase):
 
     OUTPUT = (
         'LOAD boot 50 servers (all ACTIVE) | 212 | s\n'
+        'LOAD boot failures | 0 | servers\n'
         'a line of something else | 3 | s\n'
         'LOAD nova-compute CPU a storm action | 850 | ms\n'
         'LOAD storm actions failed | 1 | actions\n'
@@ -79,6 +80,7 @@ class LoadFiguresTest(testtools.TestCase):
         rows, failed = cloud.load(self.OUTPUT)
         self.assertEqual(
             [('load', 'boot 50 servers (all ACTIVE)', 212.0, 's'),
+             ('load', 'boot failures', 0.0, 'servers'),
              ('load', 'nova-compute CPU a storm action', 850.0, 'ms'),
              ('load', 'storm actions failed', 1.0, 'actions'),
              ('load', 'guests not back (status, ping)', 0.0, 'servers'),
