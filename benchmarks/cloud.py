@@ -100,7 +100,9 @@ def main():
             sys.exit('taking down the %s cloud failed' % other)
     if aio(driver, 'up').returncode:
         sys.exit('the %s cloud did not come up' % driver)
-    run = aio(driver, command)
+    # BENCH_LOAD_ARGS: the load test's options (--servers N ...)
+    extra = os.environ.get('BENCH_LOAD_ARGS', '').split()
+    run = aio(driver, command, *(extra if command == 'load' else []))
     print(run.stdout)
     if aio(driver, 'down').returncode:
         sys.exit('taking down the %s cloud failed' % driver)

@@ -270,9 +270,11 @@ class Load(object):
 
     def cleanup(self):
         """What an earlier run left (an interrupted one)."""
-        for server in self.mine():
+        left = self.mine()
+        for server in left:
             log('deleting %s, left by an earlier run' % server.name)
             self.conn.compute.delete_server(server.id)
+        for server in left:
             self.conn.compute.wait_for_delete(server, wait=WAIT)
         for image in self.conn.image.images():
             if image.name.startswith(PREFIX + '-snapshot-'):
@@ -315,19 +317,20 @@ class Load(object):
         self.figure('boot %d servers (all ACTIVE)' % n,
                     round(time.monotonic() - t0), 's')
         self.figure('boot failures', len(failed), 'servers')
+        # many TCG guests booting at once share two CPUs here: minutes
         not_ready = self.wait_ready(
-            [sid for sid in self.ids if sid not in failed])
+            [sid for sid in self.ids if sid not in failed], WAIT * 3)
         self.figure('boot %d servers (all guests answer)' % n,
                     round(time.monotonic() - t0), 's')
         return failed | not_ready
 
-    def wait_ready(self, ids):
-        """The guests that do not answer ping within WAIT seconds."""
+    def wait_ready(self, ids, seconds=WAIT):
+        """The guests that do not answer ping within seconds."""
         addresses = {
             sid: self.conn.compute.get_server(sid).addresses[NETWORK][0][
                 'addr'] for sid in ids}
         waiting = set(ids)
-        end = time.monotonic() + WAIT
+        end = time.monotonic() + seconds
         while waiting and time.monotonic() < end:
             waiting = {sid for sid in waiting
                        if not answers(addresses[sid])}
