@@ -325,7 +325,7 @@ class Bench(test_volumes.CephVolumes, base.TestCase):
         # The whole call against the bare copy: this driver streams the
         # image to Glance as it copies (the copy is the upload), the
         # in-tree driver copies, then uploads its staging file. (Glance is
-        # this process's memory here: its share is small.)
+        # this process's memory here: the hand-over is a copy of 1 GiB.)
         whole = self._times('snapshot 1 GiB (running guest)', 'snapshot')[0]
         self.record('live snapshot', 'throughput vs bare convert',
                     bare / whole, 'ratio')
