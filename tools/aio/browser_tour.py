@@ -34,6 +34,7 @@ import openstack
 from selenium.common import exceptions as sel_exc
 
 import horizon_pages as pages
+from probe import answers_ping
 from probe import markers
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -72,12 +73,6 @@ VOLUME = 'aio-browser-volume'
 GIB = 1 << 30
 
 IPV4 = re.compile(r'\b\d+\.\d+\.\d+\.\d+\b')
-
-
-def answers_ping(address, attempts):
-    return any(subprocess.run(['ping', '-c', '1', '-W', '2', address],
-                              stdout=subprocess.DEVNULL).returncode == 0
-               for _ in range(attempts))
 
 
 class Tour(object):

@@ -36,6 +36,7 @@ import time
 
 import openstack
 
+from probe import answers_ping
 from probe import CLOUD
 
 STATE = os.environ.get('AIO_STATE', '/var/lib/nova-altdriver-aio')
@@ -98,16 +99,11 @@ def snapshot(conn, sid):
         conn.image.delete_image(image.id, ignore_missing=True)
 
 
-def answers(address):
-    return subprocess.run(['ping', '-c', '1', '-W', '2', address],
-                          stdout=subprocess.DEVNULL).returncode == 0
-
-
 def wait_answer(conn, sid, seconds=WAIT):
     """Until the server's guest answers ping; Failed when the time is up."""
     address = conn.compute.get_server(sid).addresses[NETWORK][0]['addr']
     end = time.monotonic() + seconds
-    while not answers(address):
+    while not answers_ping(address):
         if time.monotonic() > end:
             raise Failed('the guest of %s does not answer at %s' % (
                 sid, address))
@@ -333,7 +329,7 @@ class Load(object):
         end = time.monotonic() + seconds
         while waiting and time.monotonic() < end:
             waiting = {sid for sid in waiting
-                       if not answers(addresses[sid])}
+                       if not answers_ping(addresses[sid])}
             if waiting:
                 time.sleep(5)
         for sid in sorted(waiting):

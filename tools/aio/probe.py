@@ -17,10 +17,14 @@ same API calls the CLI makes).
     probe.py volume-status VOLUME    the volume's status (exit 1: no volume)
 
 SERVER and VOLUME are names or ids. Exit 3: no such server.
+
+The Python tours (browser_tour.py, load.py) import the guest's console
+parser (``markers``) and ``answers_ping`` from here.
 """
 
 import importlib.util
 import os
+import subprocess
 import sys
 import time
 
@@ -44,6 +48,13 @@ def load_by_path(path):
 # package would import nova)
 markers = load_by_path(os.path.join(TOP, 'nova_altdriver', 'tests', 'e2e',
                                     'markers.py'))
+
+
+def answers_ping(address, attempts=1):
+    """Whether the guest at address answers one of attempts pings."""
+    return any(subprocess.run(['ping', '-c', '1', '-W', '2', address],
+                              stdout=subprocess.DEVNULL).returncode == 0
+               for _ in range(attempts))
 
 
 def server_id(conn, name_or_id):
