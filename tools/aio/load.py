@@ -409,8 +409,10 @@ class Load(object):
             [sid for sid in alive if sid not in not_back])
         self.figure('guests not back (status, ping)',
                     len(not_back | storm.failed_servers), 'servers')
+        # a failed action took CPU too
+        attempted = completed + len(storm.failures)
         self.figure('nova-compute CPU a storm action',
-                    round(cpu_storm * 1000 / max(completed, 1)), 'ms')
+                    round(cpu_storm * 1000 / max(attempted, 1)), 'ms')
         self.figure('nova-compute resident memory after the storm',
                     round(compute.memory_mib('VmRSS')), 'MiB')
         self.figure('nova-compute peak resident memory',
