@@ -36,9 +36,8 @@ from selenium.common import exceptions as sel_exc
 import horizon_pages as pages
 from probe import answers_ping
 from probe import markers
+from probe import TOP
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 STATE = os.environ.get('AIO_STATE', '/var/lib/nova-altdriver-aio')
 HORIZON = os.environ.get('AIO_HORIZON_URL', 'http://127.0.0.1:8080')
 CLOUD = 'altdriver-aio'

@@ -38,10 +38,9 @@ import openstack
 
 from probe import answers_ping
 from probe import CLOUD
+from probe import TOP
 
 STATE = os.environ.get('AIO_STATE', '/var/lib/nova-altdriver-aio')
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 PREFIX = 'aio-load'
 IMAGE = PREFIX + '-guest'
 FLAVOR = PREFIX + '-flavor'
